@@ -1,0 +1,125 @@
+/*
+ * The configuration: read from YAML with libcyaml against a schema, validated
+ * whole, then immutable. Key names are the operators' interface (DESIGN.md):
+ * they may grow, never change.
+ */
+#ifndef EF_CONF_CONF_H
+#define EF_CONF_CONF_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+enum conf_autodiscover {
+	CONF_AUTODISCOVER_PROXY = 0, /* default */
+	CONF_AUTODISCOVER_ANSWER,
+};
+
+enum conf_log_format {
+	CONF_LOG_JSON = 0, /* default */
+	CONF_LOG_TEXT,
+};
+
+struct conf_listen {
+	char *address;	/* "IP:PORT" or "[IPv6]:PORT", as written */
+	unsigned line;	/* line of the entry in the config file */
+};
+
+struct conf_cert {
+	char *cert;	/* PEM chain, leaf first */
+	char *key;	/* PEM private key */
+	unsigned line;
+};
+
+struct conf_health {
+	char *path;	   /* default /Microsoft-Server-ActiveSync/healthcheck.htm */
+	unsigned interval; /* s, default 5 */
+	unsigned timeout;  /* s, default 2 */
+	unsigned rise;	   /* default 2 */
+	unsigned fall;	   /* default 3 */
+};
+
+struct conf_site {
+	char *name;
+	char *external_url; /* NULL: the site has no external URL */
+	char **cas;	    /* n_cas URLs, http:// or https:// */
+	unsigned n_cas;
+	char *fallback;	    /* NULL: none */
+	char *proxy_path;   /* default /Microsoft-Server-ActiveSync */
+	struct conf_health health;
+	unsigned line;
+};
+
+struct conf_netbios {
+	char *name;   /* NetBIOS domain, e.g. CONTOSO */
+	char *domain; /* DNS domain, e.g. contoso.com */
+};
+
+struct conf_timeouts {		/* all in seconds */
+	unsigned handshake;	/* TLS handshake, default 10 */
+	unsigned client_header; /* request head after the first byte, 15 */
+	unsigned client_body;	/* gap between request body reads, 60 */
+	unsigned idle;		/* keep-alive between requests, 120 */
+	unsigned upstream_connect; /* 5 */
+	unsigned upstream_response; /* first response byte, non-held, 120 */
+	unsigned long_poll;	/* first response byte, held commands, 3660 */
+	unsigned drain;		/* SIGTERM: in-flight requests, 30 */
+};
+
+struct conf_limits {
+	unsigned connections;		/* default 200000 */
+	unsigned connections_per_client; /* default 512 */
+};
+
+struct conf {
+	char *path;	/* the file it was read from */
+	char *site;	/* this front end's site */
+	struct conf_listen *listen;
+	unsigned n_listen;
+	struct conf_cert *certs; /* tls.certificates; certs[0] is default */
+	unsigned n_certs;
+	struct conf_site *sites;
+	unsigned n_sites;
+	char *upstream_ca_file;	 /* upstream.ca_file; NULL: system store */
+	enum conf_autodiscover autodiscover;
+	char **dns_servers;	 /* dns.servers; NULL: /etc/resolv.conf */
+	unsigned n_dns_servers;
+	char *sitemap_file;	 /* sitemap.file; NULL: none */
+	char *default_site;	 /* sitemap.default_site; defaults to site */
+	struct conf_netbios *netbios; /* sitemap.netbios */
+	unsigned n_netbios;
+	struct conf_timeouts timeouts;
+	char *admin_listen;	 /* admin.listen; NULL: no admin endpoint */
+	char *log_access;	 /* log.access; NULL: no access log, "-": stdout */
+	enum conf_log_format log_format;
+	bool log_hash_identities;
+	char *log_level;	 /* log.level: error|warn|info|debug, default info */
+	char *user;		 /* NULL: no privilege drop */
+	char *pid_file;		 /* pid_file; default /run/easfront.pid */
+	unsigned workers;	 /* 0 (default): one per online CPU */
+	struct conf_limits limits;
+};
+
+/*
+ * Reads and validates the config at path. On success returns 0 and *out is a
+ * new conf owned by the caller (free with conf_free). On failure returns -1
+ * and, when err is not NULL, *err is a malloc'd text with one
+ * "FILE:LINE: reason" line per problem (all of them, not just the first).
+ * Checks: YAML syntax, unknown keys, wrong types, missing required keys
+ * (site, listen, tls.certificates, sites with name and cas), duplicate site
+ * names, site / fallback / default_site naming no site, URLs that are not
+ * http(s), listen addresses that do not parse. Files named (certificates,
+ * site map) are not opened here.
+ */
+int conf_load(const char *path, struct conf **out, char **err);
+
+/* Same as conf_load but from memory; path is used in messages only. */
+int conf_load_mem(const char *path, const char *yaml, size_t len,
+		  struct conf **out, char **err);
+
+/* Frees a conf; NULL is accepted. */
+void conf_free(struct conf *c);
+
+/* Returns the site called name, or NULL. */
+const struct conf_site *conf_site_find(const struct conf *c, const char *name);
+
+#endif

@@ -1,0 +1,60 @@
+/*
+ * OpenSSL contexts: the server side (several certificates picked by SNI, ECDSA
+ * and RSA side by side, tickets) and the client side towards the CAS (verify,
+ * SNI, host-name check). Knows nothing of HTTP.
+ */
+#ifndef EF_TLS_TLS_H
+#define EF_TLS_TLS_H
+
+#include <openssl/ssl.h>
+
+struct conf;
+
+/* The server contexts of one config generation; immutable once built, shared
+ * by all workers (OpenSSL contexts are thread-safe for handshakes). */
+struct tls_server;
+
+/*
+ * Builds the server contexts for c->certs: TLS 1.2 and 1.3 only, AEAD ciphers
+ * with forward secrecy, no compression, no renegotiation, session tickets
+ * (keys shared by every context of this tls_server), SSL_MODE_RELEASE_BUFFERS.
+ * Certificates with the same names but different key types (ECDSA and RSA)
+ * share one context so OpenSSL picks by what the client supports. Returns NULL
+ * with *err ("FILE:LINE: reason" lines, malloc'd) on failure.
+ */
+struct tls_server *tls_server_new(const struct conf *c, char **err);
+
+/* Frees the contexts; sessions that still use one keep it alive through
+ * OpenSSL's reference counts. NULL is accepted. */
+void tls_server_free(struct tls_server *ts);
+
+/* The context to give SSL_new() for a new client connection: the default
+ * certificate's, with the SNI callback installed. */
+SSL_CTX *tls_server_ctx(const struct tls_server *ts);
+
+/* Index into conf.certs of the certificate a client asking for servername
+ * (NULL: no SNI) gets: the first whose SAN (or CN when there is no SAN)
+ * matches, wildcards in the left-most label only; else 0. For tests and
+ * `easfront preflight`. */
+int tls_server_select(const struct tls_server *ts, const char *servername);
+
+/*
+ * Checks every certificate and key of c without building contexts: readable,
+ * parseable, the key matches its certificate, not expired and not yet valid
+ * only in the future. Returns 0, or -1 with *err holding one
+ * "CONFIGFILE:LINE: reason" line per problem (the line of the cert entry).
+ */
+int tls_check_certs(const struct conf *c, char **err);
+
+/* The client context towards CAS servers: TLS 1.2+, peer verified against
+ * ca_file (NULL: the system store). Returns NULL with *err on failure. */
+SSL_CTX *tls_client_ctx_new(const char *ca_file, char **err);
+
+/* A new client SSL for host: SNI set (unless host is an IP literal) and the
+ * certificate's names checked against host. Returns NULL on failure. */
+SSL *tls_client_ssl_new(SSL_CTX *ctx, const char *host);
+
+/* "TLSv1.3" etc. for logs. */
+const char *tls_version_str(const SSL *ssl);
+
+#endif
