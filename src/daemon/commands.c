@@ -1,0 +1,141 @@
+/*
+ * The one-shot commands: check, reload, route, preflight. They build what
+ * `run` would build and report on it, serving nothing.
+ */
+#include "daemon/daemon.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conf/conf.h"
+#include "daemon/generation.h"
+#include "proxy/gen.h"
+#include "site/route.h"
+#include "site/sitemap.h"
+#include "tls/tls.h"
+
+static void print_err(const char *err)
+{
+	if (err == NULL || err[0] == '\0')
+		return;
+	fputs(err, stderr);
+	if (err[strlen(err) - 1] != '\n')
+		fputc('\n', stderr);
+}
+
+int daemon_check(const char *conf_path)
+{
+	struct conf *c = NULL;
+	struct sitemap *m = NULL;
+	char *err = NULL;
+	int rc = 0;
+
+	if (conf_load(conf_path, &c, &err) != 0) {
+		print_err(err);
+		free(err);
+		return 1;
+	}
+	if (tls_check_certs(c, &err) != 0) {
+		print_err(err);
+		rc = 1;
+	}
+	free(err);
+	err = NULL;
+	if (c->sitemap_file != NULL) {
+		m = sitemap_load(c, c->sitemap_file, &err);
+		if (m == NULL) {
+			print_err(err);
+			rc = 1;
+		}
+		free(err);
+	}
+	if (rc == 0)
+		printf("%s: OK (%u sites, %zu users in the site map)\n",
+		       conf_path, c->n_sites, m ? sitemap_users(m) : 0);
+	sitemap_free(m);
+	conf_free(c);
+	return rc;
+}
+
+int daemon_reload(const char *conf_path)
+{
+	struct conf *c = NULL;
+	char *err = NULL;
+	long pid = 0;
+	FILE *f;
+
+	if (conf_load(conf_path, &c, &err) != 0) {
+		print_err(err);
+		free(err);
+		return 1;
+	}
+	f = fopen(c->pid_file, "r");
+	if (f == NULL || fscanf(f, "%ld", &pid) != 1 || pid <= 1) {
+		fprintf(stderr, "%s: no running easfront (%s)\n", c->pid_file,
+			f ? "bad pid file" : strerror(errno));
+		if (f)
+			fclose(f);
+		conf_free(c);
+		return 1;
+	}
+	fclose(f);
+	conf_free(c);
+	if (kill((pid_t)pid, SIGHUP) != 0) {
+		fprintf(stderr, "pid %ld: %s\n", pid, strerror(errno));
+		return 1;
+	}
+	printf("reload requested (pid %ld)\n", pid);
+	return 0;
+}
+
+/* "14.1" -> 141, "2.5" -> 25; 0 for anything else. */
+static unsigned version_code(const char *v)
+{
+	static const char *const names[] = {"2.5",  "12.0", "12.1", "14.0",
+					    "14.1", "16.0", "16.1"};
+	static const unsigned codes[] = {25, 120, 121, 140, 141, 160, 161};
+
+	for (size_t i = 0; v != NULL && i < 7; i++)
+		if (strcmp(v, names[i]) == 0)
+			return codes[i];
+	return 0;
+}
+
+int daemon_route(const char *conf_path, const char *user, const char *version,
+		 const char *host)
+{
+	struct route_input in = {0};
+	struct route_decision d;
+	struct gen *g;
+	char key[256], text[4096];
+	char *err = NULL;
+
+	g = generation_build(NULL, conf_path, 0, &err);
+	if (g == NULL) {
+		print_err(err);
+		free(err);
+		return 1;
+	}
+	in.conf = g->conf;
+	in.map = g->map;
+	in.user = sitemap_normalise(g->conf, user, key, sizeof(key)) ? key
+								      : NULL;
+	in.version = version_code(version);
+	in.host = host;
+	route_decide(&in, &d);
+	route_explain(&in, &d, text, sizeof(text));
+	fputs(text, stdout);
+	if (text[0] && text[strlen(text) - 1] != '\n')
+		fputc('\n', stdout);
+	gen_release(g);
+	return 0;
+}
+
+int daemon_preflight(const char *conf_path)
+{
+	fprintf(stderr, "%s: preflight is not implemented yet\n", conf_path);
+	return 2;
+}

@@ -1,0 +1,314 @@
+/*
+ * `easfront run`: start-up, signals, reloads, stop. The only part that
+ * touches process state (signals, pid file, privileges).
+ */
+#include "daemon/daemon.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "conf/conf.h"
+#include "core/log.h"
+#include "daemon/generation.h"
+#include "proxy/accesslog.h"
+#include "proxy/gen.h"
+#include "proxy/proxy.h"
+
+struct daemon {
+	const char *conf_path;
+	struct proxy *proxy;
+	struct event_base *base;
+	unsigned next_gen;
+	unsigned drain;		/* seconds, from the live config */
+	char *pid_file;		/* owned */
+	char *access_path;	/* owned; NULL: no access log */
+};
+
+/* systemd's readiness protocol, spoken directly: one datagram to
+ * $NOTIFY_SOCKET. Without systemd there is no socket and nothing to do. */
+static void notify(const char *msg)
+{
+	const char *path = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	size_t len;
+	int fd;
+
+	if (path == NULL || (path[0] != '/' && path[0] != '@'))
+		return;
+	len = strlen(path);
+	if (len >= sizeof(sun.sun_path))
+		return;
+	memcpy(sun.sun_path, path, len);
+	if (sun.sun_path[0] == '@')
+		sun.sun_path[0] = '\0';
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	if (sendto(fd, msg, strlen(msg), 0, (struct sockaddr *)&sun,
+		   (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len)) <
+	    0)
+		log_warn("sd_notify");
+	close(fd);
+}
+
+static void print_errors(const char *err)
+{
+	/* Each line already reads "FILE:LINE: reason". */
+	if (err != NULL)
+		fprintf(stderr, "%s%s", err,
+			err[0] && err[strlen(err) - 1] == '\n' ? "" : "\n");
+}
+
+static void log_errors(const char *what, const char *err)
+{
+	const char *p = err;
+
+	while (p != NULL && *p != '\0') {
+		const char *nl = strchr(p, '\n');
+		int n = nl ? (int)(nl - p) : (int)strlen(p);
+
+		log_warnx("%s: %.*s", what, n, p);
+		p = nl ? nl + 1 : NULL;
+	}
+}
+
+static int open_access_log(const char *path)
+{
+	int fd;
+
+	if (path == NULL)
+		return -1;
+	if (strcmp(path, "-") == 0)
+		return dup(STDOUT_FILENO);
+	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+	if (fd < 0)
+		log_warn("access log %s", path);
+	return fd;
+}
+
+static void reopen_access_log(struct daemon *d)
+{
+	int fd = open_access_log(d->access_path);
+	int old = accesslog_get_fd();
+
+	accesslog_set_fd(fd);
+	/* A line being written to the old fd at this instant is lost at
+	 * worst; logrotate's copy is complete up to here. */
+	if (old >= 0)
+		close(old);
+}
+
+static void apply_conf(struct daemon *d, const struct conf *c)
+{
+	int lvl = c->log_level ? log_level_parse(c->log_level) : LOG_L_INFO;
+
+	log_init(STDERR_FILENO, lvl < 0 ? LOG_L_INFO : (enum log_level)lvl);
+	d->drain = c->timeouts.drain;
+	free(d->access_path);
+	d->access_path = c->log_access ? strdup(c->log_access) : NULL;
+}
+
+static void reload(struct daemon *d)
+{
+	char *err = NULL;
+	struct gen *g;
+
+	notify("RELOADING=1");
+	g = generation_build(d->proxy, d->conf_path, d->next_gen, &err);
+	if (g == NULL) {
+		log_errors("reload refused", err);
+		free(err);
+		notify("READY=1");
+		return;
+	}
+	d->next_gen++;
+	apply_conf(d, g->conf);
+	reopen_access_log(d);
+	log_info("reloaded %s: generation %u", d->conf_path, g->id);
+	proxy_publish(d->proxy, g);
+	notify("READY=1");
+}
+
+static void signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct daemon *d = arg;
+
+	switch (sig) {
+	case SIGHUP:
+		reload(d);
+		break;
+	case SIGUSR1:
+		reopen_access_log(d);
+		break;
+	default:
+		log_info("signal %d: stopping", (int)sig);
+		event_base_loopexit(d->base, NULL);
+		break;
+	}
+}
+
+static int write_pid_file(const char *path)
+{
+	char buf[32];
+	int fd, n;
+
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		log_warn("pid file %s", path);
+		return -1;
+	}
+	n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+	if (write(fd, buf, (size_t)n) != n)
+		log_warn("pid file %s", path);
+	close(fd);
+	return 0;
+}
+
+static int drop_privileges(const char *user)
+{
+	struct passwd *pw;
+
+	if (user == NULL)
+		return 0;
+	pw = getpwnam(user);
+	if (pw == NULL) {
+		log_warnx("user %s does not exist", user);
+		return -1;
+	}
+	if (setgroups(1, &pw->pw_gid) != 0 || setgid(pw->pw_gid) != 0 ||
+	    setuid(pw->pw_uid) != 0) {
+		log_warn("cannot become %s", user);
+		return -1;
+	}
+	return 0;
+}
+
+/* Every connection costs a socket or two; ask for enough descriptors and
+ * say so when the system gives less than the configured cap needs. */
+static void raise_fd_limit(const struct conf *c)
+{
+	struct rlimit rl;
+	rlim_t want = (rlim_t)c->limits.connections * 2 + 64;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return;
+	if (rl.rlim_cur < want) {
+		rl.rlim_cur = rl.rlim_max < want ? rl.rlim_max : want;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (rl.rlim_cur < want)
+		log_warnx("file descriptor limit %llu is below the %llu that "
+			  "limits.connections needs",
+			  (unsigned long long)rl.rlim_cur,
+			  (unsigned long long)want);
+}
+
+static unsigned worker_count(const struct conf *c)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (c->workers > 0)
+		return c->workers;
+	return n > 0 ? (unsigned)n : 1;
+}
+
+static int serve(struct daemon *d)
+{
+	static const int sigs[] = {SIGHUP, SIGTERM, SIGINT, SIGUSR1};
+	struct event *ev[4] = {0};
+	int rc = 0;
+
+	d->base = event_base_new();
+	if (d->base == NULL)
+		return 1;
+	for (int i = 0; i < 4; i++) {
+		ev[i] = evsignal_new(d->base, sigs[i], signal_cb, d);
+		if (ev[i] == NULL || event_add(ev[i], NULL) != 0)
+			rc = 1;
+	}
+	if (rc == 0) {
+		notify("READY=1");
+		event_base_dispatch(d->base);
+		notify("STOPPING=1");
+	}
+	for (int i = 0; i < 4; i++)
+		if (ev[i] != NULL)
+			event_free(ev[i]);
+	event_base_free(d->base);
+	return rc;
+}
+
+int daemon_run(const char *conf_path)
+{
+	struct daemon d = {.conf_path = conf_path, .next_gen = 1};
+	struct conf *c = NULL;
+	char *err = NULL;
+	struct gen *g = NULL;
+	unsigned workers;
+	int rc = 1;
+
+	signal(SIGPIPE, SIG_IGN);
+	/* The worker count must be known before the proxy that gives CAS
+	 * targets their pool ids exists, so the config is read once first. */
+	if (conf_load(conf_path, &c, &err) != 0) {
+		print_errors(err);
+		free(err);
+		return 1;
+	}
+	workers = worker_count(c);
+	raise_fd_limit(c);
+	conf_free(c);
+	d.proxy = proxy_new(workers, &err);
+	if (d.proxy != NULL)
+		g = generation_build(d.proxy, conf_path, d.next_gen++, &err);
+	if (g == NULL) {
+		print_errors(err);
+		free(err);
+		proxy_free(d.proxy);
+		return 1;
+	}
+	apply_conf(&d, g->conf);
+	if (proxy_listen(d.proxy, g->conf, &err) != 0)
+		goto out;
+	d.pid_file = strdup(g->conf->pid_file);
+	reopen_access_log(&d);
+	if (drop_privileges(g->conf->user) != 0)
+		goto out;
+	if (d.pid_file != NULL)
+		write_pid_file(d.pid_file);
+	proxy_publish(d.proxy, g);
+	g = NULL;
+	if (proxy_start(d.proxy, &err) != 0)
+		goto out;
+	log_info("easfront serving with %u workers", workers);
+	rc = serve(&d);
+	proxy_stop(d.proxy, d.drain);
+	log_info("stopped");
+out:
+	if (err != NULL) {
+		log_errors("start", err);
+		free(err);
+	}
+	gen_release(g);
+	proxy_free(d.proxy);
+	if (d.pid_file != NULL)
+		unlink(d.pid_file);
+	free(d.pid_file);
+	free(d.access_path);
+	if (accesslog_get_fd() >= 0)
+		close(accesslog_get_fd());
+	accesslog_set_fd(-1);
+	return rc;
+}

@@ -1,0 +1,40 @@
+#include "proxy/gen.h"
+
+#include <stdlib.h>
+
+#include "conf/conf.h"
+#include "site/sitemap.h"
+#include "tls/tls.h"
+
+struct gen *gen_hold(struct gen *g)
+{
+	atomic_fetch_add_explicit(&g->refs, 1, memory_order_relaxed);
+	return g;
+}
+
+static void gen_free(struct gen *g)
+{
+	if (g->sites != NULL) {
+		for (unsigned i = 0; i < g->conf->n_sites; i++) {
+			for (unsigned j = 0; j < g->sites[i].n_cas; j++)
+				free(g->sites[i].cas[j].url);
+			free(g->sites[i].cas);
+		}
+		free(g->sites);
+	}
+	sitemap_free(g->map);
+	tls_server_free(g->tls);
+	SSL_CTX_free(g->client_ctx);
+	conf_free(g->conf);
+	free(g);
+}
+
+void gen_release(struct gen *g)
+{
+	if (g == NULL)
+		return;
+	/* acq_rel: the freeing thread must see every write made under the
+	 * references dropped before it. */
+	if (atomic_fetch_sub_explicit(&g->refs, 1, memory_order_acq_rel) == 1)
+		gen_free(g);
+}

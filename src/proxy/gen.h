@@ -1,0 +1,63 @@
+/*
+ * A generation: everything one config load produced (conf, site map, TLS
+ * contexts, the resolved CAS targets), immutable once published and reference
+ * counted. Sessions hold the generation they started a request with, so a
+ * reload never changes the ground under a request in flight.
+ */
+#ifndef EF_PROXY_GEN_H
+#define EF_PROXY_GEN_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include <openssl/ssl.h>
+
+#include "core/str.h"
+
+struct conf;
+struct sitemap;
+struct tls_server;
+
+#define GEN_MAX_ADDRS 8
+
+/* One CAS base URL of a site, parsed and resolved. */
+struct cas_target {
+	char *url;	/* as configured; owned */
+	bool tls;	/* https:// */
+	char host[256]; /* host part without brackets, for SNI and checks */
+	uint16_t port;
+	unsigned id; /* index of this target's pools in every worker; equal
+			URLs share an id across generations */
+	unsigned naddr;
+	struct sockaddr_storage addr[GEN_MAX_ADDRS];
+	socklen_t addrlen[GEN_MAX_ADDRS];
+};
+
+/* What the proxy needs of one configured site, derived once per load. */
+struct gen_site {
+	struct cas_target *cas; /* n_cas entries; owned */
+	unsigned n_cas;
+	struct str proxy_path;	/* view of conf's proxy_path */
+};
+
+struct gen {
+	atomic_uint refs;
+	unsigned id;		   /* 1, 2, 3... per process */
+	struct conf *conf;	   /* owned */
+	struct sitemap *map;	   /* owned; NULL when no sitemap.file */
+	struct tls_server *tls;	   /* owned */
+	SSL_CTX *client_ctx;	   /* owned: TLS towards the CAS */
+	struct gen_site *sites;	   /* conf->n_sites entries; owned */
+	int own_site;		   /* index of conf->site */
+	char hostname[256];	   /* for healthcheck.htm */
+};
+
+/* Takes a reference; returns g for convenience. */
+struct gen *gen_hold(struct gen *g);
+/* Drops a reference and frees everything the generation owns with the last
+ * one. NULL is accepted. Any thread may call it. */
+void gen_release(struct gen *g);
+
+#endif

@@ -1,0 +1,594 @@
+/*
+ * Proxying one request: the forwarded head, bodies streamed both ways with
+ * back-pressure, the response head and its framing, upstream failures.
+ * One body relay serves both directions; the side tells which.
+ */
+#include "proxy/session.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+
+#include "conf/conf.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "proxy/gen.h"
+#include "proxy/upstream.h"
+#include "proxy/worker.h"
+
+/* A side's output above this pauses reading from its peer. */
+#define RELAY_HIGH_WATER (64 * 1024)
+/* ... and reading resumes once it drains below this. */
+#define RELAY_LOW_WATER (16 * 1024)
+
+#define EAS_VDIR "/Microsoft-Server-ActiveSync"
+
+/* Appends into a fixed buffer; an overflow is remembered, not written. */
+struct outbuf {
+	char *p;
+	size_t len, cap;
+	bool overflow;
+};
+
+static void ob_add(struct outbuf *ob, const char *s, size_t n)
+{
+	if (ob->overflow || ob->cap - ob->len < n) {
+		ob->overflow = true;
+		return;
+	}
+	memcpy(ob->p + ob->len, s, n);
+	ob->len += n;
+}
+
+static void ob_str(struct outbuf *ob, struct str s)
+{
+	ob_add(ob, s.p, s.len);
+}
+
+static void ob_lit(struct outbuf *ob, const char *s)
+{
+	ob_add(ob, s, strlen(s));
+}
+
+static void ob_header(struct outbuf *ob, const struct http_header *h)
+{
+	ob_str(ob, h->name);
+	ob_add(ob, ": ", 2);
+	ob_str(ob, h->value);
+	ob_add(ob, "\r\n", 2);
+}
+
+/* Request headers a client must never be able to hand to a CAS: Exchange
+ * trusts them between its own servers. */
+static bool exchange_internal(struct str name)
+{
+	static const char *const names[] = {
+		"X-CommonAccessToken", "X-IsFromCafe", "X-SourceCafeServer",
+		"msExchProxyUri", "X-MSExchangeActivityCtx",
+	};
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (str_eq_ci_lit(name, names[i]))
+			return true;
+	return false;
+}
+
+/* True when a header of a message must not cross the proxy; chunked framing
+ * itself passes through unless the body is being re-framed. */
+static bool drop_hop(struct str name, struct str connection, bool keep_te)
+{
+	if (keep_te && str_eq_ci_lit(name, "Transfer-Encoding"))
+		return false;
+	if (http_header_is_hop_by_hop(name))
+		return true;
+	return connection.len > 0 && http_connection_lists(connection, name);
+}
+
+static struct str header_value(const struct http_header *h, unsigned n,
+			       const char *name)
+{
+	const struct http_header *f = http_header_find(h, n, name);
+
+	return f ? f->value : STR_NULL;
+}
+
+/* The request line towards the CAS: the EAS virtual directory becomes the
+ * site's proxy_path, everything else is kept. */
+static void ob_request_line(struct outbuf *ob, const struct http_request *req,
+			    struct str proxy_path)
+{
+	struct str path = req->path;
+	struct str vdir = STR_LIT(EAS_VDIR);
+
+	ob_str(ob, req->method_str);
+	ob_add(ob, " ", 1);
+	if (str_prefix_ci(path, vdir) &&
+	    (path.len == vdir.len || path.p[vdir.len] == '/')) {
+		ob_str(ob, proxy_path);
+		ob_add(ob, path.p + vdir.len, path.len - vdir.len);
+	} else {
+		ob_str(ob, path);
+	}
+	if (req->query.len > 0) {
+		ob_add(ob, "?", 1);
+		ob_str(ob, req->query);
+	}
+	ob_lit(ob, " HTTP/1.1\r\n");
+}
+
+static size_t build_request_head(struct session *s,
+				 const struct http_request *req,
+				 const struct gen_site *gs)
+{
+	struct outbuf ob = {s->w->scratch, 0, sizeof(s->w->scratch), false};
+	struct str conn =
+		header_value(req->headers, req->nheaders, "Connection");
+
+	ob_request_line(&ob, req, gs->proxy_path);
+	for (unsigned i = 0; i < req->nheaders; i++) {
+		const struct http_header *h = &req->headers[i];
+
+		if (drop_hop(h->name, conn, true) || exchange_internal(h->name) ||
+		    str_eq_ci_lit(h->name, "Expect") ||
+		    str_eq_ci_lit(h->name, "X-Forwarded-For") ||
+		    str_eq_ci_lit(h->name, "X-Forwarded-Proto"))
+			continue;
+		ob_header(&ob, h);
+	}
+	if (!(req->flags & HTTP_F_HAS_HOST)) {
+		ob_lit(&ob, "Host: ");
+		ob_lit(&ob, gs->cas[0].host);
+		ob_lit(&ob, "\r\n");
+	}
+	/* The edge is where the client's address is known; anything a client
+	 * sent under these names is replaced, never trusted. */
+	ob_lit(&ob, "X-Forwarded-For: ");
+	ob_lit(&ob, s->client_ip);
+	ob_lit(&ob, "\r\nX-Forwarded-Proto: https\r\n\r\n");
+	return ob.overflow ? 0 : ob.len;
+}
+
+static size_t build_response_head(struct session *s,
+				  const struct http_response *resp)
+{
+	struct outbuf ob = {s->w->scratch, 0, sizeof(s->w->scratch), false};
+	struct str conn =
+		header_value(resp->headers, resp->nheaders, "Connection");
+	bool keep_te = !s->up.body.dechunk;
+
+	ob_str(&ob, resp->status_line);
+	ob_lit(&ob, "\r\n");
+	for (unsigned i = 0; i < resp->nheaders; i++) {
+		const struct http_header *h = &resp->headers[i];
+
+		if (drop_hop(h->name, conn, keep_te))
+			continue;
+		ob_header(&ob, h);
+	}
+	if (s->flags & SESSION_F_CLOSE)
+		ob_lit(&ob, "Connection: close\r\n");
+	else if (s->flags & SESSION_F_HTTP10)
+		ob_lit(&ob, "Connection: keep-alive\r\n");
+	ob_lit(&ob, "\r\n");
+	return ob.overflow ? 0 : ob.len;
+}
+
+/* Moves (or drops, with out == NULL) n bytes from in to out. */
+static void move_bytes(struct evbuffer *in, struct evbuffer *out, size_t n)
+{
+	if (n == 0)
+		return;
+	if (out != NULL)
+		evbuffer_remove_buffer(in, out, n);
+	else
+		evbuffer_drain(in, n);
+}
+
+/* Walks a chunked body through the first chain of in at a time, so no byte
+ * is copied twice. */
+static int relay_chunked(struct body *b, struct evbuffer *in,
+			 struct evbuffer *out, uint64_t *moved)
+{
+	while (!b->done && evbuffer_get_length(in) > 0) {
+		struct evbuffer_iovec v;
+		size_t used, off, dlen;
+		enum http_chunk_result r;
+
+		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+			break;
+		r = http_chunked_step(&b->ch, &http_default_limits,
+				      v.iov_base, v.iov_len, &used, &off,
+				      &dlen);
+		if (r == HTTP_CHUNK_ERROR)
+			return -1;
+		if (r == HTTP_CHUNK_DONE)
+			b->done = true;
+		*moved += used;
+		if (!b->dechunk) {
+			move_bytes(in, out, used);
+			continue;
+		}
+		if (r == HTTP_CHUNK_DATA) {
+			evbuffer_drain(in, off);
+			move_bytes(in, out, dlen);
+			evbuffer_drain(in, used - off - dlen);
+		} else {
+			evbuffer_drain(in, used);
+		}
+	}
+	return 0;
+}
+
+int relay_body(struct side *from)
+{
+	struct session *s = from->s;
+	struct body *b = &from->body;
+	struct evbuffer *in = bufferevent_get_input(from->bev);
+	struct evbuffer *out = NULL;
+	size_t n;
+
+	if (from->peer->bev != NULL &&
+	    !(from == &s->client && (s->flags & SESSION_F_DISCARD)))
+		out = bufferevent_get_output(from->peer->bev);
+	switch (b->framing) {
+	case HTTP_BODY_NONE:
+		b->done = true;
+		return 0;
+	case HTTP_BODY_LENGTH:
+		n = evbuffer_get_length(in);
+		if (n > b->left)
+			n = (size_t)b->left;
+		move_bytes(in, out, n);
+		b->left -= n;
+		from->bytes += n;
+		b->done = b->left == 0;
+		return 0;
+	case HTTP_BODY_CHUNKED:
+		return relay_chunked(b, in, out, &from->bytes);
+	case HTTP_BODY_EOF:
+		n = evbuffer_get_length(in);
+		move_bytes(in, out, n);
+		from->bytes += n;
+		return 0;
+	}
+	return 0;
+}
+
+/* Back-pressure: stop reading from a side whose peer has too much queued. */
+static void throttle(struct side *from)
+{
+	struct bufferevent *to = from->peer->bev;
+
+	if (to != NULL && evbuffer_get_length(bufferevent_get_output(to)) >
+				  RELAY_HIGH_WATER)
+		bufferevent_disable(from->bev, EV_READ);
+}
+
+static void attach_upstream(struct session *s, struct upconn *uc)
+{
+	s->uc = uc;
+	s->up.bev = uc->bev;
+	bufferevent_setcb(uc->bev, relay_up_read_cb, relay_up_write_cb,
+			  relay_up_event_cb, s);
+	bufferevent_setwatermark(uc->bev, EV_READ, 0, RELAY_HIGH_WATER);
+	bufferevent_setwatermark(uc->bev, EV_WRITE, RELAY_LOW_WATER, 0);
+	str_copy(s->log.upstream, sizeof(s->log.upstream), str_from(uc->addr));
+}
+
+/* Finds a connection for the current request: an idle one or a new one,
+ * trying each CAS of the site at most once, round-robin from the worker's
+ * cursor. */
+static struct upconn *pick_upstream(struct session *s, bool *pooled)
+{
+	struct worker *w = s->w;
+	const struct gen_site *gs = &s->g->sites[s->site];
+
+	for (unsigned k = 0; k < gs->n_cas; k++) {
+		unsigned i = (w->rr + k) % gs->n_cas;
+		const struct cas_target *t = &gs->cas[i];
+		struct upconn *uc;
+
+		if (i < 32 && (s->tried & (1U << i)))
+			continue;
+		if (i < 32)
+			s->tried |= 1U << i;
+		w->rr = i + 1;
+		uc = upstream_take(w, t);
+		*pooled = uc != NULL;
+		if (uc == NULL)
+			uc = upstream_connect(w, s->g, t);
+		if (uc != NULL)
+			return uc;
+	}
+	return NULL;
+}
+
+/* Connects (or reconnects after a failed connect) and carries the queued
+ * request bytes over to the new connection. Returns -1 when no CAS is left. */
+static int connect_upstream(struct session *s)
+{
+	struct evbuffer *queued = NULL;
+	struct upconn *old = s->uc, *uc;
+	bool pooled = false;
+
+	uc = pick_upstream(s, &pooled);
+	if (uc == NULL)
+		return -1;
+	if (old != NULL) {
+		/* Nothing reached the old CAS: it never connected. */
+		queued = bufferevent_get_output(old->bev);
+		evbuffer_add_buffer(bufferevent_get_output(uc->bev), queued);
+		s->uc = NULL;
+		s->up.bev = NULL;
+		upstream_free(old);
+	}
+	attach_upstream(s, uc);
+	bufferevent_enable(uc->bev, EV_READ | EV_WRITE);
+	if (pooled)
+		relay_upstream_ready(s);
+	else
+		session_set_state(s, SESSION_CONNECT);
+	return 0;
+}
+
+void relay_upstream_ready(struct session *s)
+{
+	s->log.t_connected = clock_mono_us();
+	s->flags |= SESSION_F_REQ_SENT;
+	session_set_state(s, SESSION_EXCHANGE);
+}
+
+void relay_start(struct session *s, const struct http_request *req, int site)
+{
+	const struct gen_site *gs = &s->g->sites[site];
+	size_t n;
+
+	s->site = site;
+	s->log.site = site;
+	n = build_request_head(s, req, gs);
+	if (n == 0) {
+		s->flags |= SESSION_F_CLOSE;
+		session_respond_error(s, 431, "PR");
+		return;
+	}
+	if (s->uc == NULL) {
+		/* Queue the head in a fresh connection's output; it leaves when
+		 * the connect completes. */
+		if (connect_upstream(s) != 0) {
+			session_respond_error(s, 503, "SC");
+			return;
+		}
+	} else {
+		bufferevent_setcb(s->uc->bev, relay_up_read_cb,
+				  relay_up_write_cb, relay_up_event_cb, s);
+		relay_upstream_ready(s);
+	}
+	evbuffer_add(bufferevent_get_output(s->up.bev), s->w->scratch, n);
+	if ((req->flags & HTTP_F_EXPECT_100) && !s->client.body.done &&
+	    !(s->flags & SESSION_F_HTTP10))
+		bufferevent_write(s->client.bev, "HTTP/1.1 100 Continue\r\n\r\n",
+				  25);
+}
+
+/* The response is complete: hand the connection back and end the request,
+ * unless the client is still sending a body nobody wants any more. */
+static void response_done(struct session *s, bool up_keep)
+{
+	if (!s->client.body.done)
+		s->flags |= SESSION_F_CLOSE;
+	else if (up_keep)
+		s->flags |= SESSION_F_UP_REUSE;
+	if (s->log.term == NULL)
+		s->log.term = "--";
+	session_request_done(s);
+}
+
+/* A failure of the CAS: an error response when the client has seen nothing
+ * yet, else the client connection is cut, as the response already is. */
+static void upstream_failed(struct session *s, unsigned status,
+			    const char *term)
+{
+	if (s->flags & SESSION_F_RESP_HEAD) {
+		session_close(s, term);
+		return;
+	}
+	s->flags |= SESSION_F_CLOSE;
+	session_respond_error(s, status, term);
+}
+
+static void forward_interim(struct session *s, const char *buf, size_t len)
+{
+	/* 100 Continue was ours to send; other 1xx go to HTTP/1.1 clients. */
+	if (s->w->resp.status != 100 && !(s->flags & SESSION_F_HTTP10))
+		bufferevent_write(s->client.bev, buf, len);
+}
+
+/* Looks for NTLM or Negotiate among the CAS's challenges: from then on the
+ * connection is authenticated, not the request, so it is pinned. */
+static bool connection_auth(const struct http_response *resp)
+{
+	for (unsigned i = 0; i < resp->nheaders; i++) {
+		const struct http_header *h = &resp->headers[i];
+
+		if (str_eq_ci_lit(h->name, "WWW-Authenticate") &&
+		    (str_prefix_ci(h->value, STR_LIT("NTLM")) ||
+		     str_prefix_ci(h->value, STR_LIT("Negotiate"))))
+			return true;
+	}
+	return false;
+}
+
+/* Parses response heads from the CAS until a final one is forwarded.
+ * Returns 1 when the final head went out, 0 for more input, -1 when the
+ * session was failed. */
+static int read_response_head(struct session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->up.bev);
+	struct http_response *resp = &s->w->resp;
+
+	for (;;) {
+		size_t avail = evbuffer_get_length(in);
+		size_t want = avail < http_default_limits.max_head + 1
+				      ? avail
+				      : http_default_limits.max_head + 1;
+		unsigned status = 502;
+		const char *buf = (const char *)evbuffer_pullup(in,
+								(ssize_t)want);
+		int r = avail ? http_response_parse(buf, want,
+						    &http_default_limits,
+						    s->method, resp, &status)
+			      : 0;
+		size_t n;
+
+		if (r == 0)
+			return 0;
+		if (r < 0 || resp->status == 101) {
+			log_debug("upstream %s: malformed response",
+				  s->log.upstream);
+			upstream_failed(s, 502, "SH");
+			return -1;
+		}
+		if (s->log.t_first == 0)
+			s->log.t_first = clock_mono_us();
+		if (resp->status < 200) {
+			forward_interim(s, buf, (size_t)r);
+			evbuffer_drain(in, (size_t)r);
+			continue;
+		}
+		s->up.body.framing = resp->framing;
+		s->up.body.left = resp->content_length;
+		s->up.body.dechunk = resp->framing == HTTP_BODY_CHUNKED &&
+				     (s->flags & SESSION_F_HTTP10);
+		if (resp->framing == HTTP_BODY_EOF || s->up.body.dechunk)
+			s->flags |= SESSION_F_CLOSE;
+		if (connection_auth(resp))
+			s->flags |= SESSION_F_PINNED;
+		n = build_response_head(s, resp);
+		if (n == 0) {
+			upstream_failed(s, 502, "SH");
+			return -1;
+		}
+		s->log.status = resp->status;
+		s->up.body.done = resp->framing == HTTP_BODY_NONE ||
+				  (resp->framing == HTTP_BODY_LENGTH &&
+				   resp->content_length == 0);
+		s->log.bytes_out += n;
+		bufferevent_write(s->client.bev, s->w->scratch, n);
+		s->flags |= SESSION_F_RESP_HEAD;
+		if (resp->flags & HTTP_F_KEEP_ALIVE &&
+		    resp->framing != HTTP_BODY_EOF)
+			s->flags |= SESSION_F_UP_REUSE;
+		evbuffer_drain(in, (size_t)r);
+		session_set_state(s, SESSION_EXCHANGE);
+		return 1;
+	}
+}
+
+void relay_up_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+	bool keep;
+
+	if (!(s->flags & SESSION_F_RESP_HEAD) && read_response_head(s) <= 0)
+		return;
+	if (relay_body(&s->up) != 0) {
+		session_close(s, "SD");
+		return;
+	}
+	throttle(&s->up);
+	if (!s->up.body.done)
+		return;
+	keep = (s->flags & SESSION_F_UP_REUSE) &&
+	       evbuffer_get_length(bufferevent_get_input(bev)) == 0;
+	s->flags &= ~SESSION_F_UP_REUSE;
+	response_done(s, keep);
+}
+
+void relay_up_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+
+	/* The CAS took what was queued: let the client's body flow again. */
+	if (s->client.bev != NULL && !s->client.body.done)
+		bufferevent_enable(s->client.bev, EV_READ);
+}
+
+static void up_timeout(struct session *s, short what)
+{
+	if (s->state == SESSION_CONNECT) {
+		log_debug("upstream %s: connect timed out", s->log.upstream);
+		if (connect_upstream(s) == 0)
+			return;
+		upstream_failed(s, 504, "sC");
+		return;
+	}
+	upstream_failed(s, 504,
+			(s->flags & SESSION_F_RESP_HEAD) ? "sD" : "sH");
+}
+
+void relay_up_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct session *s = arg;
+
+	if (what & BEV_EVENT_CONNECTED) {
+		relay_upstream_ready(s);
+		return;
+	}
+	if (what & BEV_EVENT_TIMEOUT) {
+		up_timeout(s, what);
+		return;
+	}
+	if (s->state == SESSION_CONNECT) {
+		log_debug("upstream %s: connect failed", s->log.upstream);
+		if (connect_upstream(s) == 0)
+			return;
+		upstream_failed(s, 502, "SC");
+		return;
+	}
+	if ((what & BEV_EVENT_EOF) && (s->flags & SESSION_F_RESP_HEAD) &&
+	    s->up.body.framing == HTTP_BODY_EOF) {
+		relay_body(&s->up);
+		s->up.body.done = true;
+		response_done(s, false);
+		return;
+	}
+	upstream_failed(s, 502, (s->flags & SESSION_F_RESP_HEAD) ? "SD" : "SH");
+}
+
+void relay_client_read(struct session *s)
+{
+	if (s->client.body.done)
+		return;
+	if (relay_body(&s->client) != 0) {
+		s->flags |= SESSION_F_CLOSE;
+		if (s->state == SESSION_LOCAL)
+			session_close(s, "CR");
+		else
+			upstream_failed(s, 400, "CR");
+		return;
+	}
+	if (s->state != SESSION_LOCAL)
+		throttle(&s->client);
+	if (!s->client.body.done)
+		return;
+	if (s->state == SESSION_LOCAL) {
+		if (evbuffer_get_length(bufferevent_get_output(s->client.bev)) ==
+		    0)
+			session_request_done(s);
+		return;
+	}
+	/* The request is all up; the client's silence is now legitimate. */
+	session_set_state(s, s->state);
+}
+
+void relay_client_drained(struct session *s)
+{
+	if (s->state == SESSION_LOCAL) {
+		if (s->client.body.done)
+			session_request_done(s);
+		return;
+	}
+	if (s->up.bev != NULL && (s->flags & SESSION_F_RESP_HEAD))
+		bufferevent_enable(s->up.bev, EV_READ);
+}

@@ -1,0 +1,88 @@
+/*
+ * Responses easfront writes itself: errors, the 451 redirect, the health
+ * page. Short, always with Content-Length, never 500, never X-MS-ASThrottle.
+ */
+#include "proxy/session.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include <event2/buffer.h>
+
+#include "core/log.h"
+#include "proxy/upstream.h"
+
+/* A request body nobody will read: drop it and keep the connection, unless
+ * the client waits for 100 Continue (it may never send the body) or the
+ * body's end cannot be found. */
+static void settle_request_body(struct session *s, bool expect_100)
+{
+	if (s->client.body.done)
+		return;
+	if (expect_100 || (s->flags & SESSION_F_REQ_SENT))
+		s->flags |= SESSION_F_CLOSE;
+	else
+		s->flags |= SESSION_F_DISCARD;
+}
+
+void session_respond(struct session *s, unsigned status, const char *extra,
+		     const char *body)
+{
+	char head[2048];
+	size_t blen = body ? strlen(body) : 0;
+	int n;
+
+	/* Whatever the CAS was doing for this request is over. */
+	if (s->uc != NULL && !(s->flags & SESSION_F_PINNED)) {
+		upstream_free(s->uc);
+		s->uc = NULL;
+		s->up.bev = NULL;
+	}
+	settle_request_body(s, false);
+	n = snprintf(head, sizeof(head),
+		     "HTTP/1.1 %u %s\r\nContent-Length: %zu\r\n%s%s\r\n",
+		     status, http_reason(status), blen, extra ? extra : "",
+		     (s->flags & SESSION_F_CLOSE) ? "Connection: close\r\n"
+						  : "");
+	if (n < 0 || (size_t)n >= sizeof(head))
+		n = snprintf(head, sizeof(head),
+			     "HTTP/1.1 %u %s\r\nContent-Length: 0\r\n"
+			     "Connection: close\r\n\r\n",
+			     status, http_reason(status));
+	s->log.status = status;
+	if (s->log.term == NULL)
+		s->log.term = status >= 400 ? "PR" : "--";
+	bufferevent_write(s->client.bev, head, (size_t)n);
+	s->log.bytes_out += (size_t)n;
+	if (body != NULL && !(s->flags & SESSION_F_HEAD_REQ)) {
+		bufferevent_write(s->client.bev, body, blen);
+		s->log.bytes_out += blen;
+	}
+	session_set_state(s, SESSION_LOCAL);
+	bufferevent_enable(s->client.bev, EV_READ | EV_WRITE);
+}
+
+void session_respond_error(struct session *s, unsigned status,
+			   const char *term)
+{
+	char body[64];
+	const char *extra = "Content-Type: text/plain\r\n";
+
+	if (s->flags & SESSION_F_RESP_HEAD) {
+		session_close(s, term);
+		return;
+	}
+	if (s->log.decision == NULL)
+		s->log.decision = "reject";
+	s->log.term = term;
+	/* A retry helps only when the trouble is ours or the CAS's. */
+	if (status == 502 || status == 503 || status == 504)
+		extra = "Content-Type: text/plain\r\nRetry-After: 30\r\n";
+	if (status == 400 || status == 408 || status == 414 ||
+	    status == 431 || status == 501 || status == 505)
+		s->flags |= SESSION_F_CLOSE;
+	snprintf(body, sizeof(body), "%u %s\n", status, http_reason(status));
+	session_respond(s, status, extra, body);
+}

@@ -1,0 +1,487 @@
+/*
+ * The client side of a session: accept, TLS handshake, per-phase timeouts,
+ * reading request heads, deciding what to do with each request, closing.
+ */
+#include "proxy/session.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h>
+
+#include "conf/conf.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "eas/eas.h"
+#include "proxy/gen.h"
+#include "proxy/upstream.h"
+#include "proxy/worker.h"
+#include "site/route.h"
+#include "site/sitemap.h"
+#include "tls/tls.h"
+
+/* Output above this stops the producing side until it drains. */
+#define SESSION_HIGH_WATER (64 * 1024)
+
+static void client_read_cb(struct bufferevent *bev, void *arg);
+static void client_write_cb(struct bufferevent *bev, void *arg);
+static void client_event_cb(struct bufferevent *bev, short what, void *arg);
+
+static void set_timeouts(struct bufferevent *bev, unsigned rd, unsigned wr)
+{
+	struct timeval r = {rd, 0}, w = {wr, 0};
+
+	if (bev != NULL)
+		bufferevent_set_timeouts(bev, rd ? &r : NULL, wr ? &w : NULL);
+}
+
+void session_set_state(struct session *s, enum session_state state)
+{
+	const struct conf_timeouts *t = &s->w->gen->conf->timeouts;
+	unsigned wait_up;
+
+	if (s->g != NULL)
+		t = &s->g->conf->timeouts;
+	s->state = state;
+	switch (state) {
+	case SESSION_HANDSHAKE:
+		set_timeouts(s->client.bev, t->handshake, t->handshake);
+		break;
+	case SESSION_IDLE:
+		set_timeouts(s->client.bev, t->idle, t->client_body);
+		break;
+	case SESSION_HEAD:
+		set_timeouts(s->client.bev, t->client_header, t->client_body);
+		break;
+	case SESSION_CONNECT:
+		set_timeouts(s->client.bev, t->client_body, t->client_body);
+		set_timeouts(s->up.bev, 0, t->upstream_connect);
+		break;
+	case SESSION_EXCHANGE:
+		/* Once the request is up, the client owes us nothing: a held
+		 * Ping may keep it silent for up to an hour. */
+		set_timeouts(s->client.bev,
+			     s->client.body.done ? 0 : t->client_body,
+			     t->client_body);
+		wait_up = (s->flags & SESSION_F_HELD) ? t->long_poll
+						      : t->upstream_response;
+		if (s->flags & SESSION_F_RESP_HEAD)
+			wait_up = t->upstream_response;
+		set_timeouts(s->up.bev, wait_up, t->client_body);
+		break;
+	case SESSION_LOCAL:
+	case SESSION_CLOSING:
+		set_timeouts(s->client.bev, t->client_body, t->client_body);
+		break;
+	}
+}
+
+static void client_ip_format(struct session *s, const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr,
+			  s->client_ip, sizeof(s->client_ip));
+	else if (sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6,
+			  &((const struct sockaddr_in6 *)sa)->sin6_addr,
+			  s->client_ip, sizeof(s->client_ip));
+	else
+		str_copy(s->client_ip, sizeof(s->client_ip), STR_LIT("-"));
+}
+
+void session_accept(struct worker *w, int fd, const struct sockaddr *sa,
+		    int salen)
+{
+	struct session *s;
+	SSL *ssl;
+	int one = 1;
+
+	if (w->stopping || w->gen == NULL) {
+		close(fd);
+		return;
+	}
+	s = calloc(1, sizeof(*s));
+	ssl = SSL_new(tls_server_ctx(w->gen->tls));
+	if (s == NULL || ssl == NULL) {
+		free(s);
+		SSL_free(ssl);
+		close(fd);
+		return;
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	s->w = w;
+	s->site = -1;
+	s->client.s = s;
+	s->up.s = s;
+	s->client.peer = &s->up;
+	s->up.peer = &s->client;
+	client_ip_format(s, sa);
+	s->client.bev = bufferevent_openssl_socket_new(
+		w->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+		BEV_OPT_CLOSE_ON_FREE);
+	if (s->client.bev == NULL) {
+		free(s);
+		return;
+	}
+	bufferevent_openssl_set_allow_dirty_shutdown(s->client.bev, 1);
+	bufferevent_setcb(s->client.bev, client_read_cb, client_write_cb,
+			  client_event_cb, s);
+	bufferevent_setwatermark(s->client.bev, EV_READ, 0,
+				 SESSION_HIGH_WATER);
+	worker_session_add(w, s);
+	session_set_state(s, SESSION_HANDSHAKE);
+	bufferevent_enable(s->client.bev, EV_READ | EV_WRITE);
+}
+
+/* Detaches and disposes of the upstream connection: back to the pool when
+ * the exchange ended cleanly, closed otherwise. */
+static void session_drop_upstream(struct session *s, bool reuse)
+{
+	struct upconn *uc = s->uc;
+
+	if (uc == NULL)
+		return;
+	s->uc = NULL;
+	s->up.bev = NULL;
+	if (reuse && !(s->flags & SESSION_F_PINNED))
+		upstream_release(s->w, uc);
+	else
+		upstream_free(uc);
+}
+
+void session_close(struct session *s, const char *term)
+{
+	if (s->flags & SESSION_F_DEAD)
+		return;
+	s->flags |= SESSION_F_DEAD;
+	/* A request cut short still gets its access log line. */
+	if (s->g != NULL) {
+		if (s->log.term == NULL)
+			s->log.term = term;
+		accesslog_write(s);
+		gen_release(s->g);
+		s->g = NULL;
+	}
+	session_drop_upstream(s, false);
+	if (s->client.bev != NULL) {
+		bufferevent_free(s->client.bev);
+		s->client.bev = NULL;
+	}
+	worker_session_dead(s->w, s);
+}
+
+void session_close_after_flush(struct session *s)
+{
+	session_drop_upstream(s, false);
+	session_set_state(s, SESSION_CLOSING);
+	bufferevent_disable(s->client.bev, EV_READ);
+	if (evbuffer_get_length(bufferevent_get_output(s->client.bev)) == 0)
+		session_close(s, NULL);
+}
+
+/* Clears what one request left behind so the next starts clean. */
+static void session_reset_request(struct session *s)
+{
+	memset(&s->log, 0, sizeof(s->log));
+	memset(&s->client.body, 0, sizeof(s->client.body));
+	memset(&s->up.body, 0, sizeof(s->up.body));
+	s->client.bytes = 0;
+	s->up.bytes = 0;
+	s->site = -1;
+	s->tried = 0;
+	s->flags &= SESSION_F_PINNED | SESSION_F_HTTP10;
+}
+
+void session_request_done(struct session *s)
+{
+	bool close_it = (s->flags & SESSION_F_CLOSE) || s->w->stopping;
+	bool reuse = (s->flags & SESSION_F_UP_REUSE) != 0;
+
+	accesslog_write(s);
+	gen_release(s->g);
+	s->g = NULL;
+	if (s->flags & SESSION_F_PINNED) {
+		/* A pinned upstream stays with this client; only a broken one
+		 * is dropped, and then the client goes too. */
+		if (!reuse)
+			close_it = true;
+	} else {
+		session_drop_upstream(s, reuse);
+	}
+	session_reset_request(s);
+	if (close_it) {
+		session_close_after_flush(s);
+		return;
+	}
+	session_set_state(s, SESSION_IDLE);
+	bufferevent_enable(s->client.bev, EV_READ);
+	if (evbuffer_get_length(bufferevent_get_input(s->client.bev)) > 0)
+		session_read_head(s);
+}
+
+static void healthcheck(struct session *s)
+{
+	char body[300];
+
+	snprintf(body, sizeof(body), "200 OK<br/>%s", s->g->hostname);
+	s->log.decision = "local";
+	s->log.reason = "healthcheck";
+	session_respond(s, 200, "Content-Type: text/html\r\n"
+				"Cache-Control: no-cache\r\n", body);
+}
+
+static void redirect(struct session *s, const char *url)
+{
+	char hdr[1200];
+
+	snprintf(hdr, sizeof(hdr),
+		 "X-MS-Location: %s\r\nCache-Control: private\r\n", url);
+	session_respond(s, 451, hdr, NULL);
+}
+
+/* Copies the request facts the access log wants before the head's bytes are
+ * drained. */
+static void log_facts(struct session *s, const struct http_request *req,
+		      const struct eas_facts *f)
+{
+	str_copy(s->log.method, sizeof(s->log.method), req->method_str);
+	str_copy(s->log.cmd, sizeof(s->log.cmd), str_from(f->cmd_name));
+	str_copy(s->log.user, sizeof(s->log.user), str_from(f->user));
+	str_copy(s->log.device, sizeof(s->log.device), str_from(f->device_id));
+	str_copy(s->log.device_type, sizeof(s->log.device_type),
+		 str_from(f->device_type));
+	s->log.version = f->version;
+}
+
+/* Routes an EAS or Autodiscover request and carries out the decision. */
+static void dispatch_eas(struct session *s, const struct http_request *req,
+			 const struct eas_facts *f)
+{
+	struct route_input in = {0};
+	struct route_decision d;
+	char key[256];
+
+	if (req->method != HTTP_M_POST && req->method != HTTP_M_OPTIONS &&
+	    req->method != HTTP_M_GET && req->method != HTTP_M_HEAD) {
+		session_respond_error(s, 501, "PR");
+		return;
+	}
+	in.conf = s->g->conf;
+	in.map = s->g->map;
+	in.user = sitemap_normalise(s->g->conf, f->user, key, sizeof(key))
+			  ? key
+			  : NULL;
+	in.version = f->version;
+	in.host = f->host[0] ? f->host : NULL;
+	route_decide(&in, &d);
+	s->log.decision = d.action == ROUTE_PROXY	 ? "proxy"
+			  : d.action == ROUTE_REDIRECT ? "redirect"
+						       : "reject";
+	s->log.reason = d.reason;
+	s->log.site = d.site;
+	if (f->auth == EAS_AUTH_NTLM || f->auth == EAS_AUTH_NEGOTIATE)
+		s->flags |= SESSION_F_PINNED;
+	if (s->flags & SESSION_F_PINNED && s->uc != NULL) {
+		/* NTLM authenticated this connection with one CAS: moving it
+		 * would break the handshake, so the map is not consulted. */
+		s->log.decision = "proxy";
+		s->log.reason = "pinned";
+		relay_start(s, req, s->site >= 0 ? s->site : d.site);
+		return;
+	}
+	switch (d.action) {
+	case ROUTE_PROXY:
+		relay_start(s, req, d.site);
+		break;
+	case ROUTE_REDIRECT:
+		redirect(s, d.url);
+		break;
+	case ROUTE_REJECT:
+		session_respond_error(s, d.status, "PR");
+		break;
+	}
+}
+
+/* Decides what one parsed request gets. */
+static void session_dispatch(struct session *s, const struct http_request *req)
+{
+	struct eas_facts f;
+	unsigned status = 400;
+
+	s->method = req->method;
+	if (req->method == HTTP_M_HEAD)
+		s->flags |= SESSION_F_HEAD_REQ;
+	if (req->version == 0)
+		s->flags |= SESSION_F_HTTP10;
+	if (!(req->flags & HTTP_F_KEEP_ALIVE))
+		s->flags |= SESSION_F_CLOSE;
+	s->client.body.framing = req->framing;
+	s->client.body.left = req->content_length;
+	s->client.body.done = req->framing == HTTP_BODY_NONE ||
+			      (req->framing == HTTP_BODY_LENGTH &&
+			       req->content_length == 0);
+	if (eas_facts_parse(req, s->sni, &f, &status) != 0) {
+		str_copy(s->log.method, sizeof(s->log.method),
+			 req->method_str);
+		session_respond_error(s, status, "PR");
+		return;
+	}
+	log_facts(s, req, &f);
+	if (f.held)
+		s->flags |= SESSION_F_HELD;
+	switch (f.path) {
+	case EAS_PATH_HEALTHCHECK:
+		if (req->method == HTTP_M_GET || req->method == HTTP_M_HEAD)
+			healthcheck(s);
+		else
+			session_respond_error(s, 405, "PR");
+		break;
+	case EAS_PATH_ACTIVESYNC:
+	case EAS_PATH_AUTODISCOVER:
+		dispatch_eas(s, req, &f);
+		break;
+	default:
+		session_respond_error(s, 404, "PR");
+		break;
+	}
+}
+
+void session_read_head(struct session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->client.bev);
+	struct http_request *req = &s->w->req;
+	const struct http_limits *lim = &http_default_limits;
+	size_t avail = evbuffer_get_length(in);
+	size_t want = avail < lim->max_head + 1 ? avail : lim->max_head + 1;
+	unsigned status = 400;
+	unsigned char *buf;
+	int r;
+
+	if (avail == 0)
+		return;
+	if (s->state == SESSION_IDLE) {
+		s->log.t_start = clock_mono_us();
+		session_set_state(s, SESSION_HEAD);
+	}
+	buf = evbuffer_pullup(in, (ssize_t)want);
+	r = http_request_parse((const char *)buf, want, lim, req, &status);
+	if (r == 0)
+		return;
+	/* From here on the request belongs to the current generation. */
+	s->g = gen_hold(s->w->gen);
+	s->log.t_head = clock_mono_us();
+	s->log.site = -1;
+	if (r < 0) {
+		s->flags |= SESSION_F_CLOSE;
+		s->client.body.done = true;
+		session_respond_error(s, status, "PR");
+		return;
+	}
+	session_dispatch(s, req);
+	if (s->flags & SESSION_F_DEAD)
+		return;
+	/* The views into buf die here: whoever needed bytes copied them. */
+	evbuffer_drain(in, (size_t)r);
+	if (s->state == SESSION_CONNECT || s->state == SESSION_EXCHANGE ||
+	    s->state == SESSION_LOCAL)
+		relay_client_read(s);
+}
+
+static void client_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+
+	switch (s->state) {
+	case SESSION_IDLE:
+	case SESSION_HEAD:
+		session_read_head(s);
+		break;
+	case SESSION_CONNECT:
+	case SESSION_EXCHANGE:
+	case SESSION_LOCAL:
+		relay_client_read(s);
+		break;
+	case SESSION_CLOSING:
+		evbuffer_drain(bufferevent_get_input(bev),
+			       evbuffer_get_length(bufferevent_get_input(bev)));
+		break;
+	case SESSION_HANDSHAKE:
+		break;
+	}
+}
+
+static void client_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+
+	switch (s->state) {
+	case SESSION_CLOSING:
+		session_close(s, NULL);
+		break;
+	case SESSION_LOCAL:
+	case SESSION_EXCHANGE:
+	case SESSION_CONNECT:
+		relay_client_drained(s);
+		break;
+	default:
+		break;
+	}
+}
+
+static void handshake_done(struct session *s)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(s->client.bev);
+
+	s->sni = ssl ? SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name)
+		     : NULL;
+	session_set_state(s, SESSION_IDLE);
+}
+
+static void client_timeout(struct session *s, short what)
+{
+	switch (s->state) {
+	case SESSION_HEAD:
+		s->flags |= SESSION_F_CLOSE;
+		s->client.body.done = true;
+		s->g = gen_hold(s->w->gen);
+		session_respond_error(s, 408, "cR");
+		break;
+	case SESSION_EXCHANGE:
+	case SESSION_CONNECT:
+		if (!(s->flags & SESSION_F_RESP_HEAD) &&
+		    (what & BEV_EVENT_READING)) {
+			s->flags |= SESSION_F_CLOSE;
+			session_respond_error(s, 408, "cD");
+			break;
+		}
+		session_close(s, "cD");
+		break;
+	default:
+		session_close(s, (what & BEV_EVENT_WRITING) ? "cW" : "cI");
+		break;
+	}
+}
+
+static void client_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct session *s = arg;
+
+	if (what & BEV_EVENT_CONNECTED) {
+		handshake_done(s);
+		return;
+	}
+	if (what & BEV_EVENT_TIMEOUT) {
+		client_timeout(s, what);
+		return;
+	}
+	/* EOF or error: the client has gone; nothing can be answered. */
+	if (s->state == SESSION_HANDSHAKE)
+		log_debug("%s: TLS handshake failed", s->client_ip);
+	session_close(s, s->state == SESSION_IDLE ? NULL : "CD");
+}

@@ -1,0 +1,199 @@
+#include "proxy/upstream.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+
+#include <event2/bufferevent_ssl.h>
+
+#include "core/log.h"
+#include "proxy/gen.h"
+#include "proxy/worker.h"
+#include "tls/tls.h"
+
+static void addr_format(const struct sockaddr_storage *ss, char *buf,
+			size_t cap)
+{
+	char ip[INET6_ADDRSTRLEN] = "?";
+	unsigned port = 0;
+
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const void *)ss;
+
+		inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
+		port = ntohs(in->sin_port);
+		snprintf(buf, cap, "%s:%u", ip, port);
+	} else {
+		const struct sockaddr_in6 *in6 = (const void *)ss;
+
+		inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
+		port = ntohs(in6->sin6_port);
+		snprintf(buf, cap, "[%s]:%u", ip, port);
+	}
+}
+
+/* An idle connection reads nothing: any event means the CAS closed it or
+ * broke the protocol, so it leaves the pool. */
+static void idle_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct upconn *uc = arg;
+	struct pool *pool = uc->pool;
+	struct upconn **pp;
+
+	for (pp = &pool->idle; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == uc) {
+			*pp = uc->next;
+			pool->n_idle--;
+			break;
+		}
+	}
+	upstream_free(uc);
+}
+
+static void idle_read_cb(struct bufferevent *bev, void *arg)
+{
+	idle_event_cb(bev, BEV_EVENT_READING, arg);
+}
+
+struct upconn *upstream_take(struct worker *w, const struct cas_target *t)
+{
+	struct pool *pool = worker_pool(w, t->id);
+	struct upconn *uc;
+
+	if (pool == NULL || pool->idle == NULL)
+		return NULL;
+	uc = pool->idle;
+	pool->idle = uc->next;
+	pool->n_idle--;
+	uc->next = NULL;
+	return uc;
+}
+
+/* A bufferevent for a new connection to addr, plain or TLS. */
+static struct bufferevent *connect_bev(struct worker *w, struct gen *g,
+				       struct pool *pool,
+				       const struct cas_target *t)
+{
+	struct bufferevent *bev;
+	SSL *ssl;
+
+	if (!t->tls)
+		return bufferevent_socket_new(w->base, -1,
+					      BEV_OPT_CLOSE_ON_FREE);
+	ssl = tls_client_ssl_new(g->client_ctx, t->host);
+	if (ssl == NULL)
+		return NULL;
+	if (pool->tls_sess != NULL)
+		SSL_set_session(ssl, pool->tls_sess);
+	/* libevent frees ssl even when this fails (CLOSE_ON_FREE). */
+	bev = bufferevent_openssl_socket_new(w->base, -1, ssl,
+					     BUFFEREVENT_SSL_CONNECTING,
+					     BEV_OPT_CLOSE_ON_FREE);
+	if (bev != NULL)
+		bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	return bev;
+}
+
+struct upconn *upstream_connect(struct worker *w, struct gen *g,
+				const struct cas_target *t)
+{
+	struct pool *pool = worker_pool(w, t->id);
+	struct upconn *uc;
+	unsigned ai;
+
+	if (pool == NULL || t->naddr == 0)
+		return NULL;
+	uc = calloc(1, sizeof(*uc));
+	if (uc == NULL)
+		return NULL;
+	uc->pool = pool;
+	ai = pool->next_addr++ % t->naddr;
+	uc->bev = connect_bev(w, g, pool, t);
+	if (uc->bev == NULL) {
+		free(uc);
+		return NULL;
+	}
+	addr_format(&t->addr[ai], uc->addr, sizeof(uc->addr));
+	if (bufferevent_socket_connect(uc->bev,
+				       (const struct sockaddr *)&t->addr[ai],
+				       (int)t->addrlen[ai]) != 0) {
+		log_debug("upstream %s: connect failed at once", uc->addr);
+		upstream_free(uc);
+		return NULL;
+	}
+	return uc;
+}
+
+/* Keeps the newest TLS session of the pool so the next connection to this
+ * CAS resumes instead of doing a full handshake. */
+static void keep_tls_session(struct upconn *uc)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(uc->bev);
+	SSL_SESSION *sess;
+
+	if (ssl == NULL)
+		return;
+	sess = SSL_get1_session(ssl);
+	if (sess == NULL)
+		return;
+	if (!SSL_SESSION_is_resumable(sess)) {
+		SSL_SESSION_free(sess);
+		return;
+	}
+	SSL_SESSION_free(uc->pool->tls_sess);
+	uc->pool->tls_sess = sess;
+}
+
+void upstream_release(struct worker *w, struct upconn *uc)
+{
+	struct pool *pool = uc->pool;
+	struct timeval idle = {POOL_IDLE_SECONDS, 0};
+
+	if (w->stopping || pool->n_idle >= POOL_IDLE_MAX ||
+	    evbuffer_get_length(bufferevent_get_input(uc->bev)) != 0 ||
+	    evbuffer_get_length(bufferevent_get_output(uc->bev)) != 0) {
+		upstream_free(uc);
+		return;
+	}
+	keep_tls_session(uc);
+	uc->requests++;
+	bufferevent_setcb(uc->bev, idle_read_cb, NULL, idle_event_cb, uc);
+	bufferevent_set_timeouts(uc->bev, &idle, NULL);
+	bufferevent_setwatermark(uc->bev, EV_READ, 0, 0);
+	bufferevent_enable(uc->bev, EV_READ);
+	uc->next = pool->idle;
+	pool->idle = uc;
+	pool->n_idle++;
+}
+
+void upstream_free(struct upconn *uc)
+{
+	if (uc == NULL)
+		return;
+	if (uc->bev != NULL)
+		bufferevent_free(uc->bev);
+	free(uc);
+}
+
+void upstream_pools_free(struct worker *w)
+{
+	for (unsigned i = 0; i < w->n_pools; i++) {
+		struct pool *pool = &w->pools[i];
+
+		while (pool->idle != NULL) {
+			struct upconn *uc = pool->idle;
+
+			pool->idle = uc->next;
+			upstream_free(uc);
+		}
+		pool->n_idle = 0;
+		SSL_SESSION_free(pool->tls_sess);
+		pool->tls_sess = NULL;
+	}
+	free(w->pools);
+	w->pools = NULL;
+	w->n_pools = 0;
+}

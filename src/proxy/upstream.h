@@ -1,0 +1,56 @@
+/*
+ * Connections to CAS servers: per worker, per CAS target, an idle list with a
+ * cap and an idle timeout. A session takes a connection, uses it for one
+ * request (or for its whole life when NTLM pins it) and gives it back.
+ */
+#ifndef EF_PROXY_UPSTREAM_H
+#define EF_PROXY_UPSTREAM_H
+
+#include <stdbool.h>
+
+#include <openssl/ssl.h>
+#include <event2/bufferevent.h>
+
+struct worker;
+struct cas_target;
+struct gen;
+
+/* Most idle connections kept per CAS per worker. */
+#define POOL_IDLE_MAX 64
+/* Seconds an idle upstream connection is kept. */
+#define POOL_IDLE_SECONDS 60
+
+struct upconn {
+	struct bufferevent *bev; /* owned */
+	struct pool *pool;
+	struct upconn *next;	 /* idle list */
+	unsigned requests;	 /* served so far */
+	char addr[64];		 /* "IP:PORT" for logs */
+};
+
+struct pool {
+	struct upconn *idle; /* owned */
+	unsigned n_idle;
+	unsigned next_addr;	 /* round-robin over the target's addresses */
+	SSL_SESSION *tls_sess;	 /* owned: resumes the next handshake */
+};
+
+/* An idle connection to t, detached from the pool, or NULL. */
+struct upconn *upstream_take(struct worker *w, const struct cas_target *t);
+
+/* A new connection to t (connect under way; BEV_EVENT_CONNECTED follows on
+ * the callbacks the caller sets). NULL on immediate failure. */
+struct upconn *upstream_connect(struct worker *w, struct gen *g,
+				const struct cas_target *t);
+
+/* Returns a finished connection to its pool, or frees it when the pool is
+ * full. */
+void upstream_release(struct worker *w, struct upconn *uc);
+
+/* Frees a connection (closing it). NULL is accepted. */
+void upstream_free(struct upconn *uc);
+
+/* Frees every idle connection of every pool of w. */
+void upstream_pools_free(struct worker *w);
+
+#endif

@@ -1,0 +1,432 @@
+/*
+ * Worker threads and the shared proxy object: listening sockets, generation
+ * hand-over between threads, the session reaper, and the stop sequence.
+ */
+#include "proxy/worker.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/thread.h>
+
+#include "conf/conf.h"
+#include "core/log.h"
+#include "proxy/gen.h"
+#include "proxy/proxy.h"
+#include "proxy/session.h"
+#include "proxy/upstream.h"
+
+static char *errdup(const char *what, const char *arg)
+{
+	char buf[512];
+
+	snprintf(buf, sizeof(buf), "listen %s: %s: %s", arg, what, strerror(errno));
+	return strdup(buf);
+}
+
+struct proxy *proxy_new(unsigned n_workers, char **err)
+{
+	struct proxy *p;
+
+	if (evthread_use_pthreads() != 0) {
+		*err = strdup("libevent: no pthread support");
+		return NULL;
+	}
+	p = calloc(1, sizeof(*p));
+	if (p == NULL)
+		goto fail;
+	p->workers = calloc(n_workers, sizeof(*p->workers));
+	if (p->workers == NULL)
+		goto fail;
+	p->n_workers = n_workers;
+	pthread_mutex_init(&p->lock, NULL);
+	for (unsigned i = 0; i < n_workers; i++) {
+		p->workers[i].p = p;
+		p->workers[i].idx = i;
+	}
+	return p;
+fail:
+	free(p);
+	*err = strdup("out of memory");
+	return NULL;
+}
+
+/* Splits "IP:PORT" / "[IPv6]:PORT" into a socket address. */
+static int parse_listen(const char *s, struct sockaddr_storage *ss,
+			socklen_t *len)
+{
+	char host[64];
+	const char *colon = strrchr(s, ':');
+	const char *h = s;
+	size_t hl;
+	long port;
+	char *end;
+
+	if (colon == NULL)
+		return -1;
+	hl = (size_t)(colon - s);
+	if (hl > 0 && s[0] == '[' && s[hl - 1] == ']') {
+		h = s + 1;
+		hl -= 2;
+	}
+	if (hl >= sizeof(host))
+		return -1;
+	memcpy(host, h, hl);
+	host[hl] = '\0';
+	port = strtol(colon + 1, &end, 10);
+	if (*end != '\0' || port <= 0 || port > 65535)
+		return -1;
+	memset(ss, 0, sizeof(*ss));
+	if (inet_pton(AF_INET, host, &((struct sockaddr_in *)ss)->sin_addr) ==
+	    1) {
+		((struct sockaddr_in *)ss)->sin_family = AF_INET;
+		((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
+		*len = sizeof(struct sockaddr_in);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, host,
+		      &((struct sockaddr_in6 *)ss)->sin6_addr) == 1) {
+		((struct sockaddr_in6 *)ss)->sin6_family = AF_INET6;
+		((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
+		*len = sizeof(struct sockaddr_in6);
+		return 0;
+	}
+	return -1;
+}
+
+/* One listening socket; SO_REUSEPORT lets the kernel spread connections over
+ * the workers' sockets for the same address. */
+static int open_listener(const char *addr, char **err)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int fd, one = 1;
+
+	if (parse_listen(addr, &ss, &len) != 0) {
+		errno = EINVAL;
+		*err = errdup("bad address", addr);
+		return -1;
+	}
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+		    0);
+	if (fd < 0) {
+		*err = errdup("socket", addr);
+		return -1;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
+	    bind(fd, (struct sockaddr *)&ss, len) != 0 ||
+	    listen(fd, 4096) != 0) {
+		*err = errdup("bind", addr);
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+int proxy_listen(struct proxy *p, const struct conf *c, char **err)
+{
+	for (unsigned i = 0; i < p->n_workers; i++) {
+		struct worker *w = &p->workers[i];
+
+		w->lfd = calloc(c->n_listen, sizeof(int));
+		if (w->lfd == NULL) {
+			*err = strdup("out of memory");
+			return -1;
+		}
+		for (unsigned j = 0; j < c->n_listen; j++) {
+			w->lfd[j] = open_listener(c->listen[j].address, err);
+			if (w->lfd[j] < 0)
+				return -1;
+			w->n_lev++;
+		}
+	}
+	return 0;
+}
+
+unsigned proxy_cas_id(struct proxy *p, const char *url)
+{
+	unsigned id;
+	char **n;
+
+	pthread_mutex_lock(&p->lock);
+	for (id = 0; id < p->n_cas_urls; id++)
+		if (strcmp(p->cas_urls[id], url) == 0)
+			goto out;
+	n = realloc(p->cas_urls, (p->n_cas_urls + 1) * sizeof(*n));
+	if (n != NULL) {
+		p->cas_urls = n;
+		n[p->n_cas_urls] = strdup(url);
+		if (n[p->n_cas_urls] != NULL)
+			id = p->n_cas_urls++;
+	}
+	/* On allocation failure id == n_cas_urls: a fresh pool slot that no
+	 * other URL shares, so the request still works, only unpooled across
+	 * reloads. */
+out:
+	pthread_mutex_unlock(&p->lock);
+	return id;
+}
+
+void proxy_publish(struct proxy *p, struct gen *g)
+{
+	struct gen *old;
+
+	pthread_mutex_lock(&p->lock);
+	old = p->gen;
+	p->gen = g;
+	pthread_mutex_unlock(&p->lock);
+	gen_release(old);
+	if (!p->started)
+		return;
+	for (unsigned i = 0; i < p->n_workers; i++)
+		event_active(p->workers[i].wakeup, EV_READ, 0);
+}
+
+static struct gen *proxy_current(struct proxy *p)
+{
+	struct gen *g;
+
+	pthread_mutex_lock(&p->lock);
+	g = p->gen ? gen_hold(p->gen) : NULL;
+	pthread_mutex_unlock(&p->lock);
+	return g;
+}
+
+struct pool *worker_pool(struct worker *w, unsigned id)
+{
+	if (id >= w->n_pools) {
+		unsigned n = id + 8;
+		struct pool *np = realloc(w->pools, n * sizeof(*np));
+
+		if (np == NULL)
+			return NULL;
+		memset(np + w->n_pools, 0, (n - w->n_pools) * sizeof(*np));
+		w->pools = np;
+		w->n_pools = n;
+	}
+	return &w->pools[id];
+}
+
+void worker_session_add(struct worker *w, struct session *s)
+{
+	s->next = w->sessions;
+	if (w->sessions != NULL)
+		w->sessions->prev = s;
+	w->sessions = s;
+	w->n_sessions++;
+}
+
+void worker_session_dead(struct worker *w, struct session *s)
+{
+	if (s->prev != NULL)
+		s->prev->next = s->next;
+	else
+		w->sessions = s->next;
+	if (s->next != NULL)
+		s->next->prev = s->prev;
+	w->n_sessions--;
+	s->dead_next = w->dead;
+	w->dead = s;
+	event_active(w->reaper, EV_READ, 0);
+}
+
+static void worker_maybe_exit(struct worker *w)
+{
+	if (w->stopping && w->n_sessions == 0)
+		event_base_loopexit(w->base, NULL);
+}
+
+static void reaper_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+
+	while (w->dead != NULL) {
+		struct session *s = w->dead;
+
+		w->dead = s->dead_next;
+		free(s);
+	}
+	worker_maybe_exit(w);
+}
+
+static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
+		      struct sockaddr *sa, int salen, void *arg)
+{
+	session_accept(arg, fd, sa, salen);
+}
+
+static void accept_error_cb(struct evconnlistener *lev, void *arg)
+{
+	/* EMFILE and friends: the connection stays queued; keep serving. */
+	log_warn("accept");
+}
+
+/* Idle keep-alive sessions hold no request: close them so the drain does
+ * not wait for clients that will never send another. */
+static void close_idle_sessions(struct worker *w)
+{
+	struct session *s = w->sessions, *next;
+
+	for (; s != NULL; s = next) {
+		next = s->next;
+		if (s->state == SESSION_IDLE || s->state == SESSION_HANDSHAKE)
+			session_close(s, "stop");
+	}
+}
+
+static void drain_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	struct session *s = w->sessions, *next;
+
+	for (; s != NULL; s = next) {
+		next = s->next;
+		session_close(s, "drain");
+	}
+	event_base_loopexit(w->base, NULL);
+}
+
+static void worker_begin_stop(struct worker *w)
+{
+	struct timeval tv = {w->drain_seconds, 0};
+
+	w->stopping = true;
+	for (unsigned i = 0; i < w->n_lev; i++) {
+		evconnlistener_free(w->lev[i]);
+		w->lev[i] = NULL;
+	}
+	close_idle_sessions(w);
+	upstream_pools_free(w);
+	evtimer_add(w->drain_timer, &tv);
+	worker_maybe_exit(w);
+}
+
+/* Other threads poke a worker here: a new generation or the stop. */
+static void wakeup_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	struct gen *g;
+
+	if (atomic_load(&w->p->stopping)) {
+		if (!w->stopping)
+			worker_begin_stop(w);
+		return;
+	}
+	g = proxy_current(w->p);
+	gen_release(w->gen);
+	w->gen = g;
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+
+	event_base_dispatch(w->base);
+	return NULL;
+}
+
+static int worker_setup(struct worker *w, char **err)
+{
+	w->base = event_base_new();
+	if (w->base == NULL)
+		goto fail;
+	w->wakeup = event_new(w->base, -1, 0, wakeup_cb, w);
+	w->reaper = event_new(w->base, -1, 0, reaper_cb, w);
+	w->drain_timer = evtimer_new(w->base, drain_timer_cb, w);
+	w->lev = calloc(w->n_lev ? w->n_lev : 1, sizeof(*w->lev));
+	if (w->wakeup == NULL || w->reaper == NULL || w->drain_timer == NULL ||
+	    w->lev == NULL)
+		goto fail;
+	w->gen = proxy_current(w->p);
+	for (unsigned i = 0; i < w->n_lev; i++) {
+		w->lev[i] = evconnlistener_new(w->base, accept_cb, w,
+					       LEV_OPT_CLOSE_ON_FREE, -1,
+					       w->lfd[i]);
+		if (w->lev[i] == NULL)
+			goto fail;
+		w->lfd[i] = -1;
+		evconnlistener_set_error_cb(w->lev[i], accept_error_cb);
+	}
+	return 0;
+fail:
+	*err = strdup("cannot set up a worker's event loop");
+	return -1;
+}
+
+int proxy_start(struct proxy *p, char **err)
+{
+	for (unsigned i = 0; i < p->n_workers; i++)
+		if (worker_setup(&p->workers[i], err) != 0)
+			return -1;
+	p->started = true;
+	for (unsigned i = 0; i < p->n_workers; i++) {
+		if (pthread_create(&p->workers[i].thread, NULL, worker_main,
+				   &p->workers[i]) != 0) {
+			*err = strdup("cannot start a worker thread");
+			return -1;
+		}
+	}
+	return 0;
+}
+
+void proxy_stop(struct proxy *p, unsigned drain_seconds)
+{
+	if (!p->started)
+		return;
+	atomic_store(&p->stopping, true);
+	for (unsigned i = 0; i < p->n_workers; i++) {
+		p->workers[i].drain_seconds = drain_seconds;
+		event_active(p->workers[i].wakeup, EV_READ, 0);
+	}
+	for (unsigned i = 0; i < p->n_workers; i++)
+		pthread_join(p->workers[i].thread, NULL);
+	p->started = false;
+}
+
+static void worker_free(struct worker *w)
+{
+	/* Sessions closed by the drain are freed here, after their callbacks
+	 * have returned. */
+	reaper_cb(-1, 0, w);
+	for (unsigned i = 0; i < w->n_lev; i++) {
+		if (w->lev != NULL && w->lev[i] != NULL)
+			evconnlistener_free(w->lev[i]);
+		if (w->lfd != NULL && w->lfd[i] >= 0)
+			close(w->lfd[i]);
+	}
+	free(w->lev);
+	free(w->lfd);
+	upstream_pools_free(w);
+	gen_release(w->gen);
+	if (w->wakeup)
+		event_free(w->wakeup);
+	if (w->reaper)
+		event_free(w->reaper);
+	if (w->drain_timer)
+		event_free(w->drain_timer);
+	if (w->base)
+		event_base_free(w->base);
+}
+
+void proxy_free(struct proxy *p)
+{
+	if (p == NULL)
+		return;
+	for (unsigned i = 0; i < p->n_workers; i++)
+		worker_free(&p->workers[i]);
+	free(p->workers);
+	gen_release(p->gen);
+	for (unsigned i = 0; i < p->n_cas_urls; i++)
+		free(p->cas_urls[i]);
+	free(p->cas_urls);
+	pthread_mutex_destroy(&p->lock);
+	free(p);
+}

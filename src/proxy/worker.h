@@ -1,0 +1,74 @@
+/*
+ * A worker thread: its event base, listeners, upstream pools and sessions.
+ * Everything here is touched by its own thread only, except the fields
+ * marked otherwise.
+ */
+#ifndef EF_PROXY_WORKER_H
+#define EF_PROXY_WORKER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "http/http.h"
+
+struct proxy;
+struct gen;
+struct session;
+struct pool;
+
+/* Bytes of the per-worker scratch buffer for building forwarded heads: the
+ * largest accepted head plus the headers easfront adds. */
+#define WORKER_SCRATCH (32768 + 4096)
+
+struct worker {
+	struct proxy *p;
+	unsigned idx;
+	pthread_t thread;
+	struct event_base *base;	 /* owned */
+	struct evconnlistener **lev;	 /* owned; n_lev entries */
+	int *lfd;			 /* listening fds until the thread
+					    wraps them; owned */
+	unsigned n_lev;
+	struct gen *gen;		 /* current generation; one ref */
+	struct event *wakeup;		 /* owned; other threads activate it */
+	struct event *reaper;		 /* owned; frees closed sessions */
+	struct event *drain_timer;	 /* owned; stop deadline */
+	struct session *sessions;	 /* live sessions */
+	struct session *dead;		 /* closed, to be freed */
+	unsigned n_sessions;
+	struct pool *pools;		 /* owned; indexed by cas id */
+	unsigned n_pools;
+	unsigned rr;			 /* round-robin cursor over CAS */
+	bool stopping;
+	unsigned drain_seconds;		 /* set before stop is signalled */
+	/* scratch, reused by every request of this worker */
+	struct http_request req;
+	struct http_response resp;
+	char scratch[WORKER_SCRATCH];
+};
+
+/* The shared part of the proxy. */
+struct proxy {
+	struct worker *workers; /* owned; n_workers entries */
+	unsigned n_workers;
+	pthread_mutex_t lock;	/* guards gen and cas_urls */
+	struct gen *gen;	/* the published generation; one ref */
+	char **cas_urls;	/* id -> URL registry; owned */
+	unsigned n_cas_urls;
+	atomic_bool stopping;
+	bool started;
+};
+
+/* The worker's pool for cas id, grown on demand. NULL on allocation
+ * failure. */
+struct pool *worker_pool(struct worker *w, unsigned id);
+
+/* Adds s to the worker's session list / removes and schedules its free. */
+void worker_session_add(struct worker *w, struct session *s);
+void worker_session_dead(struct worker *w, struct session *s);
+
+#endif
