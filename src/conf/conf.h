@@ -7,7 +7,19 @@
 #define EF_CONF_CONF_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
+
+#include "core/str.h"
+
+/* Largest config accepted, in bytes: a real one is a few KiB; more is a
+ * mistake or an attack on the parser. */
+#define CONF_MAX_BYTES (1024 * 1024)
+/* Problems listed in *err; beyond, one last line counts the rest. */
+#define CONF_ERR_MAX 100
+/* Upper bound for workers (0 means one per online CPU). */
+#define CONF_WORKERS_MAX 256
 
 enum conf_autodiscover {
 	CONF_AUTODISCOVER_PROXY = 0, /* default */
@@ -52,6 +64,7 @@ struct conf_site {
 struct conf_netbios {
 	char *name;   /* NetBIOS domain, e.g. CONTOSO */
 	char *domain; /* DNS domain, e.g. contoso.com */
+	unsigned line;
 };
 
 struct conf_timeouts {		/* all in seconds */
@@ -103,7 +116,10 @@ struct conf {
  * Reads and validates the config at path. On success returns 0 and *out is a
  * new conf owned by the caller (free with conf_free). On failure returns -1
  * and, when err is not NULL, *err is a malloc'd text with one
- * "FILE:LINE: reason" line per problem (all of them, not just the first).
+ * "FILE:LINE: reason" line per problem (all of them, not just the first, up
+ * to CONF_ERR_MAX), sorted by line, separated by '\n' without a final one.
+ * LINE is 0 only when the file could not be read at all. *err is NULL on
+ * success (and when even the message could not be allocated).
  * Checks: YAML syntax, unknown keys, wrong types, missing required keys
  * (site, listen, tls.certificates, sites with name and cas), duplicate site
  * names, site / fallback / default_site naming no site, URLs that are not
@@ -119,7 +135,33 @@ int conf_load_mem(const char *path, const char *yaml, size_t len,
 /* Frees a conf; NULL is accepted. */
 void conf_free(struct conf *c);
 
-/* Returns the site called name, or NULL. */
+/* Returns the site called name (exact match), or NULL. */
 const struct conf_site *conf_site_find(const struct conf *c, const char *name);
+
+/* An absolute http:// or https:// URL taken apart; views into the string
+ * given to conf_url_parse, valid while it lives. */
+struct conf_url {
+	bool https;
+	struct str host; /* name or address; an IPv6 literal without brackets */
+	uint16_t port;	 /* as written, else 443 or 80 */
+	struct str path; /* empty, or from the first '/' to the end */
+};
+
+/*
+ * Splits s, an http:// or https:// URL (scheme in any case) with a non-empty
+ * host, an optional port 1-65535 and an optional path; no user info, query,
+ * fragment, spaces or control bytes. Returns 0, or -1 with *why (when not
+ * NULL) set to a static reason. The checks conf_load applies to cas and
+ * external_url, for the parts that connect to or print them.
+ */
+int conf_url_parse(const char *s, struct conf_url *u, const char **why);
+
+/*
+ * Parses a listen address, "IPv4:PORT" or "[IPv6]:PORT" with PORT 1-65535,
+ * into *ss and *len (either may be NULL) with inet_pton: no name lookup, no
+ * socket. Returns 0, or -1 with *why (when not NULL) set to a static reason.
+ */
+int conf_addr_parse(const char *s, struct sockaddr_storage *ss, socklen_t *len,
+		    const char **why);
 
 #endif

@@ -129,7 +129,7 @@ enum http_chunk_result {
 	HTTP_CHUNK_ERROR = -1, /* malformed: bad size, overflow, bad CRLF,
 				  trailers too large */
 	HTTP_CHUNK_MORE = 0,   /* all input consumed, body not finished */
-	HTTP_CHUNK_DATA = 1,   /* *data_off/*data_len: a span of body data */
+	HTTP_CHUNK_DATA = 1,   /* *data_off, *data_len: a span of body data */
 	HTTP_CHUNK_DONE = 2,   /* last chunk and trailers consumed */
 };
 

@@ -485,11 +485,23 @@ static int read_response_head(struct session *s)
 	}
 }
 
+/* Between requests only a pinned (NTLM) upstream stays attached; anything
+ * it says then, or its closing, ends the client connection with it. */
+static bool pinned_between_requests(struct session *s)
+{
+	if (s->g != NULL)
+		return false;
+	session_close(s, "SI");
+	return true;
+}
+
 void relay_up_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct session *s = arg;
 	bool keep;
 
+	if (pinned_between_requests(s))
+		return;
 	if (!(s->flags & SESSION_F_RESP_HEAD) && read_response_head(s) <= 0)
 		return;
 	if (relay_body(&s->up) != 0) {
@@ -531,6 +543,8 @@ void relay_up_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct session *s = arg;
 
+	if (pinned_between_requests(s))
+		return;
 	if (what & BEV_EVENT_CONNECTED) {
 		relay_upstream_ready(s);
 		return;

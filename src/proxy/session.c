@@ -55,6 +55,8 @@ void session_set_state(struct session *s, enum session_state state)
 		break;
 	case SESSION_IDLE:
 		set_timeouts(s->client.bev, t->idle, t->client_body);
+		/* A pinned upstream idles as long as its client may. */
+		set_timeouts(s->up.bev, 0, 0);
 		break;
 	case SESSION_HEAD:
 		set_timeouts(s->client.bev, t->client_header, t->client_body);
@@ -193,7 +195,9 @@ static void session_reset_request(struct session *s)
 	memset(&s->up.body, 0, sizeof(s->up.body));
 	s->client.bytes = 0;
 	s->up.bytes = 0;
-	s->site = -1;
+	/* A pinned upstream belongs to one site for the connection's life. */
+	if (!(s->flags & SESSION_F_PINNED))
+		s->site = -1;
 	s->tried = 0;
 	s->flags &= SESSION_F_PINNED | SESSION_F_HTTP10;
 }

@@ -25,7 +25,10 @@ struct tls_server;
 struct tls_server *tls_server_new(const struct conf *c, char **err);
 
 /* Frees the contexts; sessions that still use one keep it alive through
- * OpenSSL's reference counts. NULL is accepted. */
+ * OpenSSL's reference counts. A connection still in its handshake also needs
+ * ts itself (the SNI callback reads it): free ts only once no handshake on
+ * its contexts is in progress, as the generation's reference count ensures.
+ * NULL is accepted. */
 void tls_server_free(struct tls_server *ts);
 
 /* The context to give SSL_new() for a new client connection: the default
@@ -47,11 +50,16 @@ int tls_server_select(const struct tls_server *ts, const char *servername);
 int tls_check_certs(const struct conf *c, char **err);
 
 /* The client context towards CAS servers: TLS 1.2+, peer verified against
- * ca_file (NULL: the system store). Returns NULL with *err on failure. */
+ * ca_file (NULL: the system store). Returns NULL with *err on failure.
+ * Sessions are the caller's to keep (SSL_get1_session, SSL_set_session): a
+ * TLS 1.3 ticket arrives with the first bytes read after the handshake, and
+ * OpenSSL marks the session unusable when its SSL is freed without having
+ * sent close_notify (SSL_shutdown). */
 SSL_CTX *tls_client_ctx_new(const char *ca_file, char **err);
 
-/* A new client SSL for host: SNI set (unless host is an IP literal) and the
- * certificate's names checked against host. Returns NULL on failure. */
+/* A new client SSL for host, in connect state: SNI set (unless host is an IP
+ * literal, IPv6 with or without brackets) and the certificate's names (or
+ * iPAddress) checked against host. Returns NULL on failure. */
 SSL *tls_client_ssl_new(SSL_CTX *ctx, const char *host);
 
 /* "TLSv1.3" etc. for logs. */
