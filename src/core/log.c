@@ -33,6 +33,7 @@ int log_level_parse(const char *s)
 
 /* Formats "TIME LEVEL message[: strerror]\n" and writes it in one call, so that
  * lines from different threads never mix. */
+__attribute__((format(printf, 3, 0)))
 static void log_vwrite(enum log_level level, int errnum, const char *fmt,
 		       va_list ap)
 {
