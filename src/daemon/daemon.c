@@ -15,10 +15,12 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
 
+#include "admin/admin.h"
 #include "conf/conf.h"
 #include "core/log.h"
 #include "daemon/generation.h"
@@ -34,6 +36,9 @@ struct daemon {
 	unsigned drain;		/* seconds, from the live config */
 	char *pid_file;		/* owned */
 	char *access_path;	/* owned; NULL: no access log */
+	char *admin_listen;	/* owned; the address admin is bound to */
+	struct admin *admin;	/* owned; NULL: no admin endpoint */
+	struct admin_hooks hooks;
 };
 
 /* systemd's readiness protocol, spoken directly: one datagram to
@@ -120,25 +125,65 @@ static void apply_conf(struct daemon *d, const struct conf *c)
 	d->access_path = c->log_access ? strdup(c->log_access) : NULL;
 }
 
-static void reload(struct daemon *d)
+static void admin_update(struct daemon *d, const struct conf *c);
+
+/* Builds and publishes a new generation; a refused one leaves the old one
+ * serving. Returns 0, or -1 with *err (the FILE:LINE: reason lines). */
+static int reload_apply(void *arg, char **err)
 {
-	char *err = NULL;
+	struct daemon *d = arg;
 	struct gen *g;
 
 	notify("RELOADING=1");
-	g = generation_build(d->proxy, d->conf_path, d->next_gen, &err);
+	g = generation_build(d->proxy, d->conf_path, d->next_gen, err);
 	if (g == NULL) {
-		log_errors("reload refused", err);
-		free(err);
+		log_errors("reload refused", *err);
+		d->hooks.reloads_failed++;
 		notify("READY=1");
-		return;
+		return -1;
 	}
 	d->next_gen++;
 	apply_conf(d, g->conf);
 	reopen_access_log(d);
+	admin_update(d, g->conf);
 	log_info("reloaded %s: generation %u", d->conf_path, g->id);
 	proxy_publish(d->proxy, g);
+	d->hooks.reloads_ok++;
 	notify("READY=1");
+	return 0;
+}
+
+static void reload(struct daemon *d)
+{
+	char *err = NULL;
+
+	reload_apply(d, &err);
+	free(err);
+}
+
+/* (Re)opens the admin endpoint when admin.listen is new or changed; an
+ * unchanged one keeps its socket. */
+static void admin_update(struct daemon *d, const struct conf *c)
+{
+	char *err = NULL;
+
+	if (d->admin_listen != NULL && c->admin_listen != NULL &&
+	    strcmp(d->admin_listen, c->admin_listen) == 0)
+		return;
+	admin_free(d->admin);
+	d->admin = NULL;
+	free(d->admin_listen);
+	d->admin_listen = NULL;
+	if (c->admin_listen == NULL || d->base == NULL)
+		return;
+	d->admin = admin_new(d->base, c->admin_listen, d->proxy, &d->hooks,
+			     &err);
+	if (d->admin == NULL) {
+		log_warnx("%s", err ? err : "admin endpoint failed");
+		free(err);
+		return;
+	}
+	d->admin_listen = strdup(c->admin_listen);
 }
 
 static void signal_cb(evutil_socket_t sig, short what, void *arg)
@@ -239,6 +284,11 @@ static int serve(struct daemon *d)
 			rc = 1;
 	}
 	if (rc == 0) {
+		struct gen *g = proxy_gen_hold(d->proxy);
+
+		if (g != NULL)
+			admin_update(d, g->conf);
+		gen_release(g);
 		notify("READY=1");
 		event_base_dispatch(d->base);
 		notify("STOPPING=1");
@@ -246,7 +296,12 @@ static int serve(struct daemon *d)
 	for (int i = 0; i < 4; i++)
 		if (ev[i] != NULL)
 			event_free(ev[i]);
+	admin_free(d->admin);
+	d->admin = NULL;
+	free(d->admin_listen);
+	d->admin_listen = NULL;
 	event_base_free(d->base);
+	d->base = NULL;
 	return rc;
 }
 
@@ -258,6 +313,10 @@ int daemon_run(const char *conf_path)
 	struct gen *g = NULL;
 	unsigned workers;
 	int rc = 1;
+
+	d.hooks.reload = reload_apply;
+	d.hooks.arg = &d;
+	d.hooks.started = time(NULL);
 
 	signal(SIGPIPE, SIG_IGN);
 	/* The worker count must be known before the proxy that gives CAS

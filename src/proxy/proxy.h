@@ -27,6 +27,14 @@ unsigned proxy_cas_id(struct proxy *p, const char *url);
  * Workers pick it up asynchronously; requests in flight keep theirs. */
 void proxy_publish(struct proxy *p, struct gen *g);
 
+struct stats_snapshot;
+
+/* The current generation with a reference for the caller, or NULL. */
+struct gen *proxy_gen_hold(struct proxy *p);
+
+/* Sums every worker's counters into *out (zeroed first). Any thread. */
+void proxy_stats(struct proxy *p, struct stats_snapshot *out);
+
 /* Starts the worker threads. Returns 0 or -1 with *err. */
 int proxy_start(struct proxy *p, char **err);
 

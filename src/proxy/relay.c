@@ -14,6 +14,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "proxy/gen.h"
+#include "proxy/stats.h"
 #include "proxy/upstream.h"
 #include "proxy/worker.h"
 
@@ -336,6 +337,7 @@ void relay_upstream_ready(struct session *s)
 {
 	s->log.t_connected = clock_mono_us();
 	s->flags |= SESSION_F_REQ_SENT;
+	session_held_begin(s);
 	session_set_state(s, SESSION_EXCHANGE);
 }
 
@@ -476,6 +478,7 @@ static int read_response_head(struct session *s)
 		s->log.bytes_out += n;
 		bufferevent_write(s->client.bev, s->w->scratch, n);
 		s->flags |= SESSION_F_RESP_HEAD;
+		session_held_end(s);
 		if (resp->flags & HTTP_F_KEEP_ALIVE &&
 		    resp->framing != HTTP_BODY_EOF)
 			s->flags |= SESSION_F_UP_REUSE;
@@ -554,6 +557,7 @@ void relay_up_event_cb(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (s->state == SESSION_CONNECT) {
+		stat_add(&s->w->stats.upstream_connect_failures, 1);
 		log_debug("upstream %s: connect failed", s->log.upstream);
 		if (connect_upstream(s) == 0)
 			return;

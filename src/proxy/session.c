@@ -20,6 +20,7 @@
 #include "core/log.h"
 #include "eas/eas.h"
 #include "proxy/gen.h"
+#include "proxy/stats.h"
 #include "proxy/upstream.h"
 #include "proxy/worker.h"
 #include "site/route.h"
@@ -137,6 +138,7 @@ void session_accept(struct worker *w, int fd, const struct sockaddr *sa,
 	bufferevent_setwatermark(s->client.bev, EV_READ, 0,
 				 SESSION_HIGH_WATER);
 	worker_session_add(w, s);
+	stat_add(&w->stats.client_connections, 1);
 	session_set_state(s, SESSION_HANDSHAKE);
 	bufferevent_enable(s->client.bev, EV_READ | EV_WRITE);
 }
@@ -162,11 +164,14 @@ void session_close(struct session *s, const char *term)
 	if (s->flags & SESSION_F_DEAD)
 		return;
 	s->flags |= SESSION_F_DEAD;
+	stat_sub(&s->w->stats.client_connections, 1);
+	session_held_end(s);
 	/* A request cut short still gets its access log line. */
 	if (s->g != NULL) {
 		if (s->log.term == NULL)
 			s->log.term = term;
 		accesslog_write(s);
+		session_count_request(s);
 		gen_release(s->g);
 		s->g = NULL;
 	}
@@ -207,7 +212,9 @@ void session_request_done(struct session *s)
 	bool close_it = (s->flags & SESSION_F_CLOSE) || s->w->stopping;
 	bool reuse = (s->flags & SESSION_F_UP_REUSE) != 0;
 
+	session_held_end(s);
 	accesslog_write(s);
+	session_count_request(s);
 	gen_release(s->g);
 	s->g = NULL;
 	if (s->flags & SESSION_F_PINNED) {
@@ -261,6 +268,12 @@ static void log_facts(struct session *s, const struct http_request *req,
 	str_copy(s->log.device_type, sizeof(s->log.device_type),
 		 str_from(f->device_type));
 	s->log.version = f->version;
+	if (f->path == EAS_PATH_AUTODISCOVER)
+		s->log.cmd_slot = STATS_CMD_AUTODISCOVER;
+	else if (req->method == HTTP_M_OPTIONS)
+		s->log.cmd_slot = STATS_CMD_OPTIONS;
+	else
+		s->log.cmd_slot = stats_cmd_slot(f->cmd);
 }
 
 /* Routes an EAS or Autodiscover request and carries out the decision. */
@@ -381,6 +394,7 @@ void session_read_head(struct session *s)
 	s->g = gen_hold(s->w->gen);
 	s->log.t_head = clock_mono_us();
 	s->log.site = -1;
+	s->log.cmd_slot = STATS_CMD_OTHER;
 	if (r < 0) {
 		s->flags |= SESSION_F_CLOSE;
 		s->client.body.done = true;
@@ -444,6 +458,9 @@ static void handshake_done(struct session *s)
 
 	s->sni = ssl ? SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name)
 		     : NULL;
+	stat_add(&s->w->stats.tls_handshakes, 1);
+	if (ssl != NULL && SSL_session_reused(ssl))
+		stat_add(&s->w->stats.tls_resumed, 1);
 	session_set_state(s, SESSION_IDLE);
 }
 
@@ -485,7 +502,9 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	/* EOF or error: the client has gone; nothing can be answered. */
-	if (s->state == SESSION_HANDSHAKE)
+	if (s->state == SESSION_HANDSHAKE) {
+		stat_add(&s->w->stats.tls_failures, 1);
 		log_debug("%s: TLS handshake failed", s->client_ip);
+	}
 	session_close(s, s->state == SESSION_IDLE ? NULL : "CD");
 }

@@ -62,6 +62,7 @@ struct side {
 #define SESSION_F_HEAD_REQ 0x080U  /* request method is HEAD */
 #define SESSION_F_UP_REUSE 0x100U  /* upstream may go back to the pool */
 #define SESSION_F_DISCARD 0x200U   /* request body is read and dropped */
+#define SESSION_F_HELD_GAUGE 0x400U /* counted in the held_requests gauge */
 
 /* What one request leaves for the access log. */
 struct reqlog {
@@ -75,6 +76,7 @@ struct reqlog {
 	char device[48];
 	char device_type[32];
 	unsigned version;
+	unsigned cmd_slot;    /* stats slot of the command */
 	const char *decision; /* static strings */
 	const char *reason;
 	const char *term;     /* termination code, static */
@@ -140,6 +142,12 @@ void relay_up_event_cb(struct bufferevent *bev, short what, void *arg);
 void relay_client_read(struct session *s);
 /* relay.c: the client's output drained below its low-water mark. */
 void relay_client_drained(struct session *s);
+
+/* stats: counts the request that just ended. */
+void session_count_request(struct session *s);
+/* stats: a held request went up / its wait ended. */
+void session_held_begin(struct session *s);
+void session_held_end(struct session *s);
 
 /* accesslog.c: one line for the request that just ended. */
 void accesslog_write(struct session *s);

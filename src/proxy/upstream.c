@@ -69,6 +69,7 @@ struct upconn *upstream_take(struct worker *w, const struct cas_target *t)
 	pool->idle = uc->next;
 	pool->n_idle--;
 	uc->next = NULL;
+	stat_add(&w->stats.upstream_reused, 1);
 	return uc;
 }
 
@@ -110,6 +111,7 @@ struct upconn *upstream_connect(struct worker *w, struct gen *g,
 	if (uc == NULL)
 		return NULL;
 	uc->pool = pool;
+	uc->w = w;
 	ai = pool->next_addr++ % t->naddr;
 	uc->bev = connect_bev(w, g, pool, t);
 	if (uc->bev == NULL) {
@@ -124,6 +126,9 @@ struct upconn *upstream_connect(struct worker *w, struct gen *g,
 		upstream_free(uc);
 		return NULL;
 	}
+	stat_add(&w->stats.upstream_connects, 1);
+	stat_add(&w->stats.upstream_connections, 1);
+	uc->counted = true;
 	return uc;
 }
 
@@ -175,6 +180,8 @@ void upstream_free(struct upconn *uc)
 		return;
 	if (uc->bev != NULL)
 		bufferevent_free(uc->bev);
+	if (uc->counted)
+		stat_sub(&uc->w->stats.upstream_connections, 1);
 	free(uc);
 }
 

@@ -22,9 +22,11 @@ struct gen;
 
 struct upconn {
 	struct bufferevent *bev; /* owned */
+	struct worker *w;
 	struct pool *pool;
 	struct upconn *next;	 /* idle list */
 	unsigned requests;	 /* served so far */
+	bool counted;		 /* in the upstream_connections gauge */
 	char addr[64];		 /* "IP:PORT" for logs */
 };
 

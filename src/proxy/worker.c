@@ -21,7 +21,10 @@
 #include "proxy/gen.h"
 #include "proxy/proxy.h"
 #include "proxy/session.h"
+#include "proxy/stats.h"
 #include "proxy/upstream.h"
+
+static struct gen *proxy_current(struct proxy *p);
 
 static char *errdup(const char *what, const char *arg)
 {
@@ -188,6 +191,18 @@ void proxy_publish(struct proxy *p, struct gen *g)
 		return;
 	for (unsigned i = 0; i < p->n_workers; i++)
 		event_active(p->workers[i].wakeup, EV_READ, 0);
+}
+
+void proxy_stats(struct proxy *p, struct stats_snapshot *out)
+{
+	memset(out, 0, sizeof(*out));
+	for (unsigned i = 0; i < p->n_workers; i++)
+		stats_accumulate(&p->workers[i].stats, out);
+}
+
+struct gen *proxy_gen_hold(struct proxy *p)
+{
+	return proxy_current(p);
 }
 
 static struct gen *proxy_current(struct proxy *p)

@@ -14,6 +14,7 @@
 #include <event2/listener.h>
 
 #include "http/http.h"
+#include "proxy/stats.h"
 
 struct proxy;
 struct gen;
@@ -44,7 +45,8 @@ struct worker {
 	unsigned n_pools;
 	unsigned rr;			 /* round-robin cursor over CAS */
 	bool stopping;
-	unsigned drain_seconds;		 /* set before stop is signalled */
+	unsigned drain_seconds;
+	struct stats stats;		 /* written by this thread only */		 /* set before stop is signalled */
 	/* scratch, reused by every request of this worker */
 	struct http_request req;
 	struct http_response resp;

@@ -1,0 +1,269 @@
+/*
+ * The admin endpoint over libevent's evhttp: small, loopback, one thread.
+ */
+#include "admin/admin.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#include "admin/metrics.h"
+#include "conf/conf.h"
+#include "proxy/gen.h"
+#include "proxy/proxy.h"
+#include "proxy/stats.h"
+#include "site/route.h"
+#include "site/sitemap.h"
+
+struct admin {
+	struct evhttp *http; /* owned */
+	struct proxy *p;
+	struct admin_hooks *hooks;
+};
+
+static void reply(struct evhttp_request *req, int code, const char *type,
+		  struct evbuffer *body)
+{
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+			  "Content-Type", type);
+	evhttp_send_reply(req, code, NULL, body);
+}
+
+static void reply_text(struct evhttp_request *req, int code, const char *text)
+{
+	struct evbuffer *b = evbuffer_new();
+
+	if (b != NULL)
+		evbuffer_add_printf(b, "%s\n", text);
+	reply(req, code, "text/plain", b);
+	if (b != NULL)
+		evbuffer_free(b);
+}
+
+static bool method_is(struct evhttp_request *req, enum evhttp_cmd_type m)
+{
+	if (evhttp_request_get_command(req) == m)
+		return true;
+	reply_text(req, 405, "method not allowed");
+	return false;
+}
+
+static void metrics_cb(struct evhttp_request *req, void *arg)
+{
+	struct admin *a = arg;
+	struct stats_snapshot snap;
+	struct evbuffer *b;
+	struct gen *g;
+
+	if (!method_is(req, EVHTTP_REQ_GET))
+		return;
+	b = evbuffer_new();
+	if (b == NULL)
+		return reply_text(req, 503, "out of memory");
+	proxy_stats(a->p, &snap);
+	g = proxy_gen_hold(a->p);
+	metrics_render(b, &snap, g, a->hooks);
+	gen_release(g);
+	reply(req, 200, "text/plain; version=0.0.4", b);
+	evbuffer_free(b);
+}
+
+/* A JSON string from config text: quotes, backslashes and controls escaped. */
+static void json_str(struct evbuffer *b, const char *s)
+{
+	evbuffer_add(b, "\"", 1);
+	for (; s != NULL && *s != '\0'; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '"' || c == '\\')
+			evbuffer_add_printf(b, "\\%c", c);
+		else if (c < 0x20)
+			evbuffer_add_printf(b, "\\u%04x", c);
+		else
+			evbuffer_add(b, s, 1);
+	}
+	evbuffer_add(b, "\"", 1);
+}
+
+static void status_sites(struct evbuffer *b, const struct conf *c)
+{
+	evbuffer_add_printf(b, "\"sites\":[");
+	for (unsigned i = 0; i < c->n_sites; i++) {
+		const struct conf_site *s = &c->sites[i];
+
+		evbuffer_add_printf(b, "%s{\"name\":", i ? "," : "");
+		json_str(b, s->name);
+		evbuffer_add_printf(b, ",\"own\":%s,\"external_url\":",
+				    strcmp(s->name, c->site) == 0 ? "true"
+								  : "false");
+		if (s->external_url != NULL)
+			json_str(b, s->external_url);
+		else
+			evbuffer_add_printf(b, "null");
+		evbuffer_add_printf(b, ",\"cas\":[");
+		for (unsigned j = 0; j < s->n_cas; j++) {
+			if (j > 0)
+				evbuffer_add(b, ",", 1);
+			json_str(b, s->cas[j]);
+		}
+		evbuffer_add_printf(b, "]}");
+	}
+	evbuffer_add_printf(b, "]");
+}
+
+static void status_cb(struct evhttp_request *req, void *arg)
+{
+	struct admin *a = arg;
+	struct stats_snapshot snap;
+	struct evbuffer *b;
+	struct gen *g;
+
+	if (!method_is(req, EVHTTP_REQ_GET))
+		return;
+	b = evbuffer_new();
+	g = proxy_gen_hold(a->p);
+	if (b == NULL || g == NULL) {
+		gen_release(g);
+		if (b != NULL)
+			evbuffer_free(b);
+		return reply_text(req, 503, "not serving yet");
+	}
+	proxy_stats(a->p, &snap);
+	evbuffer_add_printf(b, "{\"generation\":%u,\"uptime_seconds\":%lld,"
+			       "\"site\":",
+			    g->id, (long long)(time(NULL) - a->hooks->started));
+	json_str(b, g->conf->site);
+	evbuffer_add_printf(b,
+			    ",\"client_connections\":%llu,\"held_requests\":%llu,"
+			    "\"site_map_users\":%zu,",
+			    (unsigned long long)snap.client_connections,
+			    (unsigned long long)snap.held_requests,
+			    g->map ? sitemap_users(g->map) : (size_t)0);
+	status_sites(b, g->conf);
+	evbuffer_add_printf(b, "}\n");
+	gen_release(g);
+	reply(req, 200, "application/json", b);
+	evbuffer_free(b);
+}
+
+static void reload_cb(struct evhttp_request *req, void *arg)
+{
+	struct admin *a = arg;
+	char *err = NULL;
+
+	if (!method_is(req, EVHTTP_REQ_POST))
+		return;
+	if (a->hooks->reload(a->hooks->arg, &err) == 0) {
+		reply_text(req, 200, "reloaded");
+		return;
+	}
+	reply_text(req, 422, err ? err : "reload refused");
+	free(err);
+}
+
+/* "14.1" -> 141 for the route query; 0 (unknown) otherwise. */
+static unsigned version_code(const char *v)
+{
+	static const char *const names[] = {"2.5",  "12.0", "12.1", "14.0",
+					    "14.1", "16.0", "16.1"};
+	static const unsigned codes[] = {25, 120, 121, 140, 141, 160, 161};
+
+	for (size_t i = 0; v != NULL && i < 7; i++)
+		if (strcmp(v, names[i]) == 0)
+			return codes[i];
+	return 0;
+}
+
+static void route_cb(struct evhttp_request *req, void *arg)
+{
+	struct admin *a = arg;
+	struct evkeyvalq q = {0};
+	struct route_input in = {0};
+	struct route_decision d;
+	const char *query = evhttp_uri_get_query(
+		evhttp_request_get_evhttp_uri(req));
+	char key[256], text[4096];
+	struct gen *g;
+
+	if (!method_is(req, EVHTTP_REQ_GET))
+		return;
+	if (query == NULL || evhttp_parse_query_str(query, &q) != 0 ||
+	    evhttp_find_header(&q, "user") == NULL) {
+		evhttp_clear_headers(&q);
+		return reply_text(req, 400, "usage: /route?user=U[&version=V][&host=H]");
+	}
+	g = proxy_gen_hold(a->p);
+	if (g == NULL) {
+		evhttp_clear_headers(&q);
+		return reply_text(req, 503, "not serving yet");
+	}
+	in.conf = g->conf;
+	in.map = g->map;
+	in.user = sitemap_normalise(g->conf, evhttp_find_header(&q, "user"), key,
+				    sizeof(key))
+			  ? key
+			  : NULL;
+	in.version = version_code(evhttp_find_header(&q, "version"));
+	in.host = evhttp_find_header(&q, "host");
+	route_decide(&in, &d);
+	route_explain(&in, &d, text, sizeof(text));
+	reply_text(req, 200, text);
+	gen_release(g);
+	evhttp_clear_headers(&q);
+}
+
+struct admin *admin_new(struct event_base *base, const char *address,
+			struct proxy *p, struct admin_hooks *hooks, char **err)
+{
+	struct admin *a = calloc(1, sizeof(*a));
+	char host[64];
+	const char *colon = strrchr(address, ':');
+	size_t hl = colon ? (size_t)(colon - address) : 0;
+
+	if (a == NULL || colon == NULL || hl == 0 || hl >= sizeof(host))
+		goto fail;
+	/* evhttp wants the address without IPv6 brackets. */
+	if (address[0] == '[' && address[hl - 1] == ']') {
+		memcpy(host, address + 1, hl - 2);
+		host[hl - 2] = '\0';
+	} else {
+		memcpy(host, address, hl);
+		host[hl] = '\0';
+	}
+	a->p = p;
+	a->hooks = hooks;
+	a->http = evhttp_new(base);
+	if (a->http == NULL)
+		goto fail;
+	evhttp_set_max_headers_size(a->http, 16384);
+	evhttp_set_max_body_size(a->http, 4096);
+	evhttp_set_timeout(a->http, 10);
+	evhttp_set_cb(a->http, "/metrics", metrics_cb, a);
+	evhttp_set_cb(a->http, "/status", status_cb, a);
+	evhttp_set_cb(a->http, "/reload", reload_cb, a);
+	evhttp_set_cb(a->http, "/route", route_cb, a);
+	if (evhttp_bind_socket(a->http, host,
+			       (unsigned short)atoi(colon + 1)) != 0)
+		goto fail;
+	return a;
+fail:
+	*err = malloc(300);
+	if (*err != NULL)
+		snprintf(*err, 300, "admin.listen %s: cannot listen", address);
+	admin_free(a);
+	return NULL;
+}
+
+void admin_free(struct admin *a)
+{
+	if (a == NULL)
+		return;
+	if (a->http != NULL)
+		evhttp_free(a->http);
+	free(a);
+}

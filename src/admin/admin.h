@@ -1,0 +1,34 @@
+/*
+ * The operators' endpoint on admin.listen (loopback by default):
+ * GET /metrics (Prometheus text), GET /status (JSON), POST /reload,
+ * GET /route?user=...&version=...&host=... Runs on the daemon's event base.
+ */
+#ifndef EF_ADMIN_ADMIN_H
+#define EF_ADMIN_ADMIN_H
+
+#include <stdint.h>
+#include <time.h>
+
+struct event_base;
+struct proxy;
+
+/* What the daemon shares with the endpoint; owned by the daemon, read and
+ * called on the same thread. */
+struct admin_hooks {
+	/* Reloads; returns 0, or -1 with *err (malloc'd FILE:LINE lines). */
+	int (*reload)(void *arg, char **err);
+	void *arg;
+	uint64_t reloads_ok;
+	uint64_t reloads_failed;
+	time_t started;
+};
+
+struct admin;
+
+/* Listens on address ("IP:PORT") and serves p's figures. NULL with *err. */
+struct admin *admin_new(struct event_base *base, const char *address,
+			struct proxy *p, struct admin_hooks *hooks, char **err);
+/* Stops listening; NULL is accepted. */
+void admin_free(struct admin *a);
+
+#endif

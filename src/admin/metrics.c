@@ -1,0 +1,168 @@
+#include "admin/metrics.h"
+
+#include <stdio.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+
+#include "admin/admin.h"
+#include "conf/conf.h"
+#include "proxy/gen.h"
+#include "proxy/stats.h"
+
+static void family(struct evbuffer *out, const char *name, const char *type,
+		   const char *help)
+{
+	evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help,
+			    name, type);
+}
+
+static void sample(struct evbuffer *out, const char *name, uint64_t v)
+{
+	evbuffer_add_printf(out, "%s %llu\n", name, (unsigned long long)v);
+}
+
+static void one(struct evbuffer *out, const char *name, const char *type,
+		const char *help, uint64_t v)
+{
+	family(out, name, type, help);
+	sample(out, name, v);
+}
+
+/* Label values come from the config (site names): escape what the text
+ * format requires. */
+static void label_value(struct evbuffer *out, const char *v)
+{
+	for (; *v != '\0'; v++) {
+		if (*v == '\\' || *v == '"')
+			evbuffer_add_printf(out, "\\%c", *v);
+		else if (*v == '\n')
+			evbuffer_add(out, "\\n", 2);
+		else
+			evbuffer_add(out, v, 1);
+	}
+}
+
+static void requests(struct evbuffer *out, const struct stats_snapshot *s,
+		     const struct gen *g)
+{
+	family(out, "easfront_requests_total", "counter",
+	       "Requests by EAS command.");
+	for (unsigned i = 0; i < STATS_CMDS; i++) {
+		const char *n = stats_cmd_name(i);
+
+		if (n != NULL)
+			evbuffer_add_printf(out,
+					    "easfront_requests_total{cmd=\"%s\"} "
+					    "%llu\n",
+					    n, (unsigned long long)s->requests_cmd[i]);
+	}
+	family(out, "easfront_requests_by_version_total", "counter",
+	       "Requests by EAS protocol version.");
+	for (unsigned i = 0; i < STATS_VERSIONS; i++)
+		evbuffer_add_printf(out,
+				    "easfront_requests_by_version_total{version="
+				    "\"%s\"} %llu\n",
+				    stats_version_name(i),
+				    (unsigned long long)s->requests_version[i]);
+	family(out, "easfront_requests_by_decision_total", "counter",
+	       "Requests by routing decision.");
+	for (unsigned i = 0; i < STATS_DECISIONS; i++)
+		evbuffer_add_printf(out,
+				    "easfront_requests_by_decision_total{"
+				    "decision=\"%s\"} %llu\n",
+				    stats_decision_name(i),
+				    (unsigned long long)s->requests_decision[i]);
+	family(out, "easfront_requests_by_site_total", "counter",
+	       "Requests by the site whose CAS pool or URL served them.");
+	for (unsigned i = 0; g != NULL && i < g->conf->n_sites && i < STATS_SITES;
+	     i++) {
+		evbuffer_add_printf(out, "easfront_requests_by_site_total{site=\"");
+		label_value(out, g->conf->sites[i].name);
+		evbuffer_add_printf(out, "\"} %llu\n",
+				    (unsigned long long)s->requests_site[i]);
+	}
+	family(out, "easfront_responses_total", "counter",
+	       "Responses by HTTP status.");
+	for (unsigned i = 0; i < STATS_STATUS; i++)
+		if (s->responses_status[i] != 0)
+			evbuffer_add_printf(out,
+					    "easfront_responses_total{status="
+					    "\"%u\"} %llu\n",
+					    i + 100,
+					    (unsigned long long)s->responses_status[i]);
+}
+
+static void latency(struct evbuffer *out, const struct stats_snapshot *s)
+{
+	uint64_t cum = 0;
+
+	family(out, "easfront_upstream_first_byte_seconds", "histogram",
+	       "Time from sending a request to a CAS to its first response "
+	       "byte (held Ping/Sync excluded).");
+	for (unsigned b = 0; b < STATS_BUCKETS; b++) {
+		cum += s->upstream_latency[b];
+		evbuffer_add_printf(out,
+				    "easfront_upstream_first_byte_seconds_bucket"
+				    "{le=\"%g\"} %llu\n",
+				    stats_bucket_ms[b] / 1000.0,
+				    (unsigned long long)cum);
+	}
+	cum += s->upstream_latency[STATS_BUCKETS];
+	evbuffer_add_printf(out,
+			    "easfront_upstream_first_byte_seconds_bucket{le=\"+"
+			    "Inf\"} %llu\n"
+			    "easfront_upstream_first_byte_seconds_sum %.6f\n"
+			    "easfront_upstream_first_byte_seconds_count %llu\n",
+			    (unsigned long long)cum,
+			    s->upstream_latency_sum_us / 1e6,
+			    (unsigned long long)s->upstream_latency_count);
+}
+
+static void connections(struct evbuffer *out, const struct stats_snapshot *s)
+{
+	one(out, "easfront_client_connections", "gauge",
+	    "Open client connections.", s->client_connections);
+	one(out, "easfront_upstream_connections", "gauge",
+	    "Open connections to CAS servers.", s->upstream_connections);
+	one(out, "easfront_held_requests", "gauge",
+	    "Ping and Sync requests a CAS is holding now.", s->held_requests);
+	one(out, "easfront_tls_handshakes_total", "counter",
+	    "Completed client TLS handshakes.", s->tls_handshakes);
+	one(out, "easfront_tls_resumed_total", "counter",
+	    "Client TLS handshakes that resumed a session.", s->tls_resumed);
+	one(out, "easfront_tls_handshake_failures_total", "counter",
+	    "Client TLS handshakes that failed.", s->tls_failures);
+	one(out, "easfront_upstream_connects_total", "counter",
+	    "Connections opened to CAS servers.", s->upstream_connects);
+	one(out, "easfront_upstream_connect_failures_total", "counter",
+	    "Connections to CAS servers that failed.",
+	    s->upstream_connect_failures);
+	one(out, "easfront_upstream_reused_total", "counter",
+	    "Requests sent over a kept-alive CAS connection.",
+	    s->upstream_reused);
+	one(out, "easfront_received_bytes_total", "counter",
+	    "Request body bytes received from clients.", s->bytes_in);
+	one(out, "easfront_sent_bytes_total", "counter",
+	    "Response bytes sent to clients.", s->bytes_out);
+}
+
+void metrics_render(struct evbuffer *out, const struct stats_snapshot *snap,
+		    const struct gen *g, const struct admin_hooks *hooks)
+{
+	requests(out, snap, g);
+	latency(out, snap);
+	connections(out, snap);
+	family(out, "easfront_reloads_total", "counter",
+	       "Configuration reloads by outcome.");
+	evbuffer_add_printf(out,
+			    "easfront_reloads_total{result=\"ok\"} %llu\n"
+			    "easfront_reloads_total{result=\"failed\"} %llu\n",
+			    (unsigned long long)hooks->reloads_ok,
+			    (unsigned long long)hooks->reloads_failed);
+	one(out, "easfront_config_generation", "gauge",
+	    "Generation of the configuration serving new requests.",
+	    g ? g->id : 0);
+	one(out, "easfront_start_time_seconds", "gauge",
+	    "Unix time easfront started.", (uint64_t)hooks->started);
+}

@@ -1,0 +1,17 @@
+/*
+ * Prometheus text exposition of easfront's counters.
+ */
+#ifndef EF_ADMIN_METRICS_H
+#define EF_ADMIN_METRICS_H
+
+struct evbuffer;
+struct stats_snapshot;
+struct gen;
+struct admin_hooks;
+
+/* Appends the whole /metrics page for snap (site labels from g, which may be
+ * NULL) to out. */
+void metrics_render(struct evbuffer *out, const struct stats_snapshot *snap,
+		    const struct gen *g, const struct admin_hooks *hooks);
+
+#endif
