@@ -1,0 +1,92 @@
+/*
+ * The routing decision of DESIGN.md: one pure function from the facts of a
+ * request (user, protocol version, host name used), the site map and the
+ * sites' health to what easfront does with it. No I/O, no globals, no clock:
+ * the same input always gives the same decision, so every row of the design
+ * table is a unit test, and `easfront route` prints exactly what a request
+ * would get.
+ *
+ * The rows, in the order they are tried:
+ * 1. The home site is the user's map entry (user, then domain); with no user,
+ *    or a user the map does not know, it is default_site (default: site).
+ * 2. If every CAS of the home site is down, the request is proxied to its
+ *    fallback site (followed along a chain of at most n_sites hops, skipping
+ *    down sites), whatever the version, never redirected: "fallback". With
+ *    no fallback left: REJECT 503, "no-site-available".
+ * 3. Home site == this front end's site: PROXY, "local".
+ * 4. Remote site without external_url: PROXY, "proxy-no-external-url".
+ * 5. The client came in by the host name of the home site's external_url:
+ *    PROXY, "proxy-loop-guard" (a 451 would send it back here).
+ * 6. EAS 14.0, 14.1, 16.0, 16.1: REDIRECT to external_url, "redirect".
+ * 7. EAS 2.5, 12.0, 12.1: PROXY, "proxy-legacy-version" (KB 2751417).
+ * 8. No version, or one not listed above: PROXY, "proxy-unknown-version".
+ */
+#ifndef EF_SITE_ROUTE_H
+#define EF_SITE_ROUTE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "conf/conf.h"
+#include "site/sitemap.h"
+
+enum route_action {
+	ROUTE_PROXY = 0, /* send to the CAS pool of decision.site */
+	ROUTE_REDIRECT,  /* answer 451 with X-MS-Location: decision.url */
+	ROUTE_REJECT,    /* answer decision.status from easfront itself */
+};
+
+/* The facts of one request. Nothing is owned; all must outlive the call. */
+struct route_input {
+	const struct conf *conf;
+	const struct sitemap *map; /* may be NULL: no site map */
+	const char *user;          /* normalised key (sitemap_normalise);
+	                              NULL or "" = no user */
+	unsigned version;          /* 0 unknown, 25, 120, 121, 140, 141, 160,
+	                              161 (MS-ASProtocolVersion x 10) */
+	const char *host;          /* host name the client used (no port),
+	                              may be NULL */
+	const unsigned char *site_down; /* n_sites flags: 1 = every CAS of that
+	                                   site is down; NULL = all up */
+};
+
+/* What to do with the request. Pointers are static strings or point into the
+ * conf or the map of the input, valid while those live. */
+struct route_decision {
+	enum route_action action;
+	int site;           /* PROXY: the site whose CAS pool gets the request;
+	                       REDIRECT: the target site; REJECT: -1 */
+	const char *url;    /* REDIRECT: that site's external_url, exactly as
+	                       configured; NULL otherwise */
+	unsigned status;    /* REJECT: HTTP status (503); 0 otherwise */
+	const char *reason; /* short code for the access log (rows above) */
+	const char *source; /* where the home site came from: "user-db",
+	                       "user-site", "domain", "default", "no-user" */
+	int home_site;      /* the mailbox's site before any fallback; -1 only
+	                       when the conf names no usable site */
+	int own_site;       /* this front end's site (conf->site), -1 if the
+	                       conf does not define it */
+	unsigned hops;      /* fallback hops taken (0 without fallback) */
+	struct sitemap_match match; /* the map's answer (site -1 if none) */
+};
+
+/*
+ * Decides what happens to the request described by in (see the rows above)
+ * and fills *out. in->conf must not be NULL. Pure and thread-safe.
+ */
+void route_decide(const struct route_input *in, struct route_decision *out);
+
+/*
+ * Writes for `easfront route` a human-readable chain of reasons for d (made
+ * by route_decide from in): the user, which map line matched, the home site,
+ * the fallback path, the version and host considered, and the outcome.
+ * Returns the length of the whole text (snprintf semantics: a value >= cap
+ * means it was truncated); buf is always NUL-terminated when cap > 0.
+ */
+size_t route_explain(const struct route_input *in,
+                     const struct route_decision *d, char *buf, size_t cap);
+
+/* True when version (x 10) is one whose clients follow a 451 redirect. */
+bool route_version_redirects(unsigned version);
+
+#endif

@@ -1,0 +1,1 @@
+ef_fuzz(sitemap ef_site)
