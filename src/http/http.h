@@ -74,7 +74,8 @@ struct http_request {
 	unsigned flags;	       /* HTTP_F_* */
 	enum http_framing framing;   /* NONE, LENGTH or CHUNKED */
 	uint64_t content_length;     /* valid when framing == LENGTH */
-	size_t head_len;	     /* bytes of the head incl. final CRLF */
+	size_t head_len;	     /* bytes of the head incl. final CRLF and
+					any empty lines skipped before it */
 	unsigned nheaders;
 	struct http_header headers[HTTP_MAX_HEADERS];
 };

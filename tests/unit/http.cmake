@@ -1,0 +1,1 @@
+ef_unit_test(test_http ef_http)
