@@ -1,0 +1,1 @@
+ef_fuzz(dns_answer ef_dns)
