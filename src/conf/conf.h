@@ -83,6 +83,8 @@ struct conf_limits {
 	unsigned connections_per_client; /* default 512 */
 };
 
+/* Every pointer below is owned by the conf and freed by conf_free; nothing
+ * refers to libcyaml's or libyaml's memory. */
 struct conf {
 	char *path;	/* the file it was read from */
 	char *site;	/* this front end's site */
@@ -124,7 +126,10 @@ struct conf {
  * (site, listen, tls.certificates, sites with name and cas), duplicate site
  * names, site / fallback / default_site naming no site, URLs that are not
  * http(s), listen addresses that do not parse. Files named (certificates,
- * site map) are not opened here.
+ * site map) are not opened here. Also refused: files over CONF_MAX_BYTES,
+ * more than one YAML document, anchors and aliases, numbers with a sign or
+ * leading zero, timeouts and health values of 0, workers over
+ * CONF_WORKERS_MAX, an http:// external_url.
  */
 int conf_load(const char *path, struct conf **out, char **err);
 

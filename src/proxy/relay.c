@@ -86,6 +86,18 @@ static bool drop_hop(struct str name, struct str connection, bool keep_te)
 	return connection.len > 0 && http_connection_lists(connection, name);
 }
 
+/* The codec accepts repeated identical Content-Length headers; the next hop
+ * gets one, so no parser downstream has to decide what two mean. */
+static bool repeated_length(struct str name, bool *seen)
+{
+	if (!str_eq_ci_lit(name, "Content-Length"))
+		return false;
+	if (*seen)
+		return true;
+	*seen = true;
+	return false;
+}
+
 static struct str header_value(const struct http_header *h, unsigned n,
 			       const char *name)
 {
@@ -125,12 +137,14 @@ static size_t build_request_head(struct session *s,
 	struct outbuf ob = {s->w->scratch, 0, sizeof(s->w->scratch), false};
 	struct str conn =
 		header_value(req->headers, req->nheaders, "Connection");
+	bool cl_seen = false;
 
 	ob_request_line(&ob, req, gs->proxy_path);
 	for (unsigned i = 0; i < req->nheaders; i++) {
 		const struct http_header *h = &req->headers[i];
 
 		if (drop_hop(h->name, conn, true) || exchange_internal(h->name) ||
+		    repeated_length(h->name, &cl_seen) ||
 		    str_eq_ci_lit(h->name, "Expect") ||
 		    str_eq_ci_lit(h->name, "X-Forwarded-For") ||
 		    str_eq_ci_lit(h->name, "X-Forwarded-Proto"))
@@ -157,13 +171,15 @@ static size_t build_response_head(struct session *s,
 	struct str conn =
 		header_value(resp->headers, resp->nheaders, "Connection");
 	bool keep_te = !s->up.body.dechunk;
+	bool cl_seen = false;
 
 	ob_str(&ob, resp->status_line);
 	ob_lit(&ob, "\r\n");
 	for (unsigned i = 0; i < resp->nheaders; i++) {
 		const struct http_header *h = &resp->headers[i];
 
-		if (drop_hop(h->name, conn, keep_te))
+		if (drop_hop(h->name, conn, keep_te) ||
+		    repeated_length(h->name, &cl_seen))
 			continue;
 		ob_header(&ob, h);
 	}
