@@ -1,0 +1,3 @@
+ef_fuzz(eas_query ef_eas)
+ef_fuzz(eas_auth ef_eas)
+ef_fuzz(eas_facts ef_eas ef_http)
