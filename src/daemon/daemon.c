@@ -170,6 +170,7 @@ static void admin_update(struct daemon *d, const struct conf *c)
 	if (d->admin_listen != NULL && c->admin_listen != NULL &&
 	    strcmp(d->admin_listen, c->admin_listen) == 0)
 		return;
+	proxy_control_stop(d->proxy);
 	admin_free(d->admin);
 	d->admin = NULL;
 	free(d->admin_listen);
@@ -285,10 +286,15 @@ static int serve(struct daemon *d)
 	}
 	if (rc == 0) {
 		struct gen *g = proxy_gen_hold(d->proxy);
+		char *err = NULL;
 
 		if (g != NULL)
 			admin_update(d, g->conf);
 		gen_release(g);
+		if (proxy_control_start(d->proxy, d->base, &err) != 0) {
+			log_warnx("health checks: %s", err ? err : "failed");
+			free(err);
+		}
 		notify("READY=1");
 		event_base_dispatch(d->base);
 		notify("STOPPING=1");
@@ -296,6 +302,7 @@ static int serve(struct daemon *d)
 	for (int i = 0; i < 4; i++)
 		if (ev[i] != NULL)
 			event_free(ev[i]);
+	proxy_control_stop(d->proxy);
 	admin_free(d->admin);
 	d->admin = NULL;
 	free(d->admin_listen);

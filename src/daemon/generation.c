@@ -1,6 +1,5 @@
 #include "daemon/generation.h"
 
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +7,7 @@
 
 #include "conf/conf.h"
 #include "core/log.h"
+#include "proxy/cas.h"
 #include "proxy/gen.h"
 #include "proxy/proxy.h"
 #include "site/sitemap.h"
@@ -22,75 +22,26 @@ static char *cas_error(const char *path, const char *url)
 	return strdup(buf);
 }
 
-/* Splits a CAS URL (http[s]://host[:port][/...]) into its target. The config
- * reader has checked the shape already; this only takes it apart. */
-static int cas_parse(const char *url, struct cas_target *t)
+/* A site's CAS URL as a target; with a proxy, tied to the process-wide
+ * entry that carries its addresses and health. */
+static int cas_target_init(struct proxy *p, struct cas_target *t,
+			   const char *url)
 {
-	const char *h, *end, *colon;
-	size_t hl;
-	long port;
+	struct cas_entry tmp = {0};
 
-	if (strncmp(url, "https://", 8) == 0) {
-		t->tls = true;
-		h = url + 8;
-		t->port = 443;
-	} else if (strncmp(url, "http://", 7) == 0) {
-		h = url + 7;
-		t->port = 80;
-	} else {
+	t->url = strdup(url);
+	if (t->url == NULL || cas_url_parse(url, &tmp) != 0)
 		return -1;
-	}
-	end = h + strcspn(h, "/?#");
-	if (*h == '[') {
-		const char *rb = memchr(h, ']', (size_t)(end - h));
-
-		if (rb == NULL)
-			return -1;
-		hl = (size_t)(rb - h - 1);
-		if (hl == 0 || hl >= sizeof(t->host))
-			return -1;
-		memcpy(t->host, h + 1, hl);
-		colon = rb + 1 < end && rb[1] == ':' ? rb + 1 : NULL;
-	} else {
-		colon = memchr(h, ':', (size_t)(end - h));
-		hl = (size_t)((colon ? colon : end) - h);
-		if (hl == 0 || hl >= sizeof(t->host))
-			return -1;
-		memcpy(t->host, h, hl);
-	}
-	t->host[hl] = '\0';
-	if (colon != NULL) {
-		char *pe;
-
-		port = strtol(colon + 1, &pe, 10);
-		if (pe != end || port <= 0 || port > 65535)
-			return -1;
-		t->port = (uint16_t)port;
-	}
+	t->tls = tmp.tls;
+	t->port = tmp.port;
+	memcpy(t->host, tmp.host, sizeof(t->host));
+	if (p == NULL)
+		return 0;
+	t->entry = proxy_cas(p, url);
+	if (t->entry == NULL)
+		return -1;
+	t->id = t->entry->id;
 	return 0;
-}
-
-/* Resolves a target's addresses once, at load time. A name that does not
- * resolve is not fatal: the target simply has no member until it does. */
-static void cas_resolve(struct cas_target *t)
-{
-	struct addrinfo hints = {0}, *res, *ai;
-	char port[8];
-
-	hints.ai_socktype = SOCK_STREAM;
-	snprintf(port, sizeof(port), "%u", t->port);
-	if (getaddrinfo(t->host, port, &hints, &res) != 0) {
-		log_warnx("CAS %s: %s does not resolve", t->url, t->host);
-		return;
-	}
-	for (ai = res; ai != NULL && t->naddr < GEN_MAX_ADDRS;
-	     ai = ai->ai_next) {
-		if (ai->ai_addrlen > sizeof(t->addr[0]))
-			continue;
-		memcpy(&t->addr[t->naddr], ai->ai_addr, ai->ai_addrlen);
-		t->addrlen[t->naddr++] = ai->ai_addrlen;
-	}
-	freeaddrinfo(res);
 }
 
 static int build_sites(struct proxy *p, struct gen *g, char **err)
@@ -112,13 +63,10 @@ static int build_sites(struct proxy *p, struct gen *g, char **err)
 		for (unsigned j = 0; j < cs->n_cas; j++) {
 			struct cas_target *t = &gs->cas[j];
 
-			t->url = strdup(cs->cas[j]);
-			if (t->url == NULL || cas_parse(t->url, t) != 0) {
+			if (cas_target_init(p, t, cs->cas[j]) != 0) {
 				*err = cas_error(c->path, cs->cas[j]);
 				return -1;
 			}
-			t->id = p ? proxy_cas_id(p, t->url) : 0;
-			cas_resolve(t);
 		}
 		if (strcmp(cs->name, c->site) == 0)
 			g->own_site = (int)i;

@@ -3,8 +3,23 @@
 #include <stdlib.h>
 
 #include "conf/conf.h"
+#include "proxy/cas.h"
 #include "site/sitemap.h"
 #include "tls/tls.h"
+
+bool gen_site_down(const struct gen *g, int site)
+{
+	const struct gen_site *gs = &g->sites[site];
+
+	for (unsigned i = 0; i < gs->n_cas; i++) {
+		const struct cas_entry *e = gs->cas[i].entry;
+
+		if (e == NULL || atomic_load_explicit(&e->n_up,
+						      memory_order_relaxed) > 0)
+			return false;
+	}
+	return true;
+}
 
 struct gen *gen_hold(struct gen *g)
 {

@@ -20,9 +20,9 @@ struct conf;
 struct sitemap;
 struct tls_server;
 
-#define GEN_MAX_ADDRS 8
+struct cas_entry;
 
-/* One CAS base URL of a site, parsed and resolved. */
+/* One CAS base URL of a site. */
 struct cas_target {
 	char *url;	/* as configured; owned */
 	bool tls;	/* https:// */
@@ -30,9 +30,9 @@ struct cas_target {
 	uint16_t port;
 	unsigned id; /* index of this target's pools in every worker; equal
 			URLs share an id across generations */
-	unsigned naddr;
-	struct sockaddr_storage addr[GEN_MAX_ADDRS];
-	socklen_t addrlen[GEN_MAX_ADDRS];
+	struct cas_entry *entry; /* the process-wide state of this URL: its
+				    addresses and their health; NULL in
+				    commands that serve nothing */
 };
 
 /* What the proxy needs of one configured site, derived once per load. */
@@ -53,6 +53,10 @@ struct gen {
 	int own_site;		   /* index of conf->site */
 	char hostname[256];	   /* for healthcheck.htm */
 };
+
+/* True when no CAS of site has an up member (a target with no process
+ * state, as in the commands, counts as up). */
+bool gen_site_down(const struct gen *g, int site);
 
 /* Takes a reference; returns g for convenience. */
 struct gen *gen_hold(struct gen *g);

@@ -19,9 +19,13 @@ struct proxy *proxy_new(unsigned n_workers, char **err);
  * Call before dropping privileges. Returns 0, or -1 with *err. */
 int proxy_listen(struct proxy *p, const struct conf *c, char **err);
 
-/* The pool index of a CAS URL: equal URLs get equal ids in every generation,
- * so a reload keeps the idle upstream connections of unchanged CAS. */
-unsigned proxy_cas_id(struct proxy *p, const char *url);
+struct cas_entry;
+
+/* The process-wide entry of a CAS URL, created on first use: equal URLs get
+ * the same entry (and pool id) in every generation, so a reload keeps the
+ * idle connections and the health of unchanged CAS. NULL when url cannot be
+ * used. Start-up and reload only: a new entry resolves its name. */
+struct cas_entry *proxy_cas(struct proxy *p, const char *url);
 
 /* Makes g the generation new requests use; takes over the caller's reference.
  * Workers pick it up asynchronously; requests in flight keep theirs. */
@@ -34,6 +38,16 @@ struct gen *proxy_gen_hold(struct proxy *p);
 
 /* Sums every worker's counters into *out (zeroed first). Any thread. */
 void proxy_stats(struct proxy *p, struct stats_snapshot *out);
+
+struct event_base;
+
+/* Starts DNS watches and health checks of the CAS on base (the caller's
+ * thread, which must also be the one that calls proxy_publish). Returns 0
+ * or -1 with *err. */
+int proxy_control_start(struct proxy *p, struct event_base *base, char **err);
+
+/* Stops them; call before base goes away. */
+void proxy_control_stop(struct proxy *p);
 
 /* Starts the worker threads. Returns 0 or -1 with *err. */
 int proxy_start(struct proxy *p, char **err);

@@ -293,9 +293,9 @@ static void attach_upstream(struct session *s, struct upconn *uc)
 	str_copy(s->log.upstream, sizeof(s->log.upstream), str_from(uc->addr));
 }
 
-/* Finds a connection for the current request: an idle one or a new one,
- * trying each CAS of the site at most once, round-robin from the worker's
- * cursor. */
+/* Finds a connection for the current request, round-robin over the site's
+ * CAS from the worker's cursor: an idle one, else a new one to an up
+ * member. */
 static struct upconn *pick_upstream(struct session *s, bool *pooled)
 {
 	struct worker *w = s->w;
@@ -306,10 +306,6 @@ static struct upconn *pick_upstream(struct session *s, bool *pooled)
 		const struct cas_target *t = &gs->cas[i];
 		struct upconn *uc;
 
-		if (i < 32 && (s->tried & (1U << i)))
-			continue;
-		if (i < 32)
-			s->tried |= 1U << i;
 		w->rr = i + 1;
 		uc = upstream_take(w, t);
 		*pooled = uc != NULL;
@@ -321,14 +317,19 @@ static struct upconn *pick_upstream(struct session *s, bool *pooled)
 	return NULL;
 }
 
-/* Connects (or reconnects after a failed connect) and carries the queued
- * request bytes over to the new connection. Returns -1 when no CAS is left. */
+/* Connects, or reconnects once after a failed connect (nothing was sent,
+ * so the retry cannot duplicate a command), carrying the queued request
+ * bytes over. Returns -1 when no CAS can be tried. */
 static int connect_upstream(struct session *s)
 {
 	struct evbuffer *queued = NULL;
 	struct upconn *old = s->uc, *uc;
 	bool pooled = false;
 
+	if (old != NULL)
+		upstream_failed(old);
+	if (++s->tried > 2)
+		return -1;
 	uc = pick_upstream(s, &pooled);
 	if (uc == NULL)
 		return -1;
@@ -404,7 +405,7 @@ static void response_done(struct session *s, bool up_keep)
 
 /* A failure of the CAS: an error response when the client has seen nothing
  * yet, else the client connection is cut, as the response already is. */
-static void upstream_failed(struct session *s, unsigned status,
+static void fail_exchange(struct session *s, unsigned status,
 			    const char *term)
 {
 	if (s->flags & SESSION_F_RESP_HEAD) {
@@ -464,7 +465,7 @@ static int read_response_head(struct session *s)
 		if (r < 0 || resp->status == 101) {
 			log_debug("upstream %s: malformed response",
 				  s->log.upstream);
-			upstream_failed(s, 502, "SH");
+			fail_exchange(s, 502, "SH");
 			return -1;
 		}
 		if (s->log.t_first == 0)
@@ -484,7 +485,7 @@ static int read_response_head(struct session *s)
 			s->flags |= SESSION_F_PINNED;
 		n = build_response_head(s, resp);
 		if (n == 0) {
-			upstream_failed(s, 502, "SH");
+			fail_exchange(s, 502, "SH");
 			return -1;
 		}
 		s->log.status = resp->status;
@@ -551,10 +552,14 @@ static void up_timeout(struct session *s, short what)
 		log_debug("upstream %s: connect timed out", s->log.upstream);
 		if (connect_upstream(s) == 0)
 			return;
-		upstream_failed(s, 504, "sC");
+		fail_exchange(s, 504, "sC");
 		return;
 	}
-	upstream_failed(s, 504,
+	/* A CAS silent past the ordinary timeout counts against its health;
+	 * a held Ping's silence is the protocol working. */
+	if (!(s->flags & (SESSION_F_HELD | SESSION_F_RESP_HEAD)) && s->uc)
+		upstream_failed(s->uc);
+	fail_exchange(s, 504,
 			(s->flags & SESSION_F_RESP_HEAD) ? "sD" : "sH");
 }
 
@@ -577,7 +582,7 @@ void relay_up_event_cb(struct bufferevent *bev, short what, void *arg)
 		log_debug("upstream %s: connect failed", s->log.upstream);
 		if (connect_upstream(s) == 0)
 			return;
-		upstream_failed(s, 502, "SC");
+		fail_exchange(s, 502, "SC");
 		return;
 	}
 	if ((what & BEV_EVENT_EOF) && (s->flags & SESSION_F_RESP_HEAD) &&
@@ -587,7 +592,7 @@ void relay_up_event_cb(struct bufferevent *bev, short what, void *arg)
 		response_done(s, false);
 		return;
 	}
-	upstream_failed(s, 502, (s->flags & SESSION_F_RESP_HEAD) ? "SD" : "SH");
+	fail_exchange(s, 502, (s->flags & SESSION_F_RESP_HEAD) ? "SD" : "SH");
 }
 
 void relay_client_read(struct session *s)
@@ -599,7 +604,7 @@ void relay_client_read(struct session *s)
 		if (s->state == SESSION_LOCAL)
 			session_close(s, "CR");
 		else
-			upstream_failed(s, 400, "CR");
+			fail_exchange(s, 400, "CR");
 		return;
 	}
 	if (s->state != SESSION_LOCAL)

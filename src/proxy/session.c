@@ -236,9 +236,32 @@ void session_request_done(struct session *s)
 		session_read_head(s);
 }
 
+/* The load balancer or DNS health checker in front asks whether sending
+ * clients here helps: only while this site, or its fallback, has a CAS. */
+static bool front_end_healthy(const struct gen *g)
+{
+	const char *fb = g->conf->sites[g->own_site].fallback;
+
+	if (!gen_site_down(g, g->own_site))
+		return true;
+	for (unsigned i = 0; fb != NULL && i < g->conf->n_sites; i++)
+		if (strcmp(g->conf->sites[i].name, fb) == 0)
+			return !gen_site_down(g, (int)i);
+	return false;
+}
+
 static void healthcheck(struct session *s)
 {
 	char body[300];
+
+	if (!front_end_healthy(s->g)) {
+		s->log.decision = "local";
+		s->log.reason = "healthcheck-down";
+		session_respond(s, 503, "Content-Type: text/plain\r\n"
+					"Cache-Control: no-cache\r\n",
+				"503 no Client Access Server reachable\n");
+		return;
+	}
 
 	snprintf(body, sizeof(body), "200 OK<br/>%s", s->g->hostname);
 	s->log.decision = "local";
@@ -282,6 +305,7 @@ static void dispatch_eas(struct session *s, const struct http_request *req,
 {
 	struct route_input in = {0};
 	struct route_decision d;
+	unsigned char down[SESSION_MAX_SITES];
 	char key[256];
 
 	if (req->method != HTTP_M_POST && req->method != HTTP_M_OPTIONS &&
@@ -296,6 +320,11 @@ static void dispatch_eas(struct session *s, const struct http_request *req,
 			  : NULL;
 	in.version = f->version;
 	in.host = f->host[0] ? f->host : NULL;
+	if (s->g->conf->n_sites <= SESSION_MAX_SITES) {
+		for (unsigned i = 0; i < s->g->conf->n_sites; i++)
+			down[i] = gen_site_down(s->g, (int)i);
+		in.site_down = down;
+	}
 	route_decide(&in, &d);
 	s->log.decision = d.action == ROUTE_PROXY	 ? "proxy"
 			  : d.action == ROUTE_REDIRECT ? "redirect"

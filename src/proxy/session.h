@@ -51,6 +51,9 @@ struct side {
 	uint64_t bytes;	  /* bytes read from this side for this request */
 };
 
+/* Sites whose health routing can see (more are always taken as up). */
+#define SESSION_MAX_SITES 64
+
 /* Session flags. */
 #define SESSION_F_CLOSE 0x001U	   /* close the client after this response */
 #define SESSION_F_PINNED 0x002U	   /* NTLM/Negotiate: upstream owned for life */

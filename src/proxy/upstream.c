@@ -10,30 +10,10 @@
 #include <event2/bufferevent_ssl.h>
 
 #include "core/log.h"
+#include "proxy/cas.h"
 #include "proxy/gen.h"
 #include "proxy/worker.h"
 #include "tls/tls.h"
-
-static void addr_format(const struct sockaddr_storage *ss, char *buf,
-			size_t cap)
-{
-	char ip[INET6_ADDRSTRLEN] = "?";
-	unsigned port = 0;
-
-	if (ss->ss_family == AF_INET) {
-		const struct sockaddr_in *in = (const void *)ss;
-
-		inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
-		port = ntohs(in->sin_port);
-		snprintf(buf, cap, "%s:%u", ip, port);
-	} else {
-		const struct sockaddr_in6 *in6 = (const void *)ss;
-
-		inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
-		port = ntohs(in6->sin6_port);
-		snprintf(buf, cap, "[%s]:%u", ip, port);
-	}
-}
 
 /* An idle connection reads nothing: any event means the CAS closed it or
  * broke the protocol, so it leaves the pool. */
@@ -103,25 +83,27 @@ struct upconn *upstream_connect(struct worker *w, struct gen *g,
 {
 	struct pool *pool = worker_pool(w, t->id);
 	struct upconn *uc;
-	unsigned ai;
 
-	if (pool == NULL || t->naddr == 0)
+	if (pool == NULL || t->entry == NULL)
 		return NULL;
 	uc = calloc(1, sizeof(*uc));
 	if (uc == NULL)
 		return NULL;
 	uc->pool = pool;
 	uc->w = w;
-	ai = pool->next_addr++ % t->naddr;
+	uc->entry = t->entry;
+	if (cas_pick(t->entry, &pool->next_addr, &uc->sa, &uc->salen, uc->addr,
+		     sizeof(uc->addr)) != 0) {
+		free(uc);
+		return NULL;
+	}
 	uc->bev = connect_bev(w, g, pool, t);
 	if (uc->bev == NULL) {
 		free(uc);
 		return NULL;
 	}
-	addr_format(&t->addr[ai], uc->addr, sizeof(uc->addr));
-	if (bufferevent_socket_connect(uc->bev,
-				       (const struct sockaddr *)&t->addr[ai],
-				       (int)t->addrlen[ai]) != 0) {
+	if (bufferevent_socket_connect(uc->bev, (struct sockaddr *)&uc->sa,
+				       (int)uc->salen) != 0) {
 		log_debug("upstream %s: connect failed at once", uc->addr);
 		upstream_free(uc);
 		return NULL;
@@ -172,6 +154,13 @@ void upstream_release(struct worker *w, struct upconn *uc)
 	uc->next = pool->idle;
 	pool->idle = uc;
 	pool->n_idle++;
+}
+
+void upstream_failed(struct upconn *uc)
+{
+	if (uc->entry != NULL)
+		cas_report_failure(uc->entry, (struct sockaddr *)&uc->sa,
+				   uc->salen);
 }
 
 void upstream_free(struct upconn *uc)

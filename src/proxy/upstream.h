@@ -28,6 +28,9 @@ struct upconn {
 	unsigned requests;	 /* served so far */
 	bool counted;		 /* in the upstream_connections gauge */
 	char addr[64];		 /* "IP:PORT" for logs */
+	struct cas_entry *entry; /* whose member this connects to */
+	struct sockaddr_storage sa; /* the member's address */
+	socklen_t salen;
 };
 
 struct pool {
@@ -40,14 +43,19 @@ struct pool {
 /* An idle connection to t, detached from the pool, or NULL. */
 struct upconn *upstream_take(struct worker *w, const struct cas_target *t);
 
-/* A new connection to t (connect under way; BEV_EVENT_CONNECTED follows on
- * the callbacks the caller sets). NULL on immediate failure. */
+/* A new connection to an up member of t (connect under way;
+ * BEV_EVENT_CONNECTED follows on the callbacks the caller sets). NULL when
+ * no member is up or on immediate failure. */
 struct upconn *upstream_connect(struct worker *w, struct gen *g,
 				const struct cas_target *t);
 
 /* Returns a finished connection to its pool, or frees it when the pool is
  * full. */
 void upstream_release(struct worker *w, struct upconn *uc);
+
+/* Tells the CAS's health that this connection's member failed (connect
+ * refused or timed out): passive ejection. */
+void upstream_failed(struct upconn *uc);
 
 /* Frees a connection (closing it). NULL is accepted. */
 void upstream_free(struct upconn *uc);

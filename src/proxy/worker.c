@@ -18,6 +18,8 @@
 
 #include "conf/conf.h"
 #include "core/log.h"
+#include "proxy/cas.h"
+#include "proxy/control.h"
 #include "proxy/gen.h"
 #include "proxy/proxy.h"
 #include "proxy/session.h"
@@ -154,28 +156,42 @@ int proxy_listen(struct proxy *p, const struct conf *c, char **err)
 	return 0;
 }
 
-unsigned proxy_cas_id(struct proxy *p, const char *url)
+struct cas_entry *proxy_cas(struct proxy *p, const char *url)
 {
-	unsigned id;
-	char **n;
+	struct cas_entry *e = NULL, **n;
 
 	pthread_mutex_lock(&p->lock);
-	for (id = 0; id < p->n_cas_urls; id++)
-		if (strcmp(p->cas_urls[id], url) == 0)
+	for (unsigned id = 0; id < p->n_cas; id++)
+		if (strcmp(p->cas[id]->url, url) == 0) {
+			e = p->cas[id];
 			goto out;
-	n = realloc(p->cas_urls, (p->n_cas_urls + 1) * sizeof(*n));
-	if (n != NULL) {
-		p->cas_urls = n;
-		n[p->n_cas_urls] = strdup(url);
-		if (n[p->n_cas_urls] != NULL)
-			id = p->n_cas_urls++;
-	}
-	/* On allocation failure id == n_cas_urls: a fresh pool slot that no
-	 * other URL shares, so the request still works, only unpooled across
-	 * reloads. */
+		}
+	n = realloc(p->cas, (p->n_cas + 1) * sizeof(*n));
+	if (n == NULL)
+		goto out;
+	p->cas = n;
+	e = cas_entry_new(p->n_cas, url);
+	if (e != NULL)
+		p->cas[p->n_cas++] = e;
 out:
 	pthread_mutex_unlock(&p->lock);
-	return id;
+	return e;
+}
+
+int proxy_control_start(struct proxy *p, struct event_base *base, char **err)
+{
+	if (p->gen == NULL) {
+		*err = strdup("no generation to watch");
+		return -1;
+	}
+	p->control = control_new(p, base, p->gen, err);
+	return p->control ? 0 : -1;
+}
+
+void proxy_control_stop(struct proxy *p)
+{
+	control_free(p->control);
+	p->control = NULL;
 }
 
 void proxy_publish(struct proxy *p, struct gen *g)
@@ -186,6 +202,8 @@ void proxy_publish(struct proxy *p, struct gen *g)
 	old = p->gen;
 	p->gen = g;
 	pthread_mutex_unlock(&p->lock);
+	if (p->control != NULL)
+		control_sync(p->control, g);
 	gen_release(old);
 	if (!p->started)
 		return;
@@ -435,13 +453,14 @@ void proxy_free(struct proxy *p)
 {
 	if (p == NULL)
 		return;
+	proxy_control_stop(p);
 	for (unsigned i = 0; i < p->n_workers; i++)
 		worker_free(&p->workers[i]);
 	free(p->workers);
 	gen_release(p->gen);
-	for (unsigned i = 0; i < p->n_cas_urls; i++)
-		free(p->cas_urls[i]);
-	free(p->cas_urls);
+	for (unsigned i = 0; i < p->n_cas; i++)
+		cas_entry_free(p->cas[i]);
+	free(p->cas);
 	pthread_mutex_destroy(&p->lock);
 	free(p);
 }

@@ -57,10 +57,11 @@ struct worker {
 struct proxy {
 	struct worker *workers; /* owned; n_workers entries */
 	unsigned n_workers;
-	pthread_mutex_t lock;	/* guards gen and cas_urls */
+	pthread_mutex_t lock;	/* guards gen and the cas registry */
 	struct gen *gen;	/* the published generation; one ref */
-	char **cas_urls;	/* id -> URL registry; owned */
-	unsigned n_cas_urls;
+	struct cas_entry **cas; /* id -> entry; owned; only grows */
+	unsigned n_cas;
+	struct control *control; /* DNS and health checks; owned */
 	atomic_bool stopping;
 	bool started;
 };

@@ -1,2 +1,3 @@
 ef_unit_test(test_sitemap ef_site)
 ef_unit_test(test_route ef_site)
+ef_unit_test(test_health ef_site)

@@ -1,0 +1,357 @@
+/*
+ * The control loop, on the daemon's thread: DNS watches that keep each CAS
+ * name's members current, active health checks of every member (GET
+ * healthcheck.htm, 200 and a body starting "200 OK"), and passive ejection
+ * from the failures the workers report. Workers only read what this writes.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+
+#include "conf/conf.h"
+#include "core/log.h"
+#include "dns/dns.h"
+#include "http/http.h"
+#include "proxy/cas.h"
+#include "proxy/control.h"
+#include "proxy/gen.h"
+#include "proxy/proxy.h"
+#include "proxy/worker.h"
+#include "site/health.h"
+#include "tls/tls.h"
+
+/* Shortest and longest time a CAS name's answer is trusted, in seconds: an
+ * operator re-pointing a CNAME in a disaster wants the short end. */
+#define CONTROL_DNS_MIN_TTL 1
+#define CONTROL_DNS_MAX_TTL 300
+/* Bytes of a health response read before judging it. */
+#define HCHECK_READ_MAX 4096
+
+struct control {
+	struct proxy *p;
+	struct event_base *base;	/* the daemon's */
+	struct dns_resolver *resolver;	/* owned */
+	struct event *tick;		/* owned: passive failures, 1 s */
+	SSL_CTX *ssl_ctx;		/* one reference: TLS to CAS */
+	struct http_response resp;	/* scratch */
+};
+
+struct hcheck {
+	struct control *c;
+	struct cas_entry *e;
+	struct cas_member *m;
+	struct event *timer;	  /* owned: the next check */
+	struct bufferevent *bev;  /* owned: the check under way, or NULL */
+};
+
+static void hcheck_arm(struct hcheck *hc, unsigned seconds)
+{
+	struct timeval tv = {seconds, 0};
+
+	evtimer_add(hc->timer, &tv);
+}
+
+static void hcheck_finish(struct hcheck *hc, bool ok, const char *why)
+{
+	struct cas_entry *e = hc->e;
+	struct cas_member *m = hc->m;
+
+	if (hc->bev != NULL) {
+		bufferevent_free(hc->bev);
+		hc->bev = NULL;
+	}
+	if (health_feed(&m->h, ok, e->rise, e->fall)) {
+		cas_member_set_up(e, m, m->h.up);
+		if (m->h.up)
+			log_info("CAS %s (%s) is up", e->url, m->name);
+		else
+			log_warnx("CAS %s (%s) is down: %s", e->url, m->name,
+				  why);
+	}
+	hcheck_arm(hc, e->interval);
+}
+
+/* Judges what arrived: a complete head with 200 and a body that starts
+ * "200 OK". Returns 1 ok, 0 undecided (more bytes may come), -1 failed. */
+static int hcheck_judge(struct hcheck *hc, bool eof)
+{
+	struct evbuffer *in = bufferevent_get_input(hc->bev);
+	size_t len = evbuffer_get_length(in);
+	const char *buf = (const char *)evbuffer_pullup(in, (ssize_t)len);
+	unsigned status = 502;
+	int r = http_response_parse(buf, len, &http_default_limits,
+				    HTTP_M_GET, &hc->c->resp, &status);
+
+	if (r < 0)
+		return -1;
+	if (r == 0)
+		return (eof || len >= HCHECK_READ_MAX) ? -1 : 0;
+	if (hc->c->resp.status != 200)
+		return -1;
+	if (len - (size_t)r >= 6)
+		return memcmp(buf + r, "200 OK", 6) == 0 ? 1 : -1;
+	return eof ? -1 : 0;
+}
+
+static void hcheck_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct hcheck *hc = arg;
+	int v = hcheck_judge(hc, false);
+
+	if (v != 0)
+		hcheck_finish(hc, v > 0, "unexpected health response");
+}
+
+static void hcheck_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct hcheck *hc = arg;
+	int v;
+
+	if (what & BEV_EVENT_CONNECTED)
+		return;
+	if (what & BEV_EVENT_TIMEOUT) {
+		hcheck_finish(hc, false, "health check timed out");
+		return;
+	}
+	if (what & BEV_EVENT_ERROR) {
+		hcheck_finish(hc, false, "connection failed");
+		return;
+	}
+	v = hcheck_judge(hc, true);
+	hcheck_finish(hc, v > 0, "unexpected health response");
+}
+
+static struct bufferevent *hcheck_bev(struct hcheck *hc)
+{
+	struct control *c = hc->c;
+	SSL *ssl;
+
+	if (!hc->e->tls)
+		return bufferevent_socket_new(c->base, -1,
+					      BEV_OPT_CLOSE_ON_FREE);
+	if (c->ssl_ctx == NULL)
+		return NULL;
+	ssl = tls_client_ssl_new(c->ssl_ctx, hc->e->host);
+	if (ssl == NULL)
+		return NULL;
+	return bufferevent_openssl_socket_new(c->base, -1, ssl,
+					      BUFFEREVENT_SSL_CONNECTING,
+					      BEV_OPT_CLOSE_ON_FREE);
+}
+
+static void hcheck_start(evutil_socket_t fd, short what, void *arg)
+{
+	struct hcheck *hc = arg;
+	struct timeval tv = {hc->e->timeout, 0};
+
+	if (hc->bev != NULL)
+		return;
+	hc->bev = hcheck_bev(hc);
+	if (hc->bev == NULL) {
+		hcheck_finish(hc, false, "cannot set up a connection");
+		return;
+	}
+	bufferevent_setcb(hc->bev, hcheck_read_cb, NULL, hcheck_event_cb, hc);
+	bufferevent_set_timeouts(hc->bev, &tv, &tv);
+	evbuffer_add_printf(bufferevent_get_output(hc->bev),
+			    "GET %s HTTP/1.1\r\nHost: %s\r\n"
+			    "User-Agent: easfront-health\r\n"
+			    "Connection: close\r\n\r\n",
+			    hc->e->check_path ? hc->e->check_path : "/",
+			    hc->e->host);
+	bufferevent_enable(hc->bev, EV_READ | EV_WRITE);
+	if (bufferevent_socket_connect(hc->bev, (struct sockaddr *)&hc->m->addr,
+				       (int)hc->m->len) != 0)
+		hcheck_finish(hc, false, "connect failed");
+}
+
+static void hcheck_free(struct hcheck *hc)
+{
+	if (hc == NULL)
+		return;
+	if (hc->bev != NULL)
+		bufferevent_free(hc->bev);
+	if (hc->timer != NULL)
+		event_free(hc->timer);
+	free(hc);
+}
+
+static void member_drop(struct cas_member *m)
+{
+	hcheck_free(m->check);
+	m->check = NULL;
+}
+
+/* Gives every member of e a check; the first runs soon, spread out so a
+ * reload does not fire every check in the same instant. */
+static void ensure_checks(struct control *c, struct cas_entry *e)
+{
+	for (unsigned i = 0; i < e->n_members; i++) {
+		struct cas_member *m = e->members[i];
+		struct hcheck *hc;
+
+		if (m->check != NULL)
+			continue;
+		hc = calloc(1, sizeof(*hc));
+		if (hc == NULL)
+			return;
+		hc->c = c;
+		hc->e = e;
+		hc->m = m;
+		hc->timer = evtimer_new(c->base, hcheck_start, hc);
+		if (hc->timer == NULL) {
+			free(hc);
+			return;
+		}
+		m->check = hc;
+		hcheck_arm(hc, 1 + (i % (e->interval ? e->interval : 1)));
+	}
+}
+
+static void stop_checks(struct cas_entry *e)
+{
+	for (unsigned i = 0; i < e->n_members; i++)
+		member_drop(e->members[i]);
+}
+
+static void watch_changed(const struct dns_addrs *a, void *arg)
+{
+	struct cas_entry *e = arg;
+	struct control *c = e->in_use ? e->watch_ctx : NULL;
+
+	cas_set_members(e, a->addr, a->n, member_drop);
+	log_info("CAS %s: %s resolves to %u address%s (TTL %u)", e->url,
+		 e->host, e->n_members, e->n_members == 1 ? "" : "es", a->ttl);
+	if (c != NULL)
+		ensure_checks(c, e);
+}
+
+/* Passive ejection: each failure a worker saw counts as a failed check. */
+static void tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct control *c = arg;
+	struct proxy *p = c->p;
+
+	for (unsigned i = 0; i < p->n_cas; i++) {
+		struct cas_entry *e = p->cas[i];
+
+		for (unsigned j = 0; e->in_use && j < e->n_members; j++) {
+			struct cas_member *m = e->members[j];
+			unsigned n = atomic_exchange(&m->passive_fails, 0);
+
+			for (; n > 0 && m->h.up; n--)
+				if (health_feed(&m->h, false, e->rise, e->fall)) {
+					cas_member_set_up(e, m, false);
+					log_warnx("CAS %s (%s) is down: "
+						  "requests failed",
+						  e->url, m->name);
+				}
+		}
+	}
+}
+
+/* Copies the health settings of the first site naming e. */
+static void entry_settings(struct cas_entry *e, const struct gen *g)
+{
+	const struct conf *cf = g->conf;
+
+	for (unsigned i = 0; i < cf->n_sites; i++)
+		for (unsigned j = 0; j < g->sites[i].n_cas; j++) {
+			const struct conf_health *h = &cf->sites[i].health;
+
+			if (g->sites[i].cas[j].entry != e)
+				continue;
+			free(e->check_path);
+			e->check_path = h->path ? strdup(h->path) : NULL;
+			e->interval = h->interval ? h->interval : 5;
+			e->timeout = h->timeout ? h->timeout : 2;
+			e->rise = h->rise;
+			e->fall = h->fall;
+			e->in_use = true;
+			return;
+		}
+}
+
+void control_sync(struct control *c, const struct gen *g)
+{
+	struct proxy *p = c->p;
+
+	if (c->ssl_ctx != NULL)
+		SSL_CTX_free(c->ssl_ctx);
+	c->ssl_ctx = g->client_ctx;
+	SSL_CTX_up_ref(c->ssl_ctx);
+	for (unsigned i = 0; i < p->n_cas; i++) {
+		struct cas_entry *e = p->cas[i];
+		bool was = e->in_use;
+
+		e->in_use = false;
+		entry_settings(e, g);
+		if (!e->in_use) {
+			if (was) {
+				stop_checks(e);
+				dns_watch_free(e->watch);
+				e->watch = NULL;
+			}
+			continue;
+		}
+		e->watch_ctx = c;
+		if (!e->literal && e->watch == NULL && c->resolver != NULL)
+			e->watch = dns_watch_new(c->resolver, e->host,
+						 CONTROL_DNS_MIN_TTL,
+						 CONTROL_DNS_MAX_TTL,
+						 watch_changed, e);
+		ensure_checks(c, e);
+	}
+}
+
+struct control *control_new(struct proxy *p, struct event_base *base,
+			    const struct gen *g, char **err)
+{
+	struct control *c = calloc(1, sizeof(*c));
+	struct timeval sec = {1, 0};
+
+	if (c == NULL)
+		return NULL;
+	c->p = p;
+	c->base = base;
+	c->resolver = dns_resolver_new(base, g->conf->dns_servers,
+				       g->conf->n_dns_servers, err);
+	if (c->resolver == NULL) {
+		/* Without a resolver the seeded addresses still serve; the
+		 * names are just not followed. */
+		log_warnx("DNS: %s", *err ? *err : "no resolver");
+		free(*err);
+		*err = NULL;
+	}
+	c->tick = event_new(base, -1, EV_PERSIST, tick_cb, c);
+	if (c->tick == NULL || event_add(c->tick, &sec) != 0) {
+		control_free(c);
+		return NULL;
+	}
+	control_sync(c, g);
+	return c;
+}
+
+void control_free(struct control *c)
+{
+	if (c == NULL)
+		return;
+	for (unsigned i = 0; i < c->p->n_cas; i++) {
+		struct cas_entry *e = c->p->cas[i];
+
+		stop_checks(e);
+		dns_watch_free(e->watch);
+		e->watch = NULL;
+		e->in_use = false;
+	}
+	if (c->tick != NULL)
+		event_free(c->tick);
+	dns_resolver_free(c->resolver);
+	SSL_CTX_free(c->ssl_ctx);
+	free(c);
+}
