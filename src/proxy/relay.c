@@ -237,7 +237,17 @@ static int relay_chunked(struct body *b, struct evbuffer *in,
 	return 0;
 }
 
+static int relay_body_move(struct side *from);
+
 int relay_body(struct side *from)
+{
+	int r = relay_body_move(from);
+
+	side_kick(from->bev);
+	return r;
+}
+
+static int relay_body_move(struct side *from)
 {
 	struct session *s = from->s;
 	struct body *b = &from->body;
@@ -500,6 +510,7 @@ static int read_response_head(struct session *s)
 		    resp->framing != HTTP_BODY_EOF)
 			s->flags |= SESSION_F_UP_REUSE;
 		evbuffer_drain(in, (size_t)r);
+		side_kick(s->up.bev);
 		session_set_state(s, SESSION_EXCHANGE);
 		return 1;
 	}
@@ -542,8 +553,10 @@ void relay_up_write_cb(struct bufferevent *bev, void *arg)
 	struct session *s = arg;
 
 	/* The CAS took what was queued: let the client's body flow again. */
-	if (s->client.bev != NULL && !s->client.body.done)
+	if (s->client.bev != NULL && !s->client.body.done) {
 		bufferevent_enable(s->client.bev, EV_READ);
+		side_kick(s->client.bev);
+	}
 }
 
 static void up_timeout(struct session *s, short what)
@@ -628,6 +641,8 @@ void relay_client_drained(struct session *s)
 			session_request_done(s);
 		return;
 	}
-	if (s->up.bev != NULL && (s->flags & SESSION_F_RESP_HEAD))
+	if (s->up.bev != NULL && (s->flags & SESSION_F_RESP_HEAD)) {
 		bufferevent_enable(s->up.bev, EV_READ);
+		side_kick(s->up.bev);
+	}
 }

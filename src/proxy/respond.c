@@ -41,6 +41,11 @@ void session_respond(struct session *s, unsigned status, const char *extra,
 		s->up.bev = NULL;
 	}
 	settle_request_body(s, false);
+	/* Closing after this answer: the rest of the request is not read. */
+	if (s->flags & SESSION_F_CLOSE) {
+		s->client.body.done = true;
+		s->flags &= ~SESSION_F_DISCARD;
+	}
 	n = snprintf(head, sizeof(head),
 		     "HTTP/1.1 %u %s\r\nContent-Length: %zu\r\n%s%s\r\n",
 		     status, http_reason(status), blen, extra ? extra : "",

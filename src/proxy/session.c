@@ -14,6 +14,7 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent_ssl.h>
+#include <event2/bufferevent_struct.h>
 
 #include "conf/conf.h"
 #include "core/clock.h"
@@ -33,6 +34,15 @@
 static void client_read_cb(struct bufferevent *bev, void *arg);
 static void client_write_cb(struct bufferevent *bev, void *arg);
 static void client_event_cb(struct bufferevent *bev, short what, void *arg);
+
+void side_kick(struct bufferevent *bev)
+{
+	SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
+
+	if (ssl != NULL && SSL_has_pending(ssl) &&
+	    (bufferevent_get_enabled(bev) & EV_READ))
+		event_active(&bev->ev_read, EV_READ, 1);
+}
 
 static void set_timeouts(struct bufferevent *bev, unsigned rd, unsigned wr)
 {
@@ -76,6 +86,10 @@ void session_set_state(struct session *s, enum session_state state)
 						      : t->upstream_response;
 		if (s->flags & SESSION_F_RESP_HEAD)
 			wait_up = t->upstream_response;
+		/* A CAS owes no answer before it has the whole request; a
+		 * slow upload is the client's timeout to enforce. */
+		else if (!s->client.body.done)
+			wait_up = 0;
 		set_timeouts(s->up.bev, wait_up, t->client_body);
 		break;
 	case SESSION_LOCAL:
@@ -183,13 +197,26 @@ void session_close(struct session *s, const char *term)
 	worker_session_dead(s->w, s);
 }
 
+/* A close we chose, with everything written: TLS says so (close_notify),
+ * so the client can tell a complete answer from a cut connection and its
+ * session stays resumable. */
+void session_close_tls(struct session *s)
+{
+	SSL *ssl = s->client.bev ? bufferevent_openssl_get_ssl(s->client.bev)
+				 : NULL;
+
+	if (ssl != NULL && SSL_is_init_finished(ssl))
+		SSL_shutdown(ssl);
+	session_close(s, NULL);
+}
+
 void session_close_after_flush(struct session *s)
 {
 	session_drop_upstream(s, false);
 	session_set_state(s, SESSION_CLOSING);
 	bufferevent_disable(s->client.bev, EV_READ);
 	if (evbuffer_get_length(bufferevent_get_output(s->client.bev)) == 0)
-		session_close(s, NULL);
+		session_close_tls(s);
 }
 
 /* Clears what one request left behind so the next starts clean. */
@@ -435,6 +462,7 @@ void session_read_head(struct session *s)
 		return;
 	/* The views into buf die here: whoever needed bytes copied them. */
 	evbuffer_drain(in, (size_t)r);
+	side_kick(s->client.bev);
 	if (s->state == SESSION_CONNECT || s->state == SESSION_EXCHANGE ||
 	    s->state == SESSION_LOCAL)
 		relay_client_read(s);
@@ -469,7 +497,7 @@ static void client_write_cb(struct bufferevent *bev, void *arg)
 
 	switch (s->state) {
 	case SESSION_CLOSING:
-		session_close(s, NULL);
+		session_close_tls(s);
 		break;
 	case SESSION_LOCAL:
 	case SESSION_EXCHANGE:

@@ -107,6 +107,12 @@ struct session {
 	struct session *dead_next;   /* reaper's list */
 };
 
+/* After input was consumed or reading re-enabled: when OpenSSL already holds
+ * decrypted bytes of this side, libevent would wait for the socket to turn
+ * readable, which may never happen (the peer has sent everything), so its
+ * read handler is run now. Plain sockets need nothing. */
+void side_kick(struct bufferevent *bev);
+
 /* Creates a session for an accepted socket fd (owned from now on). */
 void session_accept(struct worker *w, int fd, const struct sockaddr *sa,
 		    int salen);
@@ -115,6 +121,8 @@ void session_set_state(struct session *s, enum session_state state);
 /* Closes both sides at once; the memory is freed later by the reaper, so
  * callers up the stack may still test SESSION_F_DEAD. */
 void session_close(struct session *s, const char *term);
+/* Closes after a TLS close_notify; for closes easfront chose. */
+void session_close_tls(struct session *s);
 /* Writes the rest of the output, then closes. */
 void session_close_after_flush(struct session *s);
 /* Ends the current request: access log, release the generation, then either

@@ -167,8 +167,17 @@ void upstream_free(struct upconn *uc)
 {
 	if (uc == NULL)
 		return;
-	if (uc->bev != NULL)
+	if (uc->bev != NULL) {
+		SSL *ssl = bufferevent_openssl_get_ssl(uc->bev);
+
+		/* Freed without a shutdown, OpenSSL would mark the session
+		 * this pool keeps for resumption unusable. */
+		if (ssl != NULL && SSL_is_init_finished(ssl)) {
+			SSL_set_quiet_shutdown(ssl, 1);
+			SSL_shutdown(ssl);
+		}
 		bufferevent_free(uc->bev);
+	}
 	if (uc->counted)
 		stat_sub(&uc->w->stats.upstream_connections, 1);
 	free(uc);
