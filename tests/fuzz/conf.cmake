@@ -1,0 +1,1 @@
+ef_fuzz(conf ef_conf)
