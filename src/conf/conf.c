@@ -332,6 +332,7 @@ static void copy_scalars(struct conf_ctx *c, const struct conf_raw *r,
 	numbers(c, "timeouts", &cf->timeouts, timeout_keys, N(timeout_keys));
 	cf->admin_listen = copy(c, r->admin.listen);
 	cf->log_access = copy(c, r->log.access);
+	cf->log_hash_key_file = copy(c, r->log.hash_key_file);
 	cf->log_format = r->log.format;
 	cf->log_hash_identities = r->log.hash_identities;
 	/* error is 0, like an absent level: presence is in the index. */
@@ -539,6 +540,7 @@ void conf_free(struct conf *c)
 	free(c->netbios);
 	free(c->admin_listen);
 	free(c->log_access);
+	free(c->log_hash_key_file);
 	free(c->log_level);
 	free(c->user);
 	free(c->pid_file);

@@ -107,6 +107,8 @@ struct conf {
 	char *log_access;	 /* log.access; NULL: no access log, "-": stdout */
 	enum conf_log_format log_format;
 	bool log_hash_identities;
+	char *log_hash_key_file; /* log.hash_key_file: secret for the hash;
+				    NULL: a random key per start */
 	char *log_level;	 /* log.level: error|warn|info|debug, default info */
 	char *user;		 /* NULL: no privilege drop */
 	char *pid_file;		 /* pid_file; default /run/easfront.pid */

@@ -277,7 +277,9 @@ void conf_check(struct conf_ctx *c, const struct conf *cf)
 		conf_err(c, conf_line(c, "workers"),
 		         "workers: at most %d (0: one per online CPU)",
 		         CONF_WORKERS_MAX);
-	if (cf->limits.connections_per_client > cf->limits.connections) {
+	/* 0 means no cap, for either. */
+	if (cf->limits.connections != 0 &&
+	    cf->limits.connections_per_client > cf->limits.connections) {
 		unsigned line = conf_line(c, "limits.connections_per_client");
 
 		conf_err(c, line ? line : conf_line(c, "limits.connections"),

@@ -69,6 +69,7 @@ struct conf_raw_log {
 	char *access;
 	enum conf_log_format format;
 	bool hash_identities;
+	char *hash_key_file;
 	int level; /* enum log_level */
 };
 

@@ -129,6 +129,7 @@ static const cyaml_schema_field_t log_fields[] = {
                      format, format_names, CYAML_ARRAY_LEN(format_names)),
     CYAML_FIELD_BOOL("hash_identities", OPT, struct conf_raw_log,
                      hash_identities),
+    STR_FIELD("hash_key_file", OPT, struct conf_raw_log, hash_key_file),
     CYAML_FIELD_ENUM("level", OPT | CYAML_FLAG_STRICT, struct conf_raw_log,
                      level, level_names, CYAML_ARRAY_LEN(level_names)),
     CYAML_FIELD_END,

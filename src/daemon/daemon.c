@@ -9,6 +9,7 @@
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,6 +128,23 @@ static void apply_conf(struct daemon *d, const struct conf *c)
 
 static void admin_update(struct daemon *d, const struct conf *c);
 
+/* Listening sockets are bound once, as root, before privileges are
+ * dropped: a reload keeps them, and a changed `listen` needs a restart. */
+static void warn_listen_changes(struct daemon *d, const struct conf *next)
+{
+	struct gen *cur = proxy_gen_hold(d->proxy);
+	bool same = cur != NULL && cur->conf->n_listen == next->n_listen;
+
+	for (unsigned i = 0; same && i < next->n_listen; i++)
+		same = strcmp(cur->conf->listen[i].address,
+			      next->listen[i].address) == 0;
+	if (!same)
+		log_warnx("%s: listen addresses changed; they take effect at "
+			  "the next restart",
+			  next->path);
+	gen_release(cur);
+}
+
 /* Builds and publishes a new generation; a refused one leaves the old one
  * serving. Returns 0, or -1 with *err (the FILE:LINE: reason lines). */
 static int reload_apply(void *arg, char **err)
@@ -143,6 +161,7 @@ static int reload_apply(void *arg, char **err)
 		return -1;
 	}
 	d->next_gen++;
+	warn_listen_changes(d, g->conf);
 	apply_conf(d, g->conf);
 	reopen_access_log(d);
 	admin_update(d, g->conf);

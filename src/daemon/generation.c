@@ -1,9 +1,13 @@
 #include "daemon/generation.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <openssl/rand.h>
+#include <openssl/sha.h>
 
 #include "conf/conf.h"
 #include "core/log.h"
@@ -12,6 +16,19 @@
 #include "proxy/proxy.h"
 #include "site/sitemap.h"
 #include "tls/tls.h"
+
+static unsigned char random_key[32];
+
+static void random_process_key(void)
+{
+	if (RAND_bytes(random_key, sizeof(random_key)) != 1)
+		log_warnx("no random bytes for the log hash key");
+}
+
+static const unsigned char *process_key_get(void)
+{
+	return random_key;
+}
 
 static char *cas_error(const char *path, const char *url)
 {
@@ -74,6 +91,44 @@ static int build_sites(struct proxy *p, struct gen *g, char **err)
 	return 0;
 }
 
+/* The hash key of log.hash_identities: the operator's file, or one random
+ * key for the life of the process so hashes stay comparable across
+ * reloads. */
+static int load_log_key(struct gen *g, char **err)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	const char *path = g->conf->log_hash_key_file;
+	char buf[1024];
+	FILE *f;
+	size_t n;
+
+	if (!g->conf->log_hash_identities)
+		return 0;
+	if (path == NULL) {
+		pthread_once(&once, random_process_key);
+		memcpy(g->log_key, process_key_get(), sizeof(g->log_key));
+		g->log_key_len = sizeof(g->log_key);
+		return 0;
+	}
+	f = fopen(path, "rb");
+	n = f ? fread(buf, 1, sizeof(buf), f) : 0;
+	if (f != NULL)
+		fclose(f);
+	if (n < 16) {
+		snprintf(buf, sizeof(buf),
+			 "%s: log.hash_key_file %s: unreadable or shorter than "
+			 "16 bytes\n",
+			 g->conf->path, path);
+		*err = strdup(buf);
+		return -1;
+	}
+	/* Any length of secret becomes a 32-byte key. */
+	SHA256((unsigned char *)buf, n, g->log_key);
+	g->log_key_len = sizeof(g->log_key);
+	explicit_bzero(buf, sizeof(buf));
+	return 0;
+}
+
 struct gen *generation_build(struct proxy *p, const char *path, unsigned id,
 			     char **err)
 {
@@ -99,7 +154,7 @@ struct gen *generation_build(struct proxy *p, const char *path, unsigned id,
 	g->client_ctx = tls_client_ctx_new(g->conf->upstream_ca_file, err);
 	if (g->client_ctx == NULL)
 		goto fail;
-	if (build_sites(p, g, err) != 0)
+	if (build_sites(p, g, err) != 0 || load_log_key(g, err) != 0)
 		goto fail;
 	if (gethostname(g->hostname, sizeof(g->hostname)) != 0)
 		str_copy(g->hostname, sizeof(g->hostname), STR_LIT("easfront"));

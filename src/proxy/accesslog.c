@@ -6,7 +6,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <event2/bufferevent_ssl.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include "conf/conf.h"
 #include "core/clock.h"
@@ -54,52 +55,128 @@ static long since_ms(uint64_t from, uint64_t to)
 	return (from == 0 || to < from) ? -1 : (long)((to - from) / 1000);
 }
 
+/* A keyed hash in place of a user or device id: the same input gives the
+ * same 16 hex digits, so one device's requests can still be followed, but
+ * the log holds no identity. */
+static void hash_identity(const struct gen *g, char *v, size_t cap)
+{
+	unsigned char mac[EVP_MAX_MD_SIZE];
+	unsigned int n = 0;
+
+	if (v[0] == '\0' || cap < 17)
+		return;
+	if (HMAC(EVP_sha256(), g->log_key, (int)g->log_key_len,
+		 (const unsigned char *)v, strlen(v), mac, &n) == NULL ||
+	    n < 8) {
+		v[0] = '\0';
+		return;
+	}
+	for (unsigned i = 0; i < 8; i++)
+		snprintf(v + 2 * i, cap - 2 * i, "%02x", mac[i]);
+}
+
+/* Everything one line says, already escaped for JSON (text lines use the
+ * same escaping: a quote or a control byte never reaches the log raw). */
+struct logline {
+	char ts[40], user[256], dev[96], devt[64], sni[300];
+	const char *site;
+	long ms_head, ms_connect, ms_first, ms_total;
+};
+
+static void logline_fill(struct session *s, struct logline *l)
+{
+	char user[128], dev[48];
+	struct timespec rt;
+	struct tm tm;
+	uint64_t now = clock_mono_us();
+	size_t n;
+
+	memcpy(user, s->log.user, sizeof(user));
+	memcpy(dev, s->log.device, sizeof(dev));
+	if (s->g->conf->log_hash_identities) {
+		hash_identity(s->g, user, sizeof(user));
+		hash_identity(s->g, dev, sizeof(dev));
+	}
+	json_str(l->user, sizeof(l->user), user);
+	json_str(l->dev, sizeof(l->dev), dev);
+	json_str(l->devt, sizeof(l->devt), s->log.device_type);
+	json_str(l->sni, sizeof(l->sni), s->sni ? s->sni : "");
+	l->site = "-";
+	if (s->log.site >= 0 && (unsigned)s->log.site < s->g->conf->n_sites)
+		l->site = s->g->conf->sites[s->log.site].name;
+	clock_gettime(CLOCK_REALTIME, &rt);
+	gmtime_r(&rt.tv_sec, &tm);
+	n = strftime(l->ts, sizeof(l->ts), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(l->ts + n, sizeof(l->ts) - n, ".%03ldZ",
+		 rt.tv_nsec / 1000000);
+	l->ms_head = since_ms(s->log.t_start, s->log.t_head);
+	l->ms_connect = since_ms(s->log.t_head, s->log.t_connected);
+	l->ms_first = since_ms(s->log.t_head, s->log.t_first);
+	l->ms_total = since_ms(s->log.t_start, now);
+}
+
+static int format_json(const struct session *s, const struct logline *l,
+		       char *line, size_t cap)
+{
+	return snprintf(
+		line, cap,
+		"{\"time\":\"%s\",\"client\":\"%s\",\"sni\":\"%s\","
+		"\"method\":\"%s\",\"cmd\":\"%s\",\"version\":%u,"
+		"\"user\":\"%s\",\"device\":\"%s\",\"device_type\":\"%s\","
+		"\"decision\":\"%s\",\"reason\":\"%s\",\"site\":\"%s\","
+		"\"upstream\":\"%s\",\"status\":%u,\"bytes_in\":%llu,"
+		"\"bytes_out\":%llu,\"ms_head\":%ld,\"ms_connect\":%ld,"
+		"\"ms_first_byte\":%ld,\"ms_total\":%ld,\"term\":\"%s\"}\n",
+		l->ts, s->client_ip, l->sni, s->log.method, s->log.cmd,
+		s->log.version, l->user, l->dev, l->devt,
+		s->log.decision ? s->log.decision : "-",
+		s->log.reason ? s->log.reason : "-", l->site,
+		s->log.upstream[0] ? s->log.upstream : "-", s->log.status,
+		(unsigned long long)s->client.bytes,
+		(unsigned long long)(s->log.bytes_out + s->up.bytes), l->ms_head,
+		l->ms_connect, l->ms_first, l->ms_total,
+		s->log.term ? s->log.term : "--");
+}
+
+/* The text form, for operators who grep: fixed order, '-' for empty. */
+static int format_text(const struct session *s, const struct logline *l,
+		       char *line, size_t cap)
+{
+#define DASH(x) ((x) && (x)[0] ? (x) : "-")
+	return snprintf(line, cap,
+			"%s %s %s \"%s %s\" %u user=%s device=%s type=%s "
+			"%s/%s site=%s upstream=%s %u in=%llu out=%llu "
+			"ms=%ld/%ld/%ld/%ld %s\n",
+			l->ts, s->client_ip, DASH(l->sni), DASH(s->log.method),
+			DASH(s->log.cmd), s->log.version, DASH(l->user),
+			DASH(l->dev), DASH(l->devt), DASH(s->log.decision),
+			DASH(s->log.reason), l->site, DASH(s->log.upstream),
+			s->log.status, (unsigned long long)s->client.bytes,
+			(unsigned long long)(s->log.bytes_out + s->up.bytes),
+			l->ms_head, l->ms_connect, l->ms_first, l->ms_total,
+			s->log.term ? s->log.term : "--");
+#undef DASH
+}
+
 void accesslog_write(struct session *s)
 {
 	int fd = accesslog_get_fd();
-	char line[2048], user[256], dev[96], devt[64], sni[300], ts[32];
-	const char *site = "-";
-	uint64_t now;
-	struct timespec rt;
-	struct tm tm;
+	struct logline l;
+	char line[2048];
 	int n;
 
 	if (fd < 0 || s->g == NULL)
 		return;
-	now = clock_mono_us();
-	if (s->log.site >= 0 && (unsigned)s->log.site < s->g->conf->n_sites)
-		site = s->g->conf->sites[s->log.site].name;
-	json_str(user, sizeof(user), s->log.user);
-	json_str(dev, sizeof(dev), s->log.device);
-	json_str(devt, sizeof(devt), s->log.device_type);
-	json_str(sni, sizeof(sni), s->sni ? s->sni : "");
-	clock_gettime(CLOCK_REALTIME, &rt);
-	gmtime_r(&rt.tv_sec, &tm);
-	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-	n = snprintf(line, sizeof(line),
-		     "{\"time\":\"%s.%03ldZ\",\"client\":\"%s\",\"sni\":\"%s\","
-		     "\"method\":\"%s\",\"cmd\":\"%s\",\"version\":%u,"
-		     "\"user\":\"%s\",\"device\":\"%s\",\"device_type\":\"%s\","
-		     "\"decision\":\"%s\",\"reason\":\"%s\",\"site\":\"%s\","
-		     "\"upstream\":\"%s\",\"status\":%u,\"bytes_in\":%llu,"
-		     "\"bytes_out\":%llu,\"ms_head\":%ld,\"ms_connect\":%ld,"
-		     "\"ms_first_byte\":%ld,\"ms_total\":%ld,\"term\":\"%s\"}\n",
-		     ts, rt.tv_nsec / 1000000, s->client_ip, sni,
-		     s->log.method, s->log.cmd, s->log.version, user, dev, devt,
-		     s->log.decision ? s->log.decision : "-",
-		     s->log.reason ? s->log.reason : "-", site,
-		     s->log.upstream[0] ? s->log.upstream : "-", s->log.status,
-		     (unsigned long long)s->client.bytes,
-		     (unsigned long long)(s->log.bytes_out + s->up.bytes),
-		     since_ms(s->log.t_start, s->log.t_head),
-		     since_ms(s->log.t_head, s->log.t_connected),
-		     since_ms(s->log.t_head, s->log.t_first),
-		     since_ms(s->log.t_start, now),
-		     s->log.term ? s->log.term : "--");
+	logline_fill(s, &l);
+	n = s->g->conf->log_format == CONF_LOG_TEXT
+		    ? format_text(s, &l, line, sizeof(line))
+		    : format_json(s, &l, line, sizeof(line));
 	if (n < 0)
 		return;
-	if ((size_t)n >= sizeof(line))
+	if ((size_t)n >= sizeof(line)) {
 		n = sizeof(line) - 1;
+		line[n - 1] = '\n';
+	}
 	/* One write per line keeps lines whole across worker threads. */
 	if (write(fd, line, (size_t)n) < 0)
 		return;

@@ -139,6 +139,10 @@ void session_accept(struct worker *w, int fd, const struct sockaddr *sa,
 	s->client.peer = &s->up;
 	s->up.peer = &s->client;
 	client_ip_format(s, sa);
+	if (!limits_admit(&w->p->limits, sa, w->gen->conf->limits.connections,
+			  w->gen->conf->limits.connections_per_client,
+			  &s->ticket))
+		s->flags |= SESSION_F_OVERLIMIT;
 	s->client.bev = bufferevent_openssl_socket_new(
 		w->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
 		BEV_OPT_CLOSE_ON_FREE);
@@ -179,6 +183,7 @@ void session_close(struct session *s, const char *term)
 		return;
 	s->flags |= SESSION_F_DEAD;
 	stat_sub(&s->w->stats.client_connections, 1);
+	limits_release(&s->w->p->limits, &s->ticket);
 	session_held_end(s);
 	/* A request cut short still gets its access log line. */
 	if (s->g != NULL) {
@@ -518,6 +523,17 @@ static void handshake_done(struct session *s)
 	stat_add(&s->w->stats.tls_handshakes, 1);
 	if (ssl != NULL && SSL_session_reused(ssl))
 		stat_add(&s->w->stats.tls_resumed, 1);
+	if (s->flags & SESSION_F_OVERLIMIT) {
+		/* Over a cap: one answer that makes the client back off, no
+		 * request read. */
+		s->g = gen_hold(s->w->gen);
+		s->log.site = -1;
+		s->log.reason = "connection-limit";
+		s->flags |= SESSION_F_CLOSE;
+		s->client.body.done = true;
+		session_respond_error(s, 503, "PL");
+		return;
+	}
 	session_set_state(s, SESSION_IDLE);
 }
 

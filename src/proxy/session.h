@@ -13,6 +13,7 @@
 #include <event2/bufferevent.h>
 
 #include "http/http.h"
+#include "proxy/limits.h"
 
 struct worker;
 struct gen;
@@ -66,6 +67,7 @@ struct side {
 #define SESSION_F_UP_REUSE 0x100U  /* upstream may go back to the pool */
 #define SESSION_F_DISCARD 0x200U   /* request body is read and dropped */
 #define SESSION_F_HELD_GAUGE 0x400U /* counted in the held_requests gauge */
+#define SESSION_F_OVERLIMIT 0x800U  /* beyond a connection cap: 503 only */
 
 /* What one request leaves for the access log. */
 struct reqlog {
@@ -103,6 +105,7 @@ struct session {
 	char client_ip[46];
 	const char *sni;	 /* owned by the client's SSL */
 	struct reqlog log;
+	struct limits_ticket ticket; /* this connection's place in the caps */
 	struct session *prev, *next; /* worker's list of live sessions */
 	struct session *dead_next;   /* reaper's list */
 };

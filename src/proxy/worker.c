@@ -52,6 +52,7 @@ struct proxy *proxy_new(unsigned n_workers, char **err)
 		goto fail;
 	p->n_workers = n_workers;
 	pthread_mutex_init(&p->lock, NULL);
+	limits_init(&p->limits);
 	for (unsigned i = 0; i < n_workers; i++) {
 		p->workers[i].p = p;
 		p->workers[i].idx = i;
@@ -296,10 +297,28 @@ static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	session_accept(arg, fd, sa, salen);
 }
 
+/* Out of descriptors (EMFILE, ENFILE, ENOMEM): the connection stays in the
+ * kernel's queue and the listener would report it again at once, spinning;
+ * so stop accepting for a moment and serve the connections we have. */
 static void accept_error_cb(struct evconnlistener *lev, void *arg)
 {
-	/* EMFILE and friends: the connection stays queued; keep serving. */
+	struct worker *w = arg;
+	struct timeval tv = {0, 250000};
+
 	log_warn("accept");
+	for (unsigned i = 0; i < w->n_lev; i++)
+		if (w->lev[i] != NULL)
+			evconnlistener_disable(w->lev[i]);
+	evtimer_add(w->accept_pause, &tv);
+}
+
+static void accept_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+
+	for (unsigned i = 0; !w->stopping && i < w->n_lev; i++)
+		if (w->lev[i] != NULL)
+			evconnlistener_enable(w->lev[i]);
 }
 
 /* Idle keep-alive sessions hold no request: close them so the drain does
@@ -374,6 +393,7 @@ static int worker_setup(struct worker *w, char **err)
 	w->wakeup = event_new(w->base, -1, 0, wakeup_cb, w);
 	w->reaper = event_new(w->base, -1, 0, reaper_cb, w);
 	w->drain_timer = evtimer_new(w->base, drain_timer_cb, w);
+	w->accept_pause = evtimer_new(w->base, accept_resume_cb, w);
 	w->lev = calloc(w->n_lev ? w->n_lev : 1, sizeof(*w->lev));
 	if (w->wakeup == NULL || w->reaper == NULL || w->drain_timer == NULL ||
 	    w->lev == NULL)
@@ -445,6 +465,8 @@ static void worker_free(struct worker *w)
 		event_free(w->reaper);
 	if (w->drain_timer)
 		event_free(w->drain_timer);
+	if (w->accept_pause)
+		event_free(w->accept_pause);
 	if (w->base)
 		event_base_free(w->base);
 }
@@ -461,6 +483,7 @@ void proxy_free(struct proxy *p)
 	for (unsigned i = 0; i < p->n_cas; i++)
 		cas_entry_free(p->cas[i]);
 	free(p->cas);
+	limits_destroy(&p->limits);
 	pthread_mutex_destroy(&p->lock);
 	free(p);
 }

@@ -14,6 +14,7 @@
 #include <event2/listener.h>
 
 #include "http/http.h"
+#include "proxy/limits.h"
 #include "proxy/stats.h"
 
 struct proxy;
@@ -45,6 +46,7 @@ struct worker {
 	unsigned n_pools;
 	unsigned rr;			 /* round-robin cursor over CAS */
 	bool stopping;
+	struct event *accept_pause;	 /* owned: resumes accepting */
 	unsigned drain_seconds;
 	struct stats stats;		 /* written by this thread only */		 /* set before stop is signalled */
 	/* scratch, reused by every request of this worker */
@@ -62,6 +64,7 @@ struct proxy {
 	struct cas_entry **cas; /* id -> entry; owned; only grows */
 	unsigned n_cas;
 	struct control *control; /* DNS and health checks; owned */
+	struct limits limits;	/* connection caps, shared */
 	atomic_bool stopping;
 	bool started;
 };
