@@ -134,8 +134,3 @@ int daemon_route(const char *conf_path, const char *user, const char *version,
 	return 0;
 }
 
-int daemon_preflight(const char *conf_path)
-{
-	fprintf(stderr, "%s: preflight is not implemented yet\n", conf_path);
-	return 2;
-}

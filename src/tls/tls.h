@@ -6,6 +6,8 @@
 #ifndef EF_TLS_TLS_H
 #define EF_TLS_TLS_H
 
+#include <stdbool.h>
+
 #include <openssl/ssl.h>
 
 struct conf;
@@ -41,6 +43,11 @@ SSL_CTX *tls_server_ctx(const struct tls_server *ts);
  * `easfront preflight`. */
 int tls_server_select(const struct tls_server *ts, const char *servername);
 
+/* True when some configured certificate names name (SAN, wildcards as in
+ * tls_server_select); false when a client asking for it would get the
+ * default certificate only because nothing matched. */
+bool tls_server_covers(const struct tls_server *ts, const char *name);
+
 /*
  * Checks every certificate and key of c without building contexts: readable,
  * parseable, the key matches its certificate, not expired and not yet valid
@@ -48,6 +55,14 @@ int tls_server_select(const struct tls_server *ts, const char *servername);
  * "CONFIGFILE:LINE: reason" line per problem (the line of the cert entry).
  */
 int tls_check_certs(const struct conf *c, char **err);
+
+/*
+ * For `easfront preflight`: every certificate's chain verifies (the file's
+ * intermediates, the system store, a self-signed root at the end of the file
+ * as its own anchor) and no leaf expires within days. Returns 0, or -1 with
+ * *err holding "CONFIGFILE:LINE: reason" lines.
+ */
+int tls_preflight_certs(const struct conf *c, unsigned days, char **err);
 
 /* The client context towards CAS servers: TLS 1.2+, peer verified against
  * ca_file (NULL: the system store). Returns NULL with *err on failure.

@@ -128,3 +128,78 @@ int tls_check_certs(const struct conf *c, char **err)
 			rc = -1;
 	return rc;
 }
+
+/* Verifies the leaf with the file's own intermediates against the system
+ * trust store; a self-signed last certificate in the file (a private CA
+ * shipped with the chain) is trusted as the anchor. */
+static int verify_chain(const struct tls_pem *p, char *why, size_t cap)
+{
+	X509_STORE *store = X509_STORE_new();
+	X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+	int n = sk_X509_num(p->chain), rc = -1;
+
+	if (store == NULL || ctx == NULL ||
+	    X509_STORE_set_default_paths(store) != 1)
+		goto out;
+	if (n > 0) {
+		X509 *last = sk_X509_value(p->chain, n - 1);
+
+		if (X509_check_issued(last, last) == X509_V_OK)
+			X509_STORE_add_cert(store, last);
+	}
+	if (X509_STORE_CTX_init(ctx, store, p->leaf, p->chain) != 1)
+		goto out;
+	if (X509_verify_cert(ctx) == 1) {
+		rc = 0;
+	} else {
+		snprintf(why, cap, "%s", X509_verify_cert_error_string(
+						 X509_STORE_CTX_get_error(ctx)));
+	}
+out:
+	ERR_clear_error();
+	X509_STORE_CTX_free(ctx);
+	X509_STORE_free(store);
+	return rc;
+}
+
+static int preflight_entry(const struct conf *c, const struct conf_cert *cc,
+			   unsigned days, char **err)
+{
+	const char *path = c->path ? c->path : "-";
+	struct tls_pem p;
+	char why[512];
+	time_t soon = time(NULL) + (time_t)days * 86400;
+	int rc = 0;
+
+	if (tls_pem_load(cc, &p, why, sizeof(why)) < 0) {
+		tls_err_add(err, "%s:%u: %s", path, cc->line, why);
+		return -1;
+	}
+	if (verify_chain(&p, why, sizeof(why)) != 0) {
+		tls_err_add(err,
+			    "%s:%u: certificate %s: chain does not verify: %s "
+			    "(put every intermediate in the file, leaf first)",
+			    path, cc->line, cc->cert, why);
+		rc = -1;
+	}
+	if (X509_cmp_time(X509_get0_notAfter(p.leaf), &soon) < 0) {
+		time_str(X509_get0_notAfter(p.leaf), why, sizeof(why));
+		tls_err_add(err, "%s:%u: certificate %s expires %s, within %u days",
+			    path, cc->line, cc->cert, why, days);
+		rc = -1;
+	}
+	tls_pem_clear(&p);
+	return rc;
+}
+
+int tls_preflight_certs(const struct conf *c, unsigned days, char **err)
+{
+	int rc = 0;
+
+	if (err)
+		*err = NULL;
+	for (unsigned i = 0; i < c->n_certs; i++)
+		if (preflight_entry(c, &c->certs[i], days, err) < 0)
+			rc = -1;
+	return rc;
+}

@@ -64,7 +64,8 @@ static bool name_match(const char *pattern, struct str host)
 	return str_eq_ci(pat, host);
 }
 
-int tls_server_select(const struct tls_server *ts, const char *servername)
+/* Index of the first certificate naming servername, or -1. */
+static int find_cert(const struct tls_server *ts, const char *servername)
 {
 	struct str host = str_from(servername);
 
@@ -72,12 +73,24 @@ int tls_server_select(const struct tls_server *ts, const char *servername)
 	if (host.len > 0 && host.p[host.len - 1] == '.')
 		host.len--;
 	if (host.len == 0)
-		return 0;
+		return -1;
 	for (unsigned i = 0; i < ts->n_certs; i++)
 		for (size_t k = 0; k < ts->certs[i].n_names; k++)
 			if (name_match(ts->certs[i].names[k], host))
 				return (int)i;
-	return 0;
+	return -1;
+}
+
+int tls_server_select(const struct tls_server *ts, const char *servername)
+{
+	int i = find_cert(ts, servername);
+
+	return i < 0 ? 0 : i;
+}
+
+bool tls_server_covers(const struct tls_server *ts, const char *name)
+{
+	return find_cert(ts, name) >= 0;
 }
 
 static int server_sni_cb(SSL *ssl, int *alert, void *arg)
