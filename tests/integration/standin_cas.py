@@ -45,12 +45,24 @@ health-check path unless `modes_apply_to_health` is set):
                     seconds apart
 and `refuse()` closes the listening socket (connections are then refused).
 
+NTLM (attribute `ntlm`, off by default): connection-bound authentication the
+way IIS does it. `Authorization: NTLM <type 1>` gets 401 with
+`WWW-Authenticate: NTLM <type 2>` (a fresh server challenge for this
+connection); a type 3 on the SAME connection whose NtChallengeResponse is
+ntlm_proof(that challenge, user) authenticates the connection (ntlm_conns),
+and later requests on it need no Authorization at all. A type 3 on another
+connection, or with a wrong proof, gets 401. A request without credentials on
+an unauthenticated connection gets 401 `WWW-Authenticate: NTLM`. `closed`
+holds the ids of connections that have ended; Request.user is the user the
+CAS served the request as.
+
 Run alone for manual poking: python3 standin_cas.py [--port N]
 [--tls CERT KEY].
 """
 
 import base64
 import hashlib
+import os
 import re
 import socket
 import ssl
@@ -302,6 +314,53 @@ def pattern_sha256(n):
 
 
 # --------------------------------------------------------------------------
+# NTLM messages (MS-NLMP 2.2.1), only as far as the stand-in needs them. The
+# "proof" stands in for the NTLMv2 response: it depends on the connection's
+# server challenge, so a type 3 only passes on the connection that got the
+# matching type 2.
+
+NTLM_SIGNATURE = b"NTLMSSP\x00"
+NTLM_FLAGS = 0x00000001 | 0x00000004 | 0x00000200 | 0x00008000 | 0x00010000
+
+
+def ntlm_proof(challenge, user):
+    """The 24-byte NtChallengeResponse the stand-in accepts for user."""
+    return hashlib.sha256(b"eftest-ntlm\x00" + challenge +
+                          user.encode("utf-16-le")).digest()[:24]
+
+
+def ntlm_challenge_message(challenge, target):
+    """A type 2 (CHALLENGE) message with target name target."""
+    name = target.encode("utf-16-le")
+    head = (NTLM_SIGNATURE + struct.pack("<I", 2)
+            + struct.pack("<HHI", len(name), len(name), 48)
+            + struct.pack("<I", NTLM_FLAGS) + challenge + b"\x00" * 8
+            + struct.pack("<HHI", 0, 0, 48 + len(name)))
+    head += b"\x00" * (48 - len(head))
+    return head + name
+
+
+def ntlm_parse_authenticate(msg):
+    """(domain, user, nt_response) of a type 3 message, None if malformed."""
+    try:
+        if msg[:8] != NTLM_SIGNATURE or struct.unpack_from(
+                "<I", msg, 8)[0] != 3:
+            return None
+        flags = struct.unpack_from("<I", msg, 60)[0]
+
+        def field(off):
+            n, _, at = struct.unpack_from("<HHI", msg, off)
+            if at + n > len(msg):
+                raise ValueError("security buffer out of the message")
+            return msg[at:at + n]
+
+        enc = "utf-16-le" if flags & 1 else "latin-1"
+        return (field(28).decode(enc), field(36).decode(enc), field(20))
+    except (struct.error, ValueError, UnicodeDecodeError):
+        return None
+
+
+# --------------------------------------------------------------------------
 
 class Request:
     """One request as the CAS received it. Strings are latin-1 decoded."""
@@ -329,6 +388,7 @@ class Request:
         self.response_body = None         # decoded body when small
         self.response_wire = None         # body as framed on the wire, small
         self.response_status = None
+        self.user = None                  # who the CAS served it as
 
     def header(self, name):
         """First value of header name (case-insensitive) or None."""
@@ -435,6 +495,10 @@ class StandinCAS:
         self.chunk_delay = 0.02
         self.accepted = 0
         self.tls_failures = 0
+        self.ntlm = False                 # NTLM handshakes, see above
+        self.ntlm_conns = {}              # conn_id -> {"state", "challenge",
+                                          #   "user"} of that connection
+        self.closed = set()               # ids of connections that ended
         self._lock = threading.Lock()
         self._requests = []
         self._stop = threading.Event()
@@ -580,6 +644,8 @@ class StandinCAS:
                 sock.close()
             except OSError:
                 pass
+            with self._lock:
+                self.closed.add(conn_id)
 
     def _one_request(self, sock, reader, conn_id):
         """Serves one request; returns False when the connection must end."""
@@ -783,11 +849,82 @@ class StandinCAS:
                 ("X-FEServer", self.fe),
                 ("Date", formatdate(usegmt=True))],
                 ("200 OK<br/>" + self.name).encode())
+        is_eas = lpath == EAS_PATH or lpath.startswith(EAS_PATH + "/")
+        if self.ntlm and (is_eas or lpath == AUTODISCOVER_PATH):
+            resp = self._ntlm(req)
+            if resp is not None:
+                return resp
         if lpath == AUTODISCOVER_PATH:
             return self._autodiscover(req)
-        if lpath == EAS_PATH or lpath.startswith(EAS_PATH + "/"):
+        if is_eas:
             return self._eas(req)
         return self._plain(404, "Not Found")
+
+    # ---- NTLM (connection-bound, see the module comment)
+
+    def _ntlm_401(self, token=None):
+        h = self._std_headers("text/html")
+        h.insert(3, ("WWW-Authenticate",
+                     "NTLM " + token if token else "NTLM"))
+        body = (b"<html><head><title>401 - Unauthorized</title></head><body>"
+                b"401 - Unauthorized: Access is denied due to invalid "
+                b"credentials.</body></html>")
+        return _Response(401, "Unauthorized", h, body)
+
+    def _ntlm(self, req):
+        """A 401 answer of the NTLM handshake, or None to serve req (as the
+        connection's NTLM user, if any)."""
+        with self._lock:
+            st = self.ntlm_conns.get(req.conn_id)
+        auth = req.header("Authorization")
+        if auth is None:
+            if st is not None and st["state"] == "authenticated":
+                return None
+            return self._ntlm_401()
+        scheme, _, cred = auth.partition(" ")
+        if scheme.lower() != "ntlm":
+            return None
+        try:
+            msg = base64.b64decode(cred.strip(), validate=True)
+            mtype = struct.unpack_from("<I", msg, 8)[0]
+        except (ValueError, struct.error):
+            return self._ntlm_401()
+        if msg[:8] != NTLM_SIGNATURE:
+            return self._ntlm_401()
+        if mtype == 1:
+            challenge = os.urandom(8)
+            with self._lock:
+                self.ntlm_conns[req.conn_id] = {
+                    "state": "challenged", "challenge": challenge,
+                    "user": None}
+            return self._ntlm_401(base64.b64encode(
+                ntlm_challenge_message(challenge, self.fe)).decode())
+        parsed = ntlm_parse_authenticate(msg) if mtype == 3 else None
+        ok = (parsed is not None and st is not None
+              and st["state"] == "challenged"
+              and parsed[2] == ntlm_proof(st["challenge"], parsed[1]))
+        with self._lock:
+            if ok:
+                self.ntlm_conns[req.conn_id] = {
+                    "state": "authenticated", "challenge": st["challenge"],
+                    "user": "%s\\%s" % (parsed[0], parsed[1])}
+            else:
+                self.ntlm_conns[req.conn_id] = {
+                    "state": "failed", "challenge": None, "user": None}
+        return None if ok else self._ntlm_401()
+
+    def request_user(self, req):
+        """The user req is served as: its Basic user, else (NTLM mode) the
+        user its connection authenticated as; "" for other credentials,
+        None without any."""
+        user = self.basic_user(req)
+        if self.ntlm and not user:
+            with self._lock:
+                st = self.ntlm_conns.get(req.conn_id)
+            if st is not None and st["state"] == "authenticated":
+                user = st["user"]
+        req.user = user
+        return user
 
     @staticmethod
     def basic_user(req):
@@ -818,7 +955,7 @@ class StandinCAS:
         return _Response(401, "Unauthorized", h, body)
 
     def _autodiscover(self, req):
-        user = self.basic_user(req)
+        user = self.request_user(req)
         if user is None:
             return self._unauthorized()
         if req.method != "POST":
@@ -888,7 +1025,7 @@ class StandinCAS:
             return None, {}
 
     def _eas(self, req):
-        user = self.basic_user(req)
+        user = self.request_user(req)
         if user is None:
             return self._unauthorized()
         local = self._local(user)
