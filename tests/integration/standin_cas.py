@@ -44,15 +44,21 @@ health-check path unless `modes_apply_to_health` is set):
     "slow_headers"  send the response head in small pieces, `slow_delay`
                     seconds apart
 and `refuse()` closes the listening socket (connections are then refused).
+`health_status` (default 200) set to another code, e.g. 503, makes
+healthcheck.htm answer with that status (an IIS-style error page) while every
+other request is served as usual: a CAS failing only its health check.
+`keep_alive` (default True) set to False closes every connection after its
+response (with `Connection: close`), so every request needs a new connection.
 
 NTLM (attribute `ntlm`, off by default): connection-bound authentication the
-way IIS does it. `Authorization: NTLM <type 1>` gets 401 with
-`WWW-Authenticate: NTLM <type 2>` (a fresh server challenge for this
-connection); a type 3 on the SAME connection whose NtChallengeResponse is
+way IIS does it. `Authorization: NTLM <type 1>` (or Negotiate with a raw
+NTLM token) gets 401 with `WWW-Authenticate: NTLM <type 2>` (same scheme; a
+fresh server challenge for this connection); a type 3 on the SAME connection whose NtChallengeResponse is
 ntlm_proof(that challenge, user) authenticates the connection (ntlm_conns),
 and later requests on it need no Authorization at all. A type 3 on another
 connection, or with a wrong proof, gets 401. A request without credentials on
-an unauthenticated connection gets 401 `WWW-Authenticate: NTLM`. `closed`
+an unauthenticated connection gets 401 `WWW-Authenticate: Negotiate` and
+`WWW-Authenticate: NTLM`. `closed`
 holds the ids of connections that have ended; Request.user is the user the
 CAS served the request as.
 
@@ -73,6 +79,7 @@ import time
 import urllib.parse
 import uuid
 from email.utils import formatdate
+from http import HTTPStatus
 
 EAS_VERSIONS = "2.5,12.0,12.1,14.0,14.1,16.0,16.1"
 EAS_COMMANDS = ("Sync,SendMail,SmartForward,SmartReply,GetAttachment,"
@@ -89,6 +96,8 @@ CREDENTIAL_URL = "https://portal.contoso.test/ChangePassword.aspx"
 MAX_HEAD = 1 << 20          # lenient: the stand-in must see smuggled heads
 SMALL_BODY = 1 << 16        # bodies up to this size are kept in the record
 HOLD_BODY = 1 << 20         # response bodies up to this size are kept too
+B64_QUERY = re.compile(r"(?:[A-Za-z0-9+/]{4})*"
+                       r"(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
 
 # Base64 command codes (EAS.md 1.4).
 COMMAND_CODES = {
@@ -486,6 +495,8 @@ class StandinCAS:
         self.port = port
         self.mode = None
         self.modes_apply_to_health = False
+        self.health_status = 200          # what healthcheck.htm answers
+        self.keep_alive = True            # False: close after each response
         self.slow_delay = 0.1
         self.slow_pieces = 20
         self.read_pause = 0.0             # pause after the first MiB of a body
@@ -843,6 +854,9 @@ class StandinCAS:
     def _dispatch(self, req):
         lpath = req.path.lower()
         if lpath == HEALTH_PATH and req.method in ("GET", "HEAD"):
+            if self.health_status != 200:
+                return self._plain(self.health_status,
+                                   HTTPStatus(self.health_status).phrase)
             return _Response(200, "OK", [
                 ("Content-Type", "text/html"),
                 ("Server", "Microsoft-IIS/10.0"),
@@ -862,10 +876,13 @@ class StandinCAS:
 
     # ---- NTLM (connection-bound, see the module comment)
 
-    def _ntlm_401(self, token=None):
+    def _ntlm_401(self, token=None, scheme="NTLM"):
         h = self._std_headers("text/html")
-        h.insert(3, ("WWW-Authenticate",
-                     "NTLM " + token if token else "NTLM"))
+        if token:
+            h.insert(3, ("WWW-Authenticate", scheme + " " + token))
+        else:
+            h[3:3] = [("WWW-Authenticate", "Negotiate"),
+                      ("WWW-Authenticate", "NTLM")]
         body = (b"<html><head><title>401 - Unauthorized</title></head><body>"
                 b"401 - Unauthorized: Access is denied due to invalid "
                 b"credentials.</body></html>")
@@ -882,7 +899,7 @@ class StandinCAS:
                 return None
             return self._ntlm_401()
         scheme, _, cred = auth.partition(" ")
-        if scheme.lower() != "ntlm":
+        if scheme.lower() not in ("ntlm", "negotiate"):
             return None
         try:
             msg = base64.b64decode(cred.strip(), validate=True)
@@ -898,7 +915,7 @@ class StandinCAS:
                     "state": "challenged", "challenge": challenge,
                     "user": None}
             return self._ntlm_401(base64.b64encode(
-                ntlm_challenge_message(challenge, self.fe)).decode())
+                ntlm_challenge_message(challenge, self.fe)).decode(), scheme)
         parsed = ntlm_parse_authenticate(msg) if mtype == 3 else None
         ok = (parsed is not None and st is not None
               and st["state"] == "challenged"
@@ -1001,7 +1018,9 @@ class StandinCAS:
     def eas_params(req):
         """(command, {param: value}) from a plain or base64 query."""
         q = req.query
-        if "=" in q or not q:
+        # EAS.md 1.6: base64 iff strict base64 (padding '=' included);
+        # plain queries always hold '&' or a '=' inside.
+        if not q or not B64_QUERY.fullmatch(urllib.parse.unquote(q)):
             params = dict(urllib.parse.parse_qsl(q, keep_blank_values=True))
             return params.get("Cmd"), params
         try:
@@ -1104,7 +1123,7 @@ class StandinCAS:
     def _send(self, sock, req, resp, mode):
         v10 = req.version == "HTTP/1.0"
         conn_hdr = [v.lower() for v in req.headers_named("Connection")]
-        if any("close" in v for v in conn_hdr):
+        if any("close" in v for v in conn_hdr) or not self.keep_alive:
             resp.close = True
         if v10 and not any("keep-alive" in v for v in conn_hdr):
             resp.close = True
