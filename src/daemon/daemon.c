@@ -273,8 +273,10 @@ static void raise_fd_limit(const struct conf *c)
 		rl.rlim_cur = rl.rlim_max < want ? rl.rlim_max : want;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
+	/* Information, not a fault: the caps still hold, they are just met
+	 * earlier. */
 	if (rl.rlim_cur < want)
-		log_warnx("file descriptor limit %llu is below the %llu that "
+		log_info("file descriptor limit %llu is below the %llu that "
 			  "limits.connections needs",
 			  (unsigned long long)rl.rlim_cur,
 			  (unsigned long long)want);

@@ -69,6 +69,28 @@ void session_respond(struct session *s, unsigned status, const char *extra,
 	bufferevent_enable(s->client.bev, EV_READ | EV_WRITE);
 }
 
+/* The access log's reason for an answer easfront made: what an operator
+ * greps for. */
+static const char *error_reason(unsigned status)
+{
+	switch (status) {
+	case 400: return "bad-request";
+	case 404: return "not-served";
+	case 405: return "method-not-allowed";
+	case 408: return "client-timeout";
+	case 413: return "body-too-large";
+	case 414: return "uri-too-long";
+	case 421: return "misdirected";
+	case 431: return "headers-too-large";
+	case 501: return "not-implemented";
+	case 502: return "cas-failed";
+	case 503: return "no-cas";
+	case 504: return "cas-timeout";
+	case 505: return "version";
+	default: return "error";
+	}
+}
+
 void session_respond_error(struct session *s, unsigned status,
 			   const char *term)
 {
@@ -81,6 +103,8 @@ void session_respond_error(struct session *s, unsigned status,
 	}
 	if (s->log.decision == NULL)
 		s->log.decision = "reject";
+	if (s->log.reason == NULL)
+		s->log.reason = error_reason(status);
 	s->log.term = term;
 	/* A retry helps only when the trouble is ours or the CAS's. */
 	if (status == 502 || status == 503 || status == 504)

@@ -133,6 +133,7 @@ void session_accept(struct worker *w, int fd, const struct sockaddr *sa,
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	s->w = w;
+	s->hs_gen = gen_hold(w->gen);
 	s->site = -1;
 	s->client.s = s;
 	s->up.s = s;
@@ -147,6 +148,7 @@ void session_accept(struct worker *w, int fd, const struct sockaddr *sa,
 		w->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
 		BEV_OPT_CLOSE_ON_FREE);
 	if (s->client.bev == NULL) {
+		gen_release(s->hs_gen);
 		free(s);
 		return;
 	}
@@ -199,6 +201,8 @@ void session_close(struct session *s, const char *term)
 		bufferevent_free(s->client.bev);
 		s->client.bev = NULL;
 	}
+	gen_release(s->hs_gen);
+	s->hs_gen = NULL;
 	worker_session_dead(s->w, s);
 }
 
@@ -306,6 +310,8 @@ static void redirect(struct session *s, const char *url)
 {
 	char hdr[1200];
 
+	/* A 451 is an answer, not a refusal. */
+	s->log.term = "--";
 	snprintf(hdr, sizeof(hdr),
 		 "X-MS-Location: %s\r\nCache-Control: private\r\n", url);
 	session_respond(s, 451, hdr, NULL);
@@ -430,6 +436,20 @@ static void session_dispatch(struct session *s, const struct http_request *req)
 	}
 }
 
+/* For the log of a request that failed to parse: its first token, when it
+ * looks like a method. */
+static void log_method_token(struct session *s, const char *buf, size_t len)
+{
+	size_t n = 0;
+
+	while (n < len && n < sizeof(s->log.method) - 1 && buf[n] >= 'A' &&
+	       buf[n] <= 'Z')
+		n++;
+	if (n < len && buf[n] == ' ')
+		str_copy(s->log.method, sizeof(s->log.method),
+			 (struct str){buf, n});
+}
+
 void session_read_head(struct session *s)
 {
 	struct evbuffer *in = bufferevent_get_input(s->client.bev);
@@ -457,6 +477,7 @@ void session_read_head(struct session *s)
 	s->log.site = -1;
 	s->log.cmd_slot = STATS_CMD_OTHER;
 	if (r < 0) {
+		log_method_token(s, (const char *)buf, want);
 		s->flags |= SESSION_F_CLOSE;
 		s->client.body.done = true;
 		session_respond_error(s, status, "PR");
@@ -520,6 +541,10 @@ static void handshake_done(struct session *s)
 
 	s->sni = ssl ? SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name)
 		     : NULL;
+	/* The SNI callback has run; the certificates it chose are kept alive
+	 * by OpenSSL's own references from here on. */
+	gen_release(s->hs_gen);
+	s->hs_gen = NULL;
 	stat_add(&s->w->stats.tls_handshakes, 1);
 	if (ssl != NULL && SSL_session_reused(ssl))
 		stat_add(&s->w->stats.tls_resumed, 1);

@@ -94,6 +94,8 @@ struct reqlog {
 struct session {
 	struct worker *w;
 	struct gen *g; /* held for the current request; NULL between them */
+	struct gen *hs_gen; /* held during the TLS handshake: its SNI callback
+			       reads that generation's certificates */
 	enum session_state state;
 	unsigned flags;
 	struct side client;
