@@ -53,8 +53,9 @@ response (with `Connection: close`), so every request needs a new connection.
 NTLM (attribute `ntlm`, off by default): connection-bound authentication the
 way IIS does it. `Authorization: NTLM <type 1>` (or Negotiate with a raw
 NTLM token) gets 401 with `WWW-Authenticate: NTLM <type 2>` (same scheme; a
-fresh server challenge for this connection); a type 3 on the SAME connection whose NtChallengeResponse is
-ntlm_proof(that challenge, user) authenticates the connection (ntlm_conns),
+fresh server challenge for this connection); a type 3 on the SAME connection
+whose NtChallengeResponse is ntlm_proof(that challenge, user) authenticates
+the connection (ntlm_conns),
 and later requests on it need no Authorization at all. A type 3 on another
 connection, or with a wrong proof, gets 401. A request without credentials on
 an unauthenticated connection gets 401 `WWW-Authenticate: Negotiate` and
@@ -507,8 +508,8 @@ class StandinCAS:
         self.accepted = 0
         self.tls_failures = 0
         self.ntlm = False                 # NTLM handshakes, see above
-        self.ntlm_conns = {}              # conn_id -> {"state", "challenge",
-                                          #   "user"} of that connection
+        # conn_id -> {"state", "challenge", "user"} of that connection
+        self.ntlm_conns = {}
         self.closed = set()               # ids of connections that ended
         self._lock = threading.Lock()
         self._requests = []
