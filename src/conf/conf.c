@@ -208,36 +208,39 @@ static char **dup_list(struct conf_ctx *c, char *const *v, unsigned n,
 	return d;
 }
 
-/* A number key: its default when absent; when present it must be >= 1. */
+/* A number key: its default when absent; when present it must be >= 1,
+ * unless 0 has a meaning of its own (zero_ok). */
 struct num_key {
 	const char *key;
 	size_t off;
 	unsigned def;
+	bool zero_ok;
 };
 
 static const struct num_key health_keys[] = {
-    {"interval", offsetof(struct conf_health, interval), 5},
-    {"timeout", offsetof(struct conf_health, timeout), 2},
-    {"rise", offsetof(struct conf_health, rise), 2},
-    {"fall", offsetof(struct conf_health, fall), 3},
+    {"interval", offsetof(struct conf_health, interval), 5, false},
+    {"timeout", offsetof(struct conf_health, timeout), 2, false},
+    {"rise", offsetof(struct conf_health, rise), 2, false},
+    {"fall", offsetof(struct conf_health, fall), 3, false},
 };
 
 static const struct num_key timeout_keys[] = {
-    {"handshake", offsetof(struct conf_timeouts, handshake), 10},
-    {"client_header", offsetof(struct conf_timeouts, client_header), 15},
-    {"client_body", offsetof(struct conf_timeouts, client_body), 60},
-    {"idle", offsetof(struct conf_timeouts, idle), 120},
-    {"upstream_connect", offsetof(struct conf_timeouts, upstream_connect), 5},
+    {"handshake", offsetof(struct conf_timeouts, handshake), 10, false},
+    {"client_header", offsetof(struct conf_timeouts, client_header), 15, false},
+    {"client_body", offsetof(struct conf_timeouts, client_body), 60, false},
+    {"idle", offsetof(struct conf_timeouts, idle), 120, false},
+    {"upstream_connect", offsetof(struct conf_timeouts, upstream_connect), 5, false},
     {"upstream_response", offsetof(struct conf_timeouts, upstream_response),
-     120},
-    {"long_poll", offsetof(struct conf_timeouts, long_poll), 3660},
-    {"drain", offsetof(struct conf_timeouts, drain), 30},
+     120, false},
+    {"long_poll", offsetof(struct conf_timeouts, long_poll), 3660, false},
+    {"drain", offsetof(struct conf_timeouts, drain), 30, false},
 };
 
 static const struct num_key limit_keys[] = {
-    {"connections", offsetof(struct conf_limits, connections), 200000},
+    /* 0: no cap */
+    {"connections", offsetof(struct conf_limits, connections), 200000, true},
     {"connections_per_client",
-     offsetof(struct conf_limits, connections_per_client), 512},
+     offsetof(struct conf_limits, connections_per_client), 512, true},
 };
 
 static void numbers(struct conf_ctx *c, const char *prefix, void *base,
@@ -249,7 +252,7 @@ static void numbers(struct conf_ctx *c, const char *prefix, void *base,
 
 		if (line == 0)
 			*v = k[i].def;
-		else if (*v == 0)
+		else if (*v == 0 && !k[i].zero_ok)
 			conf_err(c, line, "%s.%s: must be at least 1", prefix,
 			         k[i].key);
 	}
@@ -271,6 +274,8 @@ static void copy_site(struct conf_ctx *c, unsigned i,
 	    copy(c, r->proxy_path ? r->proxy_path : DEFAULT_PROXY_PATH);
 	s->health = r->health;
 	s->health.path = copy(c, hp ? hp : DEFAULT_HEALTH_PATH);
+	s->health.expect =
+	    copy(c, r->health.expect ? r->health.expect : "200 OK");
 	snprintf(prefix, sizeof(prefix), "sites[%u].health", i);
 	numbers(c, prefix, &s->health, health_keys, N(health_keys));
 	s->line = conf_line(c, "sites[%u]", i);
@@ -525,6 +530,7 @@ void conf_free(struct conf *c)
 		free(s->fallback);
 		free(s->proxy_path);
 		free(s->health.path);
+		free(s->health.expect);
 	}
 	free(c->sites);
 	free(c->upstream_ca_file);

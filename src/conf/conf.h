@@ -48,6 +48,8 @@ struct conf_health {
 	unsigned timeout;  /* s, default 2 */
 	unsigned rise;	   /* default 2 */
 	unsigned fall;	   /* default 3 */
+	char *expect;	   /* body prefix of a healthy answer, default
+			      "200 OK"; "" accepts any 200 */
 };
 
 struct conf_site {

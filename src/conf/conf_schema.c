@@ -54,6 +54,9 @@ static const cyaml_schema_field_t health_fields[] = {
     CYAML_FIELD_UINT("timeout", OPT, struct conf_health, timeout),
     CYAML_FIELD_UINT("rise", OPT, struct conf_health, rise),
     CYAML_FIELD_UINT("fall", OPT, struct conf_health, fall),
+    /* "" is meaningful: any 200 is healthy */
+    CYAML_FIELD_STRING_PTR("expect", OPT, struct conf_health, expect, 0,
+                           CONF_STR_MAX),
     CYAML_FIELD_END,
 };
 

@@ -152,6 +152,7 @@ void cas_entry_free(struct cas_entry *e)
 		free(e->members[i]);
 	free(e->members);
 	free(e->check_path);
+	free(e->check_expect);
 	pthread_mutex_destroy(&e->lock);
 	free(e->url);
 	free(e);
@@ -178,6 +179,19 @@ int cas_pick(struct cas_entry *e, unsigned *cursor,
 	}
 	pthread_mutex_unlock(&e->lock);
 	return rc;
+}
+
+bool cas_member_usable(struct cas_entry *e, const struct sockaddr *addr,
+		       socklen_t len)
+{
+	bool ok = false;
+
+	pthread_mutex_lock(&e->lock);
+	for (unsigned i = 0; i < e->n_members && !ok; i++)
+		if (same_addr(&e->members[i]->addr, addr, len))
+			ok = atomic_load(&e->members[i]->up);
+	pthread_mutex_unlock(&e->lock);
+	return ok;
 }
 
 void cas_report_failure(struct cas_entry *e, const struct sockaddr *addr,

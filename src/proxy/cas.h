@@ -46,6 +46,7 @@ struct cas_entry {
 	struct control *watch_ctx; /* the control loop the watch reports to */
 	bool in_use;		/* named by the current generation */
 	char *check_path;	/* owned */
+	char *check_expect;	/* owned: body prefix of a healthy answer */
 	unsigned interval, timeout, rise, fall;
 };
 
@@ -63,6 +64,11 @@ void cas_entry_free(struct cas_entry *e);
 int cas_pick(struct cas_entry *e, unsigned *cursor,
 	     struct sockaddr_storage *out, socklen_t *len, char *name,
 	     size_t name_cap);
+
+/* True when addr is still a member of e and up: an idle pooled connection
+ * to anything else must not carry new requests. Any thread. */
+bool cas_member_usable(struct cas_entry *e, const struct sockaddr *addr,
+		       socklen_t len);
 
 /* A worker could not connect to (or was timed out by) addr. Any thread. */
 void cas_report_failure(struct cas_entry *e, const struct sockaddr *addr,

@@ -91,10 +91,13 @@ static int hcheck_judge(struct hcheck *hc, bool eof)
 		return -1;
 	if (r == 0)
 		return (eof || len >= HCHECK_READ_MAX) ? -1 : 0;
+	const char *want = hc->e->check_expect ? hc->e->check_expect : "200 OK";
+	size_t wl = strlen(want);
+
 	if (hc->c->resp.status != 200)
 		return -1;
-	if (len - (size_t)r >= 6)
-		return memcmp(buf + r, "200 OK", 6) == 0 ? 1 : -1;
+	if (len - (size_t)r >= wl)
+		return memcmp(buf + r, want, wl) == 0 ? 1 : -1;
 	return eof ? -1 : 0;
 }
 
@@ -268,6 +271,8 @@ static void entry_settings(struct cas_entry *e, const struct gen *g)
 				continue;
 			free(e->check_path);
 			e->check_path = h->path ? strdup(h->path) : NULL;
+			free(e->check_expect);
+			e->check_expect = h->expect ? strdup(h->expect) : NULL;
 			e->interval = h->interval ? h->interval : 5;
 			e->timeout = h->timeout ? h->timeout : 2;
 			e->rise = h->rise;

@@ -310,9 +310,10 @@ static struct upconn *pick_upstream(struct session *s, bool *pooled)
 {
 	struct worker *w = s->w;
 	const struct gen_site *gs = &s->g->sites[s->site];
+	unsigned start = w->rr;
 
 	for (unsigned k = 0; k < gs->n_cas; k++) {
-		unsigned i = (w->rr + k) % gs->n_cas;
+		unsigned i = (start + k) % gs->n_cas;
 		const struct cas_target *t = &gs->cas[i];
 		struct upconn *uc;
 
@@ -354,6 +355,10 @@ static int connect_upstream(struct session *s)
 	attach_upstream(s, uc);
 	bufferevent_enable(uc->bev, EV_READ | EV_WRITE);
 	if (pooled)
+		s->flags |= SESSION_F_UP_POOLED;
+	else
+		s->flags &= ~SESSION_F_UP_POOLED;
+	if (pooled)
 		relay_upstream_ready(s);
 	else
 		session_set_state(s, SESSION_CONNECT);
@@ -366,6 +371,58 @@ void relay_upstream_ready(struct session *s)
 	s->flags |= SESSION_F_REQ_SENT;
 	session_held_begin(s);
 	session_set_state(s, SESSION_EXCHANGE);
+}
+
+/* A pooled connection may have died in the instant before it was reused.
+ * Only a request that can safely run twice (no body, a method without side
+ * effects) keeps its head to be sent again on a new connection. */
+static void keep_for_replay(struct session *s, const struct http_request *req,
+			    size_t n)
+{
+	bool safe = req->method == HTTP_M_OPTIONS ||
+		    req->method == HTTP_M_GET || req->method == HTTP_M_HEAD;
+
+	if (!(s->flags & SESSION_F_UP_POOLED) || !safe ||
+	    req->framing != HTTP_BODY_NONE)
+		return;
+	s->replay = evbuffer_new();
+	if (s->replay != NULL)
+		evbuffer_add(s->replay, s->w->scratch, n);
+}
+
+/* The CAS answered something: the head will not be sent again. */
+static void drop_replay(struct session *s)
+{
+	if (s->replay != NULL) {
+		evbuffer_free(s->replay);
+		s->replay = NULL;
+	}
+}
+
+/* The pooled connection died before a single response byte: send the kept
+ * head once more over a new connection. Returns false when there is nothing
+ * to replay or no connection to be had. */
+static bool replay_on_new_connection(struct session *s)
+{
+	struct evbuffer *head = s->replay;
+
+	if (head == NULL || (s->flags & SESSION_F_RESP_HEAD))
+		return false;
+	s->replay = NULL;
+	log_debug("upstream %s: pooled connection was closed; sending again",
+		  s->log.upstream);
+	/* A connection the CAS closed while idle is no mark against it. */
+	upstream_free(s->uc);
+	s->uc = NULL;
+	s->up.bev = NULL;
+	s->tried = 0;
+	if (connect_upstream(s) != 0) {
+		evbuffer_free(head);
+		return false;
+	}
+	evbuffer_add_buffer(bufferevent_get_output(s->up.bev), head);
+	evbuffer_free(head);
+	return true;
 }
 
 void relay_start(struct session *s, const struct http_request *req, int site)
@@ -394,6 +451,7 @@ void relay_start(struct session *s, const struct http_request *req, int site)
 		relay_upstream_ready(s);
 	}
 	evbuffer_add(bufferevent_get_output(s->up.bev), s->w->scratch, n);
+	keep_for_replay(s, req, n);
 	if ((req->flags & HTTP_F_EXPECT_100) && !s->client.body.done &&
 	    !(s->flags & SESSION_F_HTTP10))
 		bufferevent_write(s->client.bev, "HTTP/1.1 100 Continue\r\n\r\n",
@@ -456,6 +514,7 @@ static int read_response_head(struct session *s)
 	struct evbuffer *in = bufferevent_get_input(s->up.bev);
 	struct http_response *resp = &s->w->resp;
 
+	drop_replay(s);
 	for (;;) {
 		size_t avail = evbuffer_get_length(in);
 		size_t want = avail < http_default_limits.max_head + 1
@@ -598,6 +657,8 @@ void relay_up_event_cb(struct bufferevent *bev, short what, void *arg)
 		fail_exchange(s, 502, "SC");
 		return;
 	}
+	if (replay_on_new_connection(s))
+		return;
 	if ((what & BEV_EVENT_EOF) && (s->flags & SESSION_F_RESP_HEAD) &&
 	    s->up.body.framing == HTTP_BODY_EOF) {
 		relay_body(&s->up);

@@ -203,6 +203,10 @@ void session_close(struct session *s, const char *term)
 	}
 	gen_release(s->hs_gen);
 	s->hs_gen = NULL;
+	if (s->replay != NULL) {
+		evbuffer_free(s->replay);
+		s->replay = NULL;
+	}
 	worker_session_dead(s->w, s);
 }
 
@@ -236,6 +240,10 @@ static void session_reset_request(struct session *s)
 	memset(&s->up.body, 0, sizeof(s->up.body));
 	s->client.bytes = 0;
 	s->up.bytes = 0;
+	if (s->replay != NULL) {
+		evbuffer_free(s->replay);
+		s->replay = NULL;
+	}
 	/* A pinned upstream belongs to one site for the connection's life. */
 	if (!(s->flags & SESSION_F_PINNED))
 		s->site = -1;

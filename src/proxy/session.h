@@ -68,6 +68,7 @@ struct side {
 #define SESSION_F_DISCARD 0x200U   /* request body is read and dropped */
 #define SESSION_F_HELD_GAUGE 0x400U /* counted in the held_requests gauge */
 #define SESSION_F_OVERLIMIT 0x800U  /* beyond a connection cap: 503 only */
+#define SESSION_F_UP_POOLED 0x1000U /* the upstream came from the pool */
 
 /* What one request leaves for the access log. */
 struct reqlog {
@@ -101,6 +102,11 @@ struct session {
 	struct side client;
 	struct side up;
 	struct upconn *uc;	 /* attached upstream connection, or NULL */
+	struct evbuffer *replay; /* owned: the head of an idempotent request
+				    without a body sent over a pooled
+				    connection, kept until the first response
+				    byte in case that connection was already
+				    dead; else NULL */
 	int site;		 /* site whose pool serves this request */
 	unsigned tried;		 /* CAS already tried for this request */
 	enum http_method method;

@@ -3,12 +3,15 @@
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <event2/buffer.h>
 
 #include <event2/bufferevent_ssl.h>
 
+#include "core/clock.h"
 #include "core/log.h"
 #include "proxy/cas.h"
 #include "proxy/gen.h"
@@ -17,12 +20,41 @@
 
 /* An idle connection reads nothing: any event means the CAS closed it or
  * broke the protocol, so it leaves the pool. */
+/* Some servers (SOGo's sogod among them) close every connection right after
+ * their response without saying Connection: close. A pooled connection to
+ * such a CAS dies at once and a request sent into it in that instant fails;
+ * so after two such closes in a row the pool stops keeping connections to
+ * it for a while. */
+#define POOL_FAST_CLOSE_US 2000000
+#define POOL_FAST_CLOSES 2
+#define POOL_NO_REUSE_US (300 * 1000000ULL)
+
+static void note_idle_close(struct upconn *uc, short what)
+{
+	struct pool *pool = uc->pool;
+	uint64_t now = clock_mono_us();
+
+	if ((what & BEV_EVENT_TIMEOUT) ||
+	    now - uc->released_at > POOL_FAST_CLOSE_US) {
+		pool->fast_closes = 0;
+		return;
+	}
+	if (++pool->fast_closes < POOL_FAST_CLOSES)
+		return;
+	if (pool->no_reuse_until < now)
+		log_info("upstream %s closes connections after each response: "
+			 "not keeping them for a while",
+			 uc->addr);
+	pool->no_reuse_until = now + POOL_NO_REUSE_US;
+}
+
 static void idle_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct upconn *uc = arg;
 	struct pool *pool = uc->pool;
 	struct upconn **pp;
 
+	note_idle_close(uc, what);
 	for (pp = &pool->idle; *pp != NULL; pp = &(*pp)->next) {
 		if (*pp == uc) {
 			*pp = uc->next;
@@ -38,19 +70,45 @@ static void idle_read_cb(struct bufferevent *bev, void *arg)
 	idle_event_cb(bev, BEV_EVENT_READING, arg);
 }
 
+/* True when the CAS closed an idle connection (or sent something nobody
+ * asked for) and libevent has not told us yet: some servers close after
+ * every response without saying so, and a request sent into that socket
+ * would fail after the fact, when it can no longer be retried safely. */
+static bool idle_conn_dead(struct upconn *uc)
+{
+	evutil_socket_t fd = bufferevent_getfd(uc->bev);
+	char c;
+	ssize_t r;
+
+	if (fd < 0)
+		return true;
+	r = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+	return r >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
 struct upconn *upstream_take(struct worker *w, const struct cas_target *t)
 {
 	struct pool *pool = worker_pool(w, t->id);
 	struct upconn *uc;
 
-	if (pool == NULL || pool->idle == NULL)
-		return NULL;
-	uc = pool->idle;
-	pool->idle = uc->next;
-	pool->n_idle--;
-	uc->next = NULL;
-	stat_add(&w->stats.upstream_reused, 1);
-	return uc;
+	while (pool != NULL && pool->idle != NULL) {
+		uc = pool->idle;
+		pool->idle = uc->next;
+		pool->n_idle--;
+		uc->next = NULL;
+		/* DNS or health may have moved traffic away from this
+		 * member since the connection went idle. */
+		if (idle_conn_dead(uc) ||
+		    (uc->entry != NULL &&
+		     !cas_member_usable(uc->entry, (struct sockaddr *)&uc->sa,
+					uc->salen))) {
+			upstream_free(uc);
+			continue;
+		}
+		stat_add(&w->stats.upstream_reused, 1);
+		return uc;
+	}
+	return NULL;
 }
 
 /* A bufferevent for a new connection to addr, plain or TLS. */
@@ -140,6 +198,7 @@ void upstream_release(struct worker *w, struct upconn *uc)
 	struct timeval idle = {POOL_IDLE_SECONDS, 0};
 
 	if (w->stopping || pool->n_idle >= POOL_IDLE_MAX ||
+	    clock_mono_us() < pool->no_reuse_until ||
 	    evbuffer_get_length(bufferevent_get_input(uc->bev)) != 0 ||
 	    evbuffer_get_length(bufferevent_get_output(uc->bev)) != 0) {
 		upstream_free(uc);
@@ -147,6 +206,7 @@ void upstream_release(struct worker *w, struct upconn *uc)
 	}
 	keep_tls_session(uc);
 	uc->requests++;
+	uc->released_at = clock_mono_us();
 	bufferevent_setcb(uc->bev, idle_read_cb, NULL, idle_event_cb, uc);
 	bufferevent_set_timeouts(uc->bev, &idle, NULL);
 	bufferevent_setwatermark(uc->bev, EV_READ, 0, 0);

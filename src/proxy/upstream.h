@@ -7,6 +7,7 @@
 #define EF_PROXY_UPSTREAM_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include <openssl/ssl.h>
 #include <event2/bufferevent.h>
@@ -26,6 +27,7 @@ struct upconn {
 	struct pool *pool;
 	struct upconn *next;	 /* idle list */
 	unsigned requests;	 /* served so far */
+	uint64_t released_at;	 /* us: when it last went back to the pool */
 	bool counted;		 /* in the upstream_connections gauge */
 	char addr[64];		 /* "IP:PORT" for logs */
 	struct cas_entry *entry; /* whose member this connects to */
@@ -38,6 +40,9 @@ struct pool {
 	unsigned n_idle;
 	unsigned next_addr;	 /* round-robin over the target's addresses */
 	SSL_SESSION *tls_sess;	 /* owned: resumes the next handshake */
+	unsigned fast_closes;	 /* idle connections the CAS closed at once,
+				    in a row */
+	uint64_t no_reuse_until; /* us: until then nothing is pooled */
 };
 
 /* An idle connection to t, detached from the pool, or NULL. */

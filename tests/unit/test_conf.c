@@ -161,6 +161,22 @@ static void test_minimal_defaults(void **state)
 	conf_free(c);
 }
 
+/* 0 is "no cap", for either limit, and neither then bounds the other. */
+static void test_limits_zero(void **state)
+{
+	struct conf *c = load_ok(
+	    "site: a\n"
+	    "listen: [{address: \"127.0.0.1:443\"}]\n"
+	    "tls: {certificates: [{cert: c.pem, key: k.pem}]}\n"
+	    "sites: [{name: a, cas: [\"http://cas.a\"]}]\n"
+	    "limits: {connections: 0, connections_per_client: 0}\n");
+
+	(void)state;
+	assert_int_equal(c->limits.connections, 0);
+	assert_int_equal(c->limits.connections_per_client, 0);
+	conf_free(c);
+}
+
 static void test_values_and_lines(void **state)
 {
 	struct conf *c = load_ok(
@@ -178,7 +194,7 @@ static void test_values_and_lines(void **state)
 	    "  - name: a\n"
 	    "    cas: [ \"http://cas.a:8080/x\" ]\n"
 	    "    health: {interval: 7, timeout: 1, rise: 1, fall: 9,\n"
-	    "             path: /h}\n"
+	    "             path: /h, expect: \"\"}\n"
 	    "  -\n"
 	    "    name: b\n"
 	    "    fallback: a\n"
@@ -203,7 +219,9 @@ static void test_values_and_lines(void **state)
 	assert_int_equal(c->sites[0].health.interval, 7);
 	assert_int_equal(c->sites[0].health.fall, 9);
 	assert_string_equal(c->sites[0].health.path, "/h");
+	assert_string_equal(c->sites[0].health.expect, "");
 	assert_int_equal(c->sites[1].health.interval, 5);
+	assert_string_equal(c->sites[1].health.expect, "200 OK");
 	assert_string_equal(c->default_site, "a");
 	assert_string_equal(c->log_level, "error");
 	assert_int_equal(c->log_format, CONF_LOG_TEXT);
@@ -367,8 +385,8 @@ static const struct bad_row bad_rows[] = {
     {"timeouts:\n  handshake: 0\n", 0,
      "t.yaml:12: timeouts.handshake: must be at least 1"},
     {"workers: 257\n", 0, "t.yaml:11: workers: at most 256"},
-    {"limits: {connections: 0}\n", 0,
-     "t.yaml:11: limits.connections: must be at least 1"},
+    {"timeouts: {idle: 0}\n", 0,
+     "t.yaml:11: timeouts.idle: must be at least 1"},
     {"limits: {connections: 100}\n", 0,
      "t.yaml:11: limits.connections_per_client (512) is more than "
      "limits.connections (100)"},
@@ -762,6 +780,7 @@ int main(void)
 	    cmocka_unit_test(test_example_file),
 	    cmocka_unit_test(test_minimal_defaults),
 	    cmocka_unit_test(test_values_and_lines),
+	    cmocka_unit_test(test_limits_zero),
 	    cmocka_unit_test(test_bad_rows),
 	    cmocka_unit_test(test_all_problems_listed),
 	    cmocka_unit_test(test_schema_problems_listed),
