@@ -104,6 +104,35 @@ static unsigned version_code(const char *v)
 	return 0;
 }
 
+/* What `autodiscover: answer` would tell this user's phone: the external
+ * URL of the mailbox's site (Autodiscover carries no EAS version, so the
+ * decision is taken without one). */
+static void autodiscover_line(const struct gen *g, const char *user)
+{
+	const struct conf *c = g->conf;
+	struct route_input in = {0};
+	struct route_decision d;
+	const char *url = NULL;
+	char key[256];
+
+	in.conf = c;
+	in.map = g->map;
+	in.user = sitemap_normalise(c, user, key, sizeof(key)) ? key : NULL;
+	route_decide(&in, &d);
+	if (d.site >= 0)
+		url = c->sites[d.site].external_url;
+	if (url == NULL)
+		url = c->sites[g->own_site].external_url;
+	if (c->autodiscover != CONF_AUTODISCOVER_ANSWER)
+		printf("autodiscover: proxied to the CAS of %s (autodiscover: "
+		       "proxy)\n",
+		       d.site >= 0 ? c->sites[d.site].name : "(none)");
+	else if (url != NULL)
+		printf("autodiscover: answered here with Url %s\n", url);
+	else
+		printf("autodiscover: proxied (no site has an external_url)\n");
+}
+
 int daemon_route(const char *conf_path, const char *user, const char *version,
 		 const char *host)
 {
@@ -130,6 +159,7 @@ int daemon_route(const char *conf_path, const char *user, const char *version,
 	fputs(text, stdout);
 	if (text[0] && text[strlen(text) - 1] != '\n')
 		fputc('\n', stdout);
+	autodiscover_line(g, user);
 	gen_release(g);
 	return 0;
 }

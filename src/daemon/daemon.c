@@ -23,6 +23,7 @@
 
 #include "admin/admin.h"
 #include "conf/conf.h"
+#include "eas/autodiscover.h"
 #include "core/log.h"
 #include "daemon/generation.h"
 #include "proxy/accesslog.h"
@@ -347,6 +348,8 @@ int daemon_run(const char *conf_path)
 	d.hooks.started = time(NULL);
 
 	signal(SIGPIPE, SIG_IGN);
+	/* libxml2's globals, once, before any worker parses Autodiscover. */
+	ad_init();
 	/* The worker count must be known before the proxy that gives CAS
 	 * targets their pool ids exists, so the config is read once first. */
 	if (conf_load(conf_path, &c, &err) != 0) {

@@ -130,19 +130,27 @@ static void ob_request_line(struct outbuf *ob, const struct http_request *req,
 	ob_lit(ob, " HTTP/1.1\r\n");
 }
 
+/* The head towards the CAS. fixed_len >= 0: the body was collected whole
+ * (and de-chunked), so it goes up with that Content-Length instead of the
+ * client's framing. */
 static size_t build_request_head(struct session *s,
 				 const struct http_request *req,
-				 const struct gen_site *gs)
+				 const struct gen_site *gs, int64_t fixed_len)
 {
 	struct outbuf ob = {s->w->scratch, 0, sizeof(s->w->scratch), false};
 	struct str conn =
 		header_value(req->headers, req->nheaders, "Connection");
 	bool cl_seen = false;
+	char len[48];
 
 	ob_request_line(&ob, req, gs->proxy_path);
 	for (unsigned i = 0; i < req->nheaders; i++) {
 		const struct http_header *h = &req->headers[i];
 
+		if (fixed_len >= 0 &&
+		    (str_eq_ci_lit(h->name, "Content-Length") ||
+		     str_eq_ci_lit(h->name, "Transfer-Encoding")))
+			continue;
 		if (drop_hop(h->name, conn, true) || exchange_internal(h->name) ||
 		    repeated_length(h->name, &cl_seen) ||
 		    str_eq_ci_lit(h->name, "Expect") ||
@@ -155,6 +163,11 @@ static size_t build_request_head(struct session *s,
 		ob_lit(&ob, "Host: ");
 		ob_lit(&ob, gs->cas[0].host);
 		ob_lit(&ob, "\r\n");
+	}
+	if (fixed_len >= 0) {
+		snprintf(len, sizeof(len), "Content-Length: %lld\r\n",
+			 (long long)fixed_len);
+		ob_lit(&ob, len);
 	}
 	/* The edge is where the client's address is known; anything a client
 	 * sent under these names is replaced, never trusted. */
@@ -237,27 +250,37 @@ static int relay_chunked(struct body *b, struct evbuffer *in,
 	return 0;
 }
 
-static int relay_body_move(struct side *from);
+static int body_move(struct side *from, struct evbuffer *out);
 
 int relay_body(struct side *from)
 {
-	int r = relay_body_move(from);
+	struct session *s = from->s;
+	struct evbuffer *out = NULL;
+	int r;
+
+	if (from->peer->bev != NULL &&
+	    !(from == &s->client && (s->flags & SESSION_F_DISCARD)))
+		out = bufferevent_get_output(from->peer->bev);
+	r = body_move(from, out);
+	side_kick(from->bev);
+	return r;
+}
+
+int relay_body_into(struct side *from, struct evbuffer *out)
+{
+	int r = body_move(from, out);
 
 	side_kick(from->bev);
 	return r;
 }
 
-static int relay_body_move(struct side *from)
+/* Moves what from's input holds of its body into out (NULL: dropped). */
+static int body_move(struct side *from, struct evbuffer *out)
 {
-	struct session *s = from->s;
 	struct body *b = &from->body;
 	struct evbuffer *in = bufferevent_get_input(from->bev);
-	struct evbuffer *out = NULL;
 	size_t n;
 
-	if (from->peer->bev != NULL &&
-	    !(from == &s->client && (s->flags & SESSION_F_DISCARD)))
-		out = bufferevent_get_output(from->peer->bev);
 	switch (b->framing) {
 	case HTTP_BODY_NONE:
 		b->done = true;
@@ -427,12 +450,19 @@ static bool replay_on_new_connection(struct session *s)
 
 void relay_start(struct session *s, const struct http_request *req, int site)
 {
+	relay_start_with_body(s, req, site, NULL);
+}
+
+void relay_start_with_body(struct session *s, const struct http_request *req,
+			   int site, struct evbuffer *body)
+{
 	const struct gen_site *gs = &s->g->sites[site];
 	size_t n;
 
 	s->site = site;
 	s->log.site = site;
-	n = build_request_head(s, req, gs);
+	n = build_request_head(s, req, gs,
+			       body ? (int64_t)evbuffer_get_length(body) : -1);
 	if (n == 0) {
 		s->flags |= SESSION_F_CLOSE;
 		session_respond_error(s, 431, "PR");
@@ -451,6 +481,12 @@ void relay_start(struct session *s, const struct http_request *req, int site)
 		relay_upstream_ready(s);
 	}
 	evbuffer_add(bufferevent_get_output(s->up.bev), s->w->scratch, n);
+	if (body != NULL) {
+		/* The client's body was read whole before the decision. */
+		evbuffer_add_buffer(bufferevent_get_output(s->up.bev), body);
+		s->client.body.done = true;
+		return;
+	}
 	keep_for_replay(s, req, n);
 	if ((req->flags & HTTP_F_EXPECT_100) && !s->client.body.done &&
 	    !(s->flags & SESSION_F_HTTP10))

@@ -20,6 +20,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "eas/eas.h"
+#include "proxy/autodisc.h"
 #include "proxy/gen.h"
 #include "proxy/stats.h"
 #include "proxy/upstream.h"
@@ -94,6 +95,7 @@ void session_set_state(struct session *s, enum session_state state)
 		break;
 	case SESSION_LOCAL:
 	case SESSION_CLOSING:
+	case SESSION_COLLECT:
 		set_timeouts(s->client.bev, t->client_body, t->client_body);
 		break;
 	}
@@ -207,6 +209,8 @@ void session_close(struct session *s, const char *term)
 		evbuffer_free(s->replay);
 		s->replay = NULL;
 	}
+	autodisc_free(s->ad);
+	s->ad = NULL;
 	worker_session_dead(s->w, s);
 }
 
@@ -377,6 +381,10 @@ static void dispatch_eas(struct session *s, const struct http_request *req,
 						       : "reject";
 	s->log.reason = d.reason;
 	s->log.site = d.site;
+	if (autodisc_wanted(s, req, f) && s->uc == NULL) {
+		autodisc_begin(s, req, f, s->w->head_buf, s->w->head_len);
+		return;
+	}
 	if (f->auth == EAS_AUTH_NTLM || f->auth == EAS_AUTH_NEGOTIATE)
 		s->flags |= SESSION_F_PINNED;
 	if (s->flags & SESSION_F_PINNED && s->uc != NULL) {
@@ -491,6 +499,8 @@ void session_read_head(struct session *s)
 		session_respond_error(s, status, "PR");
 		return;
 	}
+	s->w->head_buf = (const char *)buf;
+	s->w->head_len = (size_t)r;
 	session_dispatch(s, req);
 	if (s->flags & SESSION_F_DEAD)
 		return;
@@ -500,6 +510,8 @@ void session_read_head(struct session *s)
 	if (s->state == SESSION_CONNECT || s->state == SESSION_EXCHANGE ||
 	    s->state == SESSION_LOCAL)
 		relay_client_read(s);
+	else if (s->state == SESSION_COLLECT)
+		autodisc_read(s);
 }
 
 static void client_read_cb(struct bufferevent *bev, void *arg)
@@ -515,6 +527,9 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
 	case SESSION_EXCHANGE:
 	case SESSION_LOCAL:
 		relay_client_read(s);
+		break;
+	case SESSION_COLLECT:
+		autodisc_read(s);
 		break;
 	case SESSION_CLOSING:
 		evbuffer_drain(bufferevent_get_input(bev),
@@ -578,6 +593,13 @@ static void client_timeout(struct session *s, short what)
 		s->client.body.done = true;
 		s->g = gen_hold(s->w->gen);
 		session_respond_error(s, 408, "cR");
+		break;
+	case SESSION_COLLECT:
+		autodisc_free(s->ad);
+		s->ad = NULL;
+		s->flags |= SESSION_F_CLOSE;
+		s->client.body.done = true;
+		session_respond_error(s, 408, "cD");
 		break;
 	case SESSION_EXCHANGE:
 	case SESSION_CONNECT:

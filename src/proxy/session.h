@@ -18,6 +18,8 @@
 struct worker;
 struct gen;
 struct upconn;
+struct autodisc;
+struct eas_facts;
 
 /*
  * The client connection's phase. Each phase owns a set of timeouts, set by
@@ -30,6 +32,8 @@ enum session_state {
 	SESSION_CONNECT,   /* request accepted; upstream connect under way */
 	SESSION_EXCHANGE,  /* request going up and/or response coming down */
 	SESSION_LOCAL,	   /* writing a response easfront made itself */
+	SESSION_COLLECT,   /* reading a small request body whole before
+			      deciding (Autodiscover answered here) */
 	SESSION_CLOSING,   /* flushing the last output, then close */
 };
 
@@ -102,6 +106,8 @@ struct session {
 	struct side client;
 	struct side up;
 	struct upconn *uc;	 /* attached upstream connection, or NULL */
+	struct autodisc *ad;	 /* owned: an Autodiscover request being
+				    collected, or NULL */
 	struct evbuffer *replay; /* owned: the head of an idempotent request
 				    without a body sent over a pooled
 				    connection, kept until the first response
@@ -154,8 +160,15 @@ void session_respond_error(struct session *s, unsigned status,
 void relay_start(struct session *s, const struct http_request *req, int site);
 /* relay.c: upstream connected (or taken from the pool): send the request. */
 void relay_upstream_ready(struct session *s);
+/* relay.c: as relay_start, with a body collected whole beforehand (sent
+ * with its length, not the client's framing); body is emptied. */
+void relay_start_with_body(struct session *s, const struct http_request *req,
+			   int site, struct evbuffer *body);
 /* relay.c: moves body bytes from side from to its peer per from->body. */
 int relay_body(struct side *from);
+/* relay.c: the same into out (NULL drops them); chunked bodies arrive
+ * de-chunked only when from->body.dechunk is set. */
+int relay_body_into(struct side *from, struct evbuffer *out);
 /* relay.c: callbacks of the upstream bufferevent while attached. */
 void relay_up_read_cb(struct bufferevent *bev, void *arg);
 void relay_up_write_cb(struct bufferevent *bev, void *arg);

@@ -52,6 +52,8 @@ struct worker {
 	/* scratch, reused by every request of this worker */
 	struct http_request req;
 	struct http_response resp;
+	const char *head_buf;		 /* the head req was parsed from */
+	size_t head_len;
 	char scratch[WORKER_SCRATCH];
 };
 
