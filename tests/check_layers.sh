@@ -11,11 +11,12 @@ declare -A allowed=(
   [conf]="core conf"
   [eas]="core http eas"
   [dns]="core dns"
+  [ldap]="core ldap"
   [site]="core conf site"
   [tls]="core conf tls"
-  [proxy]="core http conf eas dns site tls proxy"
-  [admin]="core http conf eas dns site tls proxy admin"
-  [daemon]="core http conf eas dns site tls proxy admin daemon"
+  [proxy]="core http conf eas dns ldap site tls proxy"
+  [admin]="core http conf eas dns ldap site tls proxy admin"
+  [daemon]="core http conf eas dns ldap site tls proxy admin daemon"
 )
 pure="core http conf eas site"
 bad=0

@@ -776,13 +776,43 @@ static struct ldap_lookup *waiter_add(struct search *s, ldap_cb cb, void *arg)
 	return w;
 }
 
+/* Finds the search for key, joining one under way or queueing a new one.
+ * Returns 0 with *out set, 1 when the fallback answered into *now (the
+ * directory is known down, or the queue is full), -1 when out of memory. */
+static int search_for(struct ldap_client *lc, const char *key,
+                      struct ldap_reply *now, struct search **out)
+{
+	uint64_t hash = str_hash_ci(str_from(key));
+
+	*out = *table_slot(lc, key, hash);
+	if (*out != NULL) {
+		lc->st.coalesced++;
+		return 0;
+	}
+	/* A directory known to be down answers at once: better the last
+	 * answer now than the same after a stall. */
+	if (lc->state == CONN_DOWN ||
+	    (lc->state == CONN_CONNECTING && lc->fails > 0))
+		return answer_now(lc, key, now);
+	if (lc->n_queued >= lc->conf->max_queue) {
+		lc->st.queue_full++;
+		return answer_now(lc, key, now);
+	}
+	*out = search_new(lc, key, hash);
+	if (*out == NULL)
+		return -1;
+	if (lc->state == CONN_UP)
+		event_active(lc->pump, EV_WRITE, 0);
+	return 0;
+}
+
 int ldap_lookup(struct ldap_client *lc, const char *user, ldap_cb cb, void *arg,
                 struct ldap_lookup **handle, struct ldap_reply *now)
 {
 	char key[LDAP_SRC_USER_MAX + 1];
 	struct ldap_lookup *w;
 	struct search *s;
-	uint64_t hash;
+	int rc;
 
 	if (handle != NULL)
 		*handle = NULL;
@@ -796,26 +826,9 @@ int ldap_lookup(struct ldap_client *lc, const char *user, ldap_cb cb, void *arg,
 		lc->st.cached++;
 		return 1;
 	}
-	hash = str_hash_ci(str_from(key));
-	s = *table_slot(lc, key, hash);
-	if (s != NULL) {
-		lc->st.coalesced++;
-	} else {
-		/* A directory known to be down answers at once: better the
-		 * last answer now than the same after a stall. */
-		if (lc->state == CONN_DOWN ||
-		    (lc->state == CONN_CONNECTING && lc->fails > 0))
-			return answer_now(lc, key, now);
-		if (lc->n_queued >= lc->conf->max_queue) {
-			lc->st.queue_full++;
-			return answer_now(lc, key, now);
-		}
-		s = search_new(lc, key, hash);
-		if (s == NULL)
-			return -1;
-		if (lc->state == CONN_UP)
-			event_active(lc->pump, EV_WRITE, 0);
-	}
+	rc = search_for(lc, key, now, &s);
+	if (rc != 0)
+		return rc;
 	w = waiter_add(s, cb, arg);
 	if (w == NULL) {
 		if (TAILQ_EMPTY(&s->waiters) && s->state == SEARCH_QUEUED) {

@@ -1,0 +1,1 @@
+ef_fuzz(ldap_dn ef_ldap)
