@@ -14,6 +14,8 @@
 
 #include "admin/metrics.h"
 #include "conf/conf.h"
+#include "ldap/ldap_src.h"
+#include "proxy/dir.h"
 #include "proxy/gen.h"
 #include "proxy/proxy.h"
 #include "proxy/stats.h"
@@ -53,6 +55,32 @@ static bool method_is(struct evhttp_request *req, enum evhttp_cmd_type m)
 	return false;
 }
 
+/* The directory cache's counters, when there is a directory. */
+static void directory_metrics(struct evbuffer *b, struct ldap_cache *c)
+{
+	struct ldap_cache_stats st;
+
+	if (c == NULL)
+		return;
+	ldap_cache_stats(c, &st);
+	evbuffer_add_printf(
+		b,
+		"# HELP easfront_directory_lookups_total Directory lookups by "
+		"how the cache answered.\n"
+		"# TYPE easfront_directory_lookups_total counter\n"
+		"easfront_directory_lookups_total{result=\"hit\"} %llu\n"
+		"easfront_directory_lookups_total{result=\"miss\"} %llu\n"
+		"easfront_directory_lookups_total{result=\"stale\"} %llu\n"
+		"easfront_directory_lookups_total{result=\"error\"} %llu\n"
+		"# HELP easfront_directory_cache_entries Users the directory "
+		"cache holds.\n"
+		"# TYPE easfront_directory_cache_entries gauge\n"
+		"easfront_directory_cache_entries %u\n",
+		(unsigned long long)st.hits, (unsigned long long)st.misses,
+		(unsigned long long)st.stale, (unsigned long long)st.errors,
+		st.entries);
+}
+
 static void metrics_cb(struct evhttp_request *req, void *arg)
 {
 	struct admin *a = arg;
@@ -68,6 +96,7 @@ static void metrics_cb(struct evhttp_request *req, void *arg)
 	proxy_stats(a->p, &snap);
 	g = proxy_gen_hold(a->p);
 	metrics_render(b, &snap, g, a->hooks);
+	directory_metrics(b, dir_cache(a->p));
 	gen_release(g);
 	reply(req, 200, "text/plain; version=0.0.4", b);
 	evbuffer_free(b);
@@ -151,6 +180,45 @@ static void status_cb(struct evhttp_request *req, void *arg)
 	evbuffer_free(b);
 }
 
+/* POST /cache/flush?user=U forgets what the directory said of U (a mailbox
+ * just moved); without user, of everyone. */
+static void flush_cb(struct evhttp_request *req, void *arg)
+{
+	struct admin *a = arg;
+	struct ldap_cache *c = dir_cache(a->p);
+	struct evkeyvalq q = {0};
+	const char *query = evhttp_uri_get_query(
+		evhttp_request_get_evhttp_uri(req));
+	const char *user;
+	struct gen *g;
+	char key[256];
+
+	if (!method_is(req, EVHTTP_REQ_POST))
+		return;
+	if (c == NULL)
+		return reply_text(req, 404, "no directory (sitemap.ldap)");
+	if (query != NULL && evhttp_parse_query_str(query, &q) != 0) {
+		evhttp_clear_headers(&q);
+		return reply_text(req, 400, "usage: /cache/flush[?user=U]");
+	}
+	user = evhttp_find_header(&q, "user");
+	if (user == NULL) {
+		ldap_cache_flush_all(c);
+		reply_text(req, 200, "flushed every user");
+	} else {
+		g = proxy_gen_hold(a->p);
+		if (g != NULL &&
+		    sitemap_normalise(g->conf, user, key, sizeof(key)) != 0)
+			reply_text(req, 200, ldap_cache_flush(c, key)
+						     ? "flushed"
+						     : "not cached");
+		else
+			reply_text(req, 400, "not a user name");
+		gen_release(g);
+	}
+	evhttp_clear_headers(&q);
+}
+
 static void reload_cb(struct evhttp_request *req, void *arg)
 {
 	struct admin *a = arg;
@@ -189,6 +257,7 @@ static void route_cb(struct evhttp_request *req, void *arg)
 		evhttp_request_get_evhttp_uri(req));
 	char key[256], text[4096];
 	struct gen *g;
+	size_t n;
 
 	if (!method_is(req, EVHTTP_REQ_GET))
 		return;
@@ -211,7 +280,9 @@ static void route_cb(struct evhttp_request *req, void *arg)
 	in.version = version_code(evhttp_find_header(&q, "version"));
 	in.host = evhttp_find_header(&q, "host");
 	route_decide(&in, &d);
-	route_explain(&in, &d, text, sizeof(text));
+	n = route_explain(&in, &d, text, sizeof(text));
+	if (n < sizeof(text))
+		route_explain_autodiscover(&in, text + n, sizeof(text) - n);
 	reply_text(req, 200, text);
 	gen_release(g);
 	evhttp_clear_headers(&q);
@@ -247,6 +318,7 @@ struct admin *admin_new(struct event_base *base, const char *address,
 	evhttp_set_cb(a->http, "/status", status_cb, a);
 	evhttp_set_cb(a->http, "/reload", reload_cb, a);
 	evhttp_set_cb(a->http, "/route", route_cb, a);
+	evhttp_set_cb(a->http, "/cache/flush", flush_cb, a);
 	if (evhttp_bind_socket(a->http, host,
 			       (unsigned short)atoi(colon + 1)) != 0)
 		goto fail;

@@ -260,6 +260,66 @@ static void numbers(struct conf_ctx *c, const char *prefix, void *base,
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
+static const struct num_key ldap_keys[] = {
+    {"timeout_ms", offsetof(struct conf_ldap, timeout_ms), 2000, false},
+    {"cache_ttl", offsetof(struct conf_ldap, cache_ttl), 300, false},
+    /* 0: a "no such user" is not remembered */
+    {"negative_ttl", offsetof(struct conf_ldap, negative_ttl), 60, true},
+    {"cache_size", offsetof(struct conf_ldap, cache_size), 100000, false},
+    {"max_inflight", offsetof(struct conf_ldap, max_inflight), 64, false},
+};
+
+static struct conf_ldap *copy_ldap(struct conf_ctx *c,
+                                   const struct conf_raw_ldap *r)
+{
+	struct conf_ldap *l = calloc(1, sizeof(*l));
+	unsigned line = conf_line(c, "sitemap.ldap");
+
+	if (l == NULL)
+		return NULL;
+	l->uris = dup_list(c, r->uris, r->uris_count, &l->n_uris);
+	/* An ldap:// URI without StartTLS would send the bind password in
+	 * the clear: on unless turned off. */
+	l->starttls = conf_line(c, "sitemap.ldap.starttls") ? r->starttls
+	                                                     : true;
+	l->ca_file = copy(c, r->ca_file);
+	l->bind_dn = copy(c, r->bind_dn);
+	l->password_file = copy(c, r->password_file);
+	l->sasl_external = r->sasl_external;
+	l->base = copy(c, r->base);
+	l->filter = copy(c, r->filter ? r->filter
+	                              : "(|(userPrincipalName=%u)(mail=%u))");
+	l->attribute = copy(c, r->attribute ? r->attribute : "homeMDB");
+	l->timeout_ms = r->timeout_ms;
+	l->cache_ttl = r->cache_ttl;
+	l->negative_ttl = r->negative_ttl;
+	l->cache_size = r->cache_size;
+	l->max_inflight = r->max_inflight;
+	numbers(c, "sitemap.ldap", l, ldap_keys, N(ldap_keys));
+	l->line = line;
+	if (l->n_uris == 0)
+		conf_err(c, line, "sitemap.ldap: uris is required");
+	if (l->base == NULL)
+		conf_err(c, line, "sitemap.ldap: base is required");
+	return l;
+}
+
+static void free_ldap(struct conf_ldap *l)
+{
+	if (l == NULL)
+		return;
+	for (unsigned i = 0; i < l->n_uris; i++)
+		free(l->uris[i]);
+	free(l->uris);
+	free(l->ca_file);
+	free(l->bind_dn);
+	free(l->password_file);
+	free(l->base);
+	free(l->filter);
+	free(l->attribute);
+	free(l);
+}
+
 static void copy_site(struct conf_ctx *c, unsigned i,
                       const struct conf_raw_site *r, struct conf_site *s)
 {
@@ -332,6 +392,8 @@ static void copy_scalars(struct conf_ctx *c, const struct conf_raw *r,
 	cf->upstream_ca_file = copy(c, r->upstream.ca_file);
 	cf->autodiscover = r->autodiscover;
 	cf->sitemap_file = copy(c, r->sitemap.file);
+	if (conf_line(c, "sitemap.ldap") != 0)
+		cf->ldap = copy_ldap(c, &r->sitemap.ldap);
 	cf->default_site = copy(c, def_site ? def_site : r->site);
 	cf->timeouts = r->timeouts;
 	numbers(c, "timeouts", &cf->timeouts, timeout_keys, N(timeout_keys));
@@ -538,6 +600,7 @@ void conf_free(struct conf *c)
 		free(c->dns_servers[i]);
 	free(c->dns_servers);
 	free(c->sitemap_file);
+	free_ldap(c->ldap);
 	free(c->default_site);
 	for (unsigned i = 0; i < c->n_netbios; i++) {
 		free(c->netbios[i].name);

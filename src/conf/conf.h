@@ -69,6 +69,26 @@ struct conf_netbios {
 	unsigned line;
 };
 
+/* sitemap.ldap: the directory that answers user -> home database. */
+struct conf_ldap {
+	char **uris;	     /* ldap:// (StartTLS), ldaps:// or ldapi:// */
+	unsigned n_uris;
+	bool starttls;	     /* default true for ldap:// */
+	char *ca_file;	     /* NULL: libldap's default store */
+	char *bind_dn;	     /* NULL: anonymous (or SASL EXTERNAL) */
+	char *password_file; /* first line: the bind password */
+	bool sasl_external;
+	char *base;	     /* search base, required */
+	char *filter;	     /* default (|(userPrincipalName=%u)(mail=%u)) */
+	char *attribute;     /* default homeMDB */
+	unsigned timeout_ms;   /* one lookup, default 2000 */
+	unsigned cache_ttl;    /* s, default 300 */
+	unsigned negative_ttl; /* s, default 60 */
+	unsigned cache_size;   /* entries, default 100000 */
+	unsigned max_inflight; /* searches per worker, default 64 */
+	unsigned line;
+};
+
 struct conf_timeouts {		/* all in seconds */
 	unsigned handshake;	/* TLS handshake, default 10 */
 	unsigned client_header; /* request head after the first byte, 15 */
@@ -103,6 +123,7 @@ struct conf {
 	char *sitemap_file;	 /* sitemap.file; NULL: none */
 	char *default_site;	 /* sitemap.default_site; defaults to site */
 	struct conf_netbios *netbios; /* sitemap.netbios */
+	struct conf_ldap *ldap;	 /* sitemap.ldap; NULL: no directory */
 	unsigned n_netbios;
 	struct conf_timeouts timeouts;
 	char *admin_listen;	 /* admin.listen; NULL: no admin endpoint */

@@ -55,9 +55,28 @@ struct conf_raw_dns {
 	unsigned servers_count;
 };
 
+struct conf_raw_ldap {
+	char **uris;
+	unsigned uris_count;
+	bool starttls;
+	char *ca_file;
+	char *bind_dn;
+	char *password_file;
+	bool sasl_external;
+	char *base;
+	char *filter;
+	char *attribute;
+	unsigned timeout_ms;
+	unsigned cache_ttl;
+	unsigned negative_ttl;
+	unsigned cache_size;
+	unsigned max_inflight;
+};
+
 struct conf_raw_sitemap {
 	char *file;
 	char *default_site;
+	struct conf_raw_ldap ldap;
 	/* netbios is read by conf_scan: a mapping with free keys */
 };
 

@@ -87,9 +87,33 @@ static const cyaml_schema_field_t dns_fields[] = {
     CYAML_FIELD_END,
 };
 
+static const cyaml_schema_field_t ldap_fields[] = {
+    CYAML_FIELD_SEQUENCE("uris", CYAML_FLAG_POINTER | OPT,
+                         struct conf_raw_ldap, uris, &string_entry, 1, 16),
+    CYAML_FIELD_BOOL("starttls", OPT, struct conf_raw_ldap, starttls),
+    STR_FIELD("ca_file", OPT, struct conf_raw_ldap, ca_file),
+    STR_FIELD("bind_dn", OPT, struct conf_raw_ldap, bind_dn),
+    STR_FIELD("password_file", OPT, struct conf_raw_ldap, password_file),
+    CYAML_FIELD_BOOL("sasl_external", OPT, struct conf_raw_ldap,
+                     sasl_external),
+    STR_FIELD("base", OPT, struct conf_raw_ldap, base),
+    STR_FIELD("filter", OPT, struct conf_raw_ldap, filter),
+    STR_FIELD("attribute", OPT, struct conf_raw_ldap, attribute),
+    CYAML_FIELD_UINT("timeout_ms", OPT, struct conf_raw_ldap, timeout_ms),
+    CYAML_FIELD_UINT("cache_ttl", OPT, struct conf_raw_ldap, cache_ttl),
+    CYAML_FIELD_UINT("negative_ttl", OPT, struct conf_raw_ldap,
+                     negative_ttl),
+    CYAML_FIELD_UINT("cache_size", OPT, struct conf_raw_ldap, cache_size),
+    CYAML_FIELD_UINT("max_inflight", OPT, struct conf_raw_ldap,
+                     max_inflight),
+    CYAML_FIELD_END,
+};
+
 static const cyaml_schema_field_t sitemap_fields[] = {
     STR_FIELD("file", OPT, struct conf_raw_sitemap, file),
     STR_FIELD("default_site", OPT, struct conf_raw_sitemap, default_site),
+    CYAML_FIELD_MAPPING("ldap", OPT, struct conf_raw_sitemap, ldap,
+                        ldap_fields),
     CYAML_FIELD_IGNORE("netbios", OPT),
     CYAML_FIELD_END,
 };

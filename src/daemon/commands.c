@@ -11,6 +11,8 @@
 #include <string.h>
 
 #include "conf/conf.h"
+#include "ldap/ldap_src.h"
+#include "proxy/dir.h"
 #include "daemon/generation.h"
 #include "proxy/gen.h"
 #include "site/route.h"
@@ -24,6 +26,22 @@ static void print_err(const char *err)
 	fputs(err, stderr);
 	if (err[strlen(err) - 1] != '\n')
 		fputc('\n', stderr);
+}
+
+/* Binds to the directory and searches once, as the daemon will. */
+static int check_directory(const struct conf *c)
+{
+	const struct conf_ldap *l = c->ldap;
+	struct ldap_src_conf sc;
+	char *err = NULL;
+
+	dir_src_conf(l, &sc);
+	if (ldap_check(&sc, &err) == 0)
+		return 0;
+	fprintf(stderr, "%s:%u: sitemap.ldap: %s\n", c->path, l->line,
+		err ? err : "the directory cannot be used");
+	free(err);
+	return 1;
 }
 
 int daemon_check(const char *conf_path)
@@ -44,6 +62,8 @@ int daemon_check(const char *conf_path)
 	}
 	free(err);
 	err = NULL;
+	if (c->ldap != NULL && check_directory(c) != 0)
+		rc = 1;
 	if (c->sitemap_file != NULL) {
 		m = sitemap_load(c, c->sitemap_file, &err);
 		if (m == NULL) {
@@ -104,42 +124,13 @@ static unsigned version_code(const char *v)
 	return 0;
 }
 
-/* What `autodiscover: answer` would tell this user's phone: the external
- * URL of the mailbox's site (Autodiscover carries no EAS version, so the
- * decision is taken without one). */
-static void autodiscover_line(const struct gen *g, const char *user)
-{
-	const struct conf *c = g->conf;
-	struct route_input in = {0};
-	struct route_decision d;
-	const char *url = NULL;
-	char key[256];
-
-	in.conf = c;
-	in.map = g->map;
-	in.user = sitemap_normalise(c, user, key, sizeof(key)) ? key : NULL;
-	route_decide(&in, &d);
-	if (d.site >= 0)
-		url = c->sites[d.site].external_url;
-	if (url == NULL)
-		url = c->sites[g->own_site].external_url;
-	if (c->autodiscover != CONF_AUTODISCOVER_ANSWER)
-		printf("autodiscover: proxied to the CAS of %s (autodiscover: "
-		       "proxy)\n",
-		       d.site >= 0 ? c->sites[d.site].name : "(none)");
-	else if (url != NULL)
-		printf("autodiscover: answered here with Url %s\n", url);
-	else
-		printf("autodiscover: proxied (no site has an external_url)\n");
-}
-
 int daemon_route(const char *conf_path, const char *user, const char *version,
 		 const char *host)
 {
 	struct route_input in = {0};
 	struct route_decision d;
 	struct gen *g;
-	char key[256], text[4096];
+	char key[256], text[4096], db[256] = "";
 	char *err = NULL;
 
 	g = generation_build(NULL, conf_path, 0, &err);
@@ -154,12 +145,16 @@ int daemon_route(const char *conf_path, const char *user, const char *version,
 								      : NULL;
 	in.version = version_code(version);
 	in.host = host;
+	if (g->conf->ldap != NULL && in.user != NULL)
+		in.dir = dir_lookup_once(g->conf->ldap, in.user, db, sizeof(db));
+	in.dir_database = db[0] ? db : NULL;
 	route_decide(&in, &d);
 	route_explain(&in, &d, text, sizeof(text));
 	fputs(text, stdout);
 	if (text[0] && text[strlen(text) - 1] != '\n')
 		fputc('\n', stdout);
-	autodiscover_line(g, user);
+	route_explain_autodiscover(&in, text, sizeof(text));
+	fputs(text, stdout);
 	gen_release(g);
 	return 0;
 }

@@ -156,7 +156,8 @@ static void finish(struct session *s)
 	const char *body = (const char *)evbuffer_pullup(s->ad->body, -1);
 	const char *url;
 
-	ad_request_parse(body ? body : "", len, &r);
+	/* pullup fails only when memory does: then there is nothing to read */
+	ad_request_parse(body ? body : "", body ? len : 0, &r);
 	route_user(s, s->ad->user[0] ? s->ad->user : r.email, &d);
 	str_copy(s->log.user, sizeof(s->log.user),
 		 str_from(s->ad->user[0] ? s->ad->user : r.email));

@@ -21,6 +21,7 @@
 #include "core/log.h"
 #include "eas/eas.h"
 #include "proxy/autodisc.h"
+#include "proxy/dir.h"
 #include "proxy/gen.h"
 #include "proxy/stats.h"
 #include "proxy/upstream.h"
@@ -97,6 +98,10 @@ void session_set_state(struct session *s, enum session_state state)
 	case SESSION_CLOSING:
 	case SESSION_COLLECT:
 		set_timeouts(s->client.bev, t->client_body, t->client_body);
+		break;
+	case SESSION_ROUTE:
+		/* The lookup answers within its own timeout. */
+		set_timeouts(s->client.bev, 0, t->client_body);
 		break;
 	}
 }
@@ -211,6 +216,7 @@ void session_close(struct session *s, const char *term)
 	}
 	autodisc_free(s->ad);
 	s->ad = NULL;
+	dir_session_end(s);
 	worker_session_dead(s->w, s);
 }
 
@@ -248,6 +254,7 @@ static void session_reset_request(struct session *s)
 		evbuffer_free(s->replay);
 		s->replay = NULL;
 	}
+	dir_session_end(s);
 	/* A pinned upstream belongs to one site for the connection's life. */
 	if (!(s->flags & SESSION_F_PINNED))
 		s->site = -1;
@@ -370,6 +377,8 @@ static void dispatch_eas(struct session *s, const struct http_request *req,
 			  : NULL;
 	in.version = f->version;
 	in.host = f->host[0] ? f->host : NULL;
+	if (!dir_lookup(s, in.user, &in.dir, &in.dir_database))
+		return; /* dispatched again when the directory answers */
 	if (s->g->conf->n_sites <= SESSION_MAX_SITES) {
 		for (unsigned i = 0; i < s->g->conf->n_sites; i++)
 			down[i] = gen_site_down(s->g, (int)i);
@@ -536,6 +545,7 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
 			       evbuffer_get_length(bufferevent_get_input(bev)));
 		break;
 	case SESSION_HANDSHAKE:
+	case SESSION_ROUTE: /* the head waits in the input for the answer */
 		break;
 	}
 }

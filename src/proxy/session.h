@@ -14,10 +14,12 @@
 
 #include "http/http.h"
 #include "proxy/limits.h"
+#include "site/route.h"
 
 struct worker;
 struct gen;
 struct upconn;
+struct ldap_lookup;
 struct autodisc;
 struct eas_facts;
 
@@ -34,6 +36,9 @@ enum session_state {
 	SESSION_LOCAL,	   /* writing a response easfront made itself */
 	SESSION_COLLECT,   /* reading a small request body whole before
 			      deciding (Autodiscover answered here) */
+	SESSION_ROUTE,	   /* head parsed; waiting for the directory to say
+			      where the mailbox is (the head stays in the
+			      input and is parsed again then) */
 	SESSION_CLOSING,   /* flushing the last output, then close */
 };
 
@@ -106,6 +111,11 @@ struct session {
 	struct side client;
 	struct side up;
 	struct upconn *uc;	 /* attached upstream connection, or NULL */
+	struct ldap_lookup *lookup; /* the directory lookup waited on */
+	char *dir_db;		 /* owned: the directory's database for this
+				    request's user, kept for the re-dispatch */
+	bool dir_answered;	 /* dir_answer holds the directory's word */
+	enum route_dir dir_answer;
 	struct autodisc *ad;	 /* owned: an Autodiscover request being
 				    collected, or NULL */
 	struct evbuffer *replay; /* owned: the head of an idempotent request

@@ -20,6 +20,8 @@
 #include "core/log.h"
 #include "proxy/cas.h"
 #include "proxy/control.h"
+#include "proxy/dir.h"
+#include "ldap/ldap_src.h"
 #include "proxy/gen.h"
 #include "proxy/proxy.h"
 #include "proxy/session.h"
@@ -205,6 +207,7 @@ void proxy_publish(struct proxy *p, struct gen *g)
 	pthread_mutex_unlock(&p->lock);
 	if (p->control != NULL)
 		control_sync(p->control, g);
+	dir_publish(p, g);
 	gen_release(old);
 	if (!p->started)
 		return;
@@ -375,6 +378,7 @@ static void wakeup_cb(evutil_socket_t fd, short what, void *arg)
 	g = proxy_current(w->p);
 	gen_release(w->gen);
 	w->gen = g;
+	dir_worker_sync(w);
 }
 
 static void *worker_main(void *arg)
@@ -399,6 +403,7 @@ static int worker_setup(struct worker *w, char **err)
 	    w->lev == NULL)
 		goto fail;
 	w->gen = proxy_current(w->p);
+	dir_worker_sync(w);
 	for (unsigned i = 0; i < w->n_lev; i++) {
 		w->lev[i] = evconnlistener_new(w->base, accept_cb, w,
 					       LEV_OPT_CLOSE_ON_FREE, -1,
@@ -458,6 +463,7 @@ static void worker_free(struct worker *w)
 	free(w->lev);
 	free(w->lfd);
 	upstream_pools_free(w);
+	dir_worker_free(w);
 	gen_release(w->gen);
 	if (w->wakeup)
 		event_free(w->wakeup);
@@ -484,6 +490,7 @@ void proxy_free(struct proxy *p)
 		cas_entry_free(p->cas[i]);
 	free(p->cas);
 	limits_destroy(&p->limits);
+	ldap_cache_free(p->ldap_cache);
 	pthread_mutex_destroy(&p->lock);
 	free(p);
 }

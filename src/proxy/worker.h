@@ -21,6 +21,9 @@ struct proxy;
 struct gen;
 struct session;
 struct pool;
+struct ldap_client;
+struct ldap_cache;
+struct conf_ldap;
 
 /* Bytes of the per-worker scratch buffer for building forwarded heads: the
  * largest accepted head plus the headers easfront adds. */
@@ -45,6 +48,9 @@ struct worker {
 	struct pool *pools;		 /* owned; indexed by cas id */
 	unsigned n_pools;
 	unsigned rr;			 /* round-robin cursor over CAS */
+	struct ldap_client *ldap;	 /* owned: the directory, or NULL */
+	const struct conf_ldap *ldap_conf; /* what ldap was made from (in
+					      w->gen's conf) */
 	bool stopping;
 	struct event *accept_pause;	 /* owned: resumes accepting */
 	unsigned drain_seconds;
@@ -67,6 +73,8 @@ struct proxy {
 	unsigned n_cas;
 	struct control *control; /* DNS and health checks; owned */
 	struct limits limits;	/* connection caps, shared */
+	struct ldap_cache *ldap_cache; /* owned: the directory's answers,
+					  shared by every worker */
 	atomic_bool stopping;
 	bool started;
 };

@@ -153,9 +153,31 @@ static const char *source_of(enum sitemap_how how)
 		return "user-site";
 	case SITEMAP_DOMAIN:
 		return "domain";
+	case SITEMAP_DIRECTORY:
+		return "directory";
 	default:
 		return "default";
 	}
+}
+
+/* The directory answers user -> database where the map has no user line
+ * (an operator's line pins a user); the map's database lines give the site.
+ * A database the map does not know leaves the domain or default rule. */
+static void directory_home(const struct route_input *in,
+			   struct route_decision *out)
+{
+	struct sitemap_match dm;
+
+	if ((in->dir != ROUTE_DIR_FOUND && in->dir != ROUTE_DIR_STALE) ||
+	    in->dir_database == NULL || out->match.how == SITEMAP_USER_DB ||
+	    out->match.how == SITEMAP_USER_SITE)
+		return;
+	sitemap_database(in->map, in->dir_database, &dm);
+	if (dm.site < 0)
+		return;
+	dm.how = SITEMAP_DIRECTORY;
+	dm.line = 0;
+	out->match = dm;
 }
 
 void route_decide(const struct route_input *in, struct route_decision *out)
@@ -176,7 +198,11 @@ void route_decide(const struct route_input *in, struct route_decision *out)
 	};
 	if (in->user != NULL && in->user[0] != '\0') {
 		sitemap_lookup(in->map, in->user, &out->match);
+		directory_home(in, out);
 		out->source = source_of(out->match.how);
+		if (in->dir == ROUTE_DIR_STALE &&
+		    out->match.how == SITEMAP_DIRECTORY)
+			out->source = "directory-stale";
 	}
 	if (out->match.site >= 0 && (unsigned)out->match.site < c->n_sites)
 		out->home_site = out->match.site;
@@ -195,6 +221,43 @@ void route_decide(const struct route_input *in, struct route_decision *out)
 		proxy(out, serve, "fallback");
 	else
 		decide_up(in, out);
+	/* Without the directory the home site is a guess (domain line or
+	 * default): proxying a wrong guess still works, a 451 would not. */
+	if (in->dir == ROUTE_DIR_DOWN && out->action == ROUTE_REDIRECT &&
+	    out->match.how != SITEMAP_USER_SITE &&
+	    out->match.how != SITEMAP_USER_DB)
+		proxy(out, out->site, "directory-down");
+}
+
+size_t route_explain_autodiscover(const struct route_input *in, char *buf,
+				  size_t cap)
+{
+	const struct conf *c = in->conf;
+	struct route_input ad = *in;
+	struct route_decision d;
+	const char *url = NULL;
+	int own = site_find(c, c->site);
+	int n;
+
+	/* Autodiscover carries no EAS version. */
+	ad.version = 0;
+	route_decide(&ad, &d);
+	if (d.site >= 0)
+		url = c->sites[d.site].external_url;
+	if (url == NULL && own >= 0)
+		url = c->sites[own].external_url;
+	if (c->autodiscover != CONF_AUTODISCOVER_ANSWER)
+		n = snprintf(buf, cap,
+			     "autodiscover: proxied to the CAS of %s "
+			     "(autodiscover: proxy)\n",
+			     site_name(c, d.site));
+	else if (url != NULL)
+		n = snprintf(buf, cap,
+			     "autodiscover: answered here with Url %s\n", url);
+	else
+		n = snprintf(buf, cap, "autodiscover: proxied (no site has "
+				       "an external_url)\n");
+	return n < 0 ? 0 : (size_t)n;
 }
 
 /* ---- explanation ---- */
@@ -252,8 +315,25 @@ static void explain_match(struct explain *e, const struct route_input *in,
 	else if (m->how == SITEMAP_DOMAIN)
 		say(e, "map:      %s:%u: domain %s -> site %s\n", map, m->line,
 		    strrchr(in->user, '@') + 1, site_name(c, m->site));
+	else if (m->how == SITEMAP_DIRECTORY)
+		say(e, "map:      directory: user -> database %s; %s:%u: "
+		    "database %s -> site %s\n",
+		    m->database, map, m->db_line, m->database,
+		    site_name(c, m->site));
 	else
 		say(e, "map:      %s: no user line, no domain line\n", map);
+	if (in->dir == ROUTE_DIR_STALE)
+		say(e, "directory: unreachable; its last answer, past its TTL, "
+		    "was used\n");
+	else if (in->dir == ROUTE_DIR_NO_USER)
+		say(e, "directory: no such user\n");
+	else if (in->dir == ROUTE_DIR_DOWN)
+		say(e, "directory: unreachable and the user is not cached: "
+		    "never a 451 on a guess\n");
+	else if (in->dir == ROUTE_DIR_FOUND && m->how != SITEMAP_DIRECTORY)
+		say(e, "directory: database %s, which the map does not place "
+		    "(or a map line pins the user)\n",
+		    in->dir_database);
 }
 
 static void explain_home(struct explain *e, const struct route_input *in,

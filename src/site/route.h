@@ -37,6 +37,17 @@ enum route_action {
 };
 
 /* The facts of one request. Nothing is owned; all must outlive the call. */
+/* What the directory (sitemap.ldap) said of the user, when one is used. */
+enum route_dir {
+	ROUTE_DIR_NONE = 0, /* no directory, or not asked */
+	ROUTE_DIR_FOUND,    /* dir_database is the user's home database */
+	ROUTE_DIR_STALE,    /* the same, from a cached answer past its TTL:
+			       the directory is unreachable */
+	ROUTE_DIR_NO_USER,  /* the directory knows no such user */
+	ROUTE_DIR_DOWN,     /* unreachable and nothing cached: a guess must
+			       not become a 451 */
+};
+
 struct route_input {
 	const struct conf *conf;
 	const struct sitemap *map; /* may be NULL: no site map */
@@ -48,6 +59,8 @@ struct route_input {
 	                              may be NULL */
 	const unsigned char *site_down; /* n_sites flags: 1 = every CAS of that
 	                                   site is down; NULL = all up */
+	enum route_dir dir;         /* the directory's answer */
+	const char *dir_database;   /* FOUND/STALE: the database it named */
 };
 
 /* What to do with the request. Pointers are static strings or point into the
@@ -88,5 +101,11 @@ size_t route_explain(const struct route_input *in,
 
 /* True when version (x 10) is one whose clients follow a 451 redirect. */
 bool route_version_redirects(unsigned version);
+
+/* One line saying what Autodiscover would do for in's user: answered here
+ * with the external URL of the mailbox's site (`autodiscover: answer`), or
+ * proxied. Returns bytes written (snprintf semantics). */
+size_t route_explain_autodiscover(const struct route_input *in, char *buf,
+				  size_t cap);
 
 #endif

@@ -380,6 +380,24 @@ void sitemap_lookup(const struct sitemap *m, const char *key,
 	}
 }
 
+void sitemap_database(const struct sitemap *m, const char *db,
+		      struct sitemap_match *out)
+{
+	const struct sm_slot *s;
+
+	*out = (struct sitemap_match){.site = -1, .how = SITEMAP_NONE};
+	if (m == NULL || db == NULL || db[0] == '\0')
+		return;
+	s = sm_tab_get(&m->dbs, m->arena, db, strlen(db));
+	if (s == NULL)
+		return;
+	out->site = m->db[s->val].site;
+	out->how = SITEMAP_USER_DB;
+	out->db_line = m->db[s->val].line;
+	out->line = m->db[s->val].line;
+	out->database = m->arena + m->db[s->val].off;
+}
+
 size_t sitemap_users(const struct sitemap *m)
 {
 	return m ? m->users.n : 0;

@@ -54,6 +54,8 @@ enum sitemap_how {
 	SITEMAP_USER_DB,   /* user line naming a database, whose line names
 	                      the site */
 	SITEMAP_DOMAIN,    /* domain line for the part after '@' */
+	SITEMAP_DIRECTORY, /* the directory named the database, whose line
+			      names the site */
 };
 
 /* The answer of a lookup; plain data, no ownership. */
@@ -115,6 +117,12 @@ void sitemap_lookup(const struct sitemap *m, const char *key,
                     struct sitemap_match *out);
 
 /* Number of distinct user keys in the map (0 for NULL). */
+/* The site of database db (ASCII case ignored) as the map's database lines
+ * say: the second half of a lookup whose first half, user -> database, the
+ * directory answered. out->site is -1 when the map does not know db. */
+void sitemap_database(const struct sitemap *m, const char *db,
+		      struct sitemap_match *out);
+
 size_t sitemap_users(const struct sitemap *m);
 
 /* Number of databases in the map (0 for NULL). */
