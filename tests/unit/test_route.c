@@ -271,6 +271,72 @@ static void test_rows(void **state)
 	conf.default_site = "site1";
 }
 
+/* The directory answers user -> database; the map places the database;
+ * a map user line still pins; a directory that is down never yields a 451
+ * on a guess. */
+static void test_directory(void **state)
+{
+	static const struct {
+		const char *user;
+		enum route_dir dir;
+		const char *db;
+		enum route_action action;
+		int site;
+		const char *reason, *source;
+	} cases[] = {
+	    /* a user the map does not know, placed by the directory */
+	    {"zed@nowhere.example", ROUTE_DIR_FOUND, "DB02", ROUTE_REDIRECT, 1,
+	     "redirect", "directory"},
+	    {"zed@nowhere.example", ROUTE_DIR_STALE, "db02", ROUTE_REDIRECT, 1,
+	     "redirect", "directory-stale"},
+	    {"zed@nowhere.example", ROUTE_DIR_FOUND, "DB01", ROUTE_PROXY, 0,
+	     "local", "directory"},
+	    /* a database the map does not place: default site */
+	    {"zed@nowhere.example", ROUTE_DIR_FOUND, "DB99", ROUTE_PROXY, 0,
+	     "local", "default"},
+	    /* the map's user line pins alice to DB02 whatever the directory */
+	    {"alice@contoso.com", ROUTE_DIR_FOUND, "DB01", ROUTE_REDIRECT, 1,
+	     "redirect", "user-db"},
+	    /* directory down: alice's pin still redirects ... */
+	    {"alice@contoso.com", ROUTE_DIR_DOWN, NULL, ROUTE_REDIRECT, 1,
+	     "redirect", "user-db"},
+	    {"zed@nowhere.example", ROUTE_DIR_NO_USER, NULL, ROUTE_PROXY, 0,
+	     "local", "default"},
+	};
+	struct conf c2 = conf;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct route_input in = {.conf = &conf, .map = map,
+					 .user = cases[i].user, .version = 141,
+					 .dir = cases[i].dir,
+					 .dir_database = cases[i].db};
+		struct route_decision d;
+
+		route_decide(&in, &d);
+		assert_int_equal(d.action, cases[i].action);
+		assert_int_equal(d.site, cases[i].site);
+		assert_string_equal(d.reason, cases[i].reason);
+		assert_string_equal(d.source, cases[i].source);
+	}
+	/* ... but a guess does not: default site remote, directory down */
+	c2.default_site = "site2";
+	{
+		struct route_input in = {.conf = &c2, .map = map,
+					 .user = "zed@nowhere.example",
+					 .version = 141, .dir = ROUTE_DIR_DOWN};
+		struct route_decision d;
+
+		route_decide(&in, &d);
+		assert_int_equal(d.action, ROUTE_PROXY);
+		assert_int_equal(d.site, 1);
+		assert_string_equal(d.reason, "directory-down");
+		in.dir = ROUTE_DIR_NO_USER;
+		route_decide(&in, &d);
+		assert_int_equal(d.action, ROUTE_REDIRECT);
+	}
+}
+
 static void test_route_hops(void **state)
 {
 	unsigned char down[N_SITES] = {1, 1, 1, 0, 0, 0, 0};
@@ -445,6 +511,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_rows),
 	    cmocka_unit_test(test_route_hops),
+	    cmocka_unit_test(test_directory),
 	    cmocka_unit_test(test_broken_conf),
 	    cmocka_unit_test(test_explain),
 	    cmocka_unit_test(test_explain_truncates),
