@@ -48,6 +48,13 @@ static void drop(struct session *s)
 	s->ad = NULL;
 }
 
+static void too_large(struct session *s)
+{
+	s->log.decision = "reject";
+	s->log.reason = "body-too-large";
+	session_respond_error(s, 413, "PR");
+}
+
 void autodisc_begin(struct session *s, const struct http_request *req,
 		    const struct eas_facts *f, const char *head, size_t len)
 {
@@ -55,7 +62,7 @@ void autodisc_begin(struct session *s, const struct http_request *req,
 
 	if (req->framing == HTTP_BODY_LENGTH &&
 	    req->content_length > AD_MAX_BODY) {
-		session_respond_error(s, 413, "PR");
+		too_large(s);
 		return;
 	}
 	ad = calloc(1, sizeof(*ad));
@@ -191,7 +198,7 @@ void autodisc_read(struct session *s)
 		s->flags |= SESSION_F_CLOSE;
 		s->client.body.done = true;
 		drop(s);
-		session_respond_error(s, 413, "PR");
+		too_large(s);
 		return;
 	}
 	if (s->client.body.done)

@@ -375,7 +375,9 @@ static void dispatch_eas(struct session *s, const struct http_request *req,
 	in.user = sitemap_normalise(s->g->conf, f->user, key, sizeof(key))
 			  ? key
 			  : NULL;
-	in.version = f->version;
+	/* A 451 names an EAS URL: an Autodiscover request (whatever version
+	 * header it carries) is routed to its site, never redirected. */
+	in.version = f->path == EAS_PATH_AUTODISCOVER ? 0 : f->version;
 	in.host = f->host[0] ? f->host : NULL;
 	if (!dir_lookup(s, in.user, &in.dir, &in.dir_database))
 		return; /* dispatched again when the directory answers */
