@@ -374,6 +374,14 @@ static void copy_lists(struct conf_ctx *c, const struct conf_raw *r,
 		copy_site(c, i, &r->sites[i], &cf->sites[i]);
 	cf->dns_servers = dup_list(c, r->dns.servers, r->dns.servers_count,
 	                           &cf->n_dns_servers);
+	/* How long a CAS name's answer is trusted, whatever its TTL says: an
+	 * operator re-pointing a CNAME wants the low end honoured. */
+	cf->dns_min_ttl = conf_line(c, "dns.min_ttl") ? r->dns.min_ttl : 1;
+	cf->dns_max_ttl = conf_line(c, "dns.max_ttl") ? r->dns.max_ttl : 300;
+	if (cf->dns_min_ttl == 0 || cf->dns_max_ttl < cf->dns_min_ttl)
+		conf_err(c, conf_line(c, "dns.max_ttl") ? conf_line(c, "dns.max_ttl")
+		                                        : conf_line(c, "dns.min_ttl"),
+		         "dns: need 1 <= min_ttl <= max_ttl");
 	/* The netbios pairs were read by conf_scan: move them. */
 	cf->netbios = c->netbios;
 	cf->n_netbios = c->n_netbios;

@@ -120,6 +120,8 @@ struct conf {
 	enum conf_autodiscover autodiscover;
 	char **dns_servers;	 /* dns.servers; NULL: /etc/resolv.conf */
 	unsigned n_dns_servers;
+	unsigned dns_min_ttl;	 /* dns.min_ttl: s, default 1 */
+	unsigned dns_max_ttl;	 /* dns.max_ttl: s, default 300 */
 	char *sitemap_file;	 /* sitemap.file; NULL: none */
 	char *default_site;	 /* sitemap.default_site; defaults to site */
 	struct conf_netbios *netbios; /* sitemap.netbios */

@@ -53,6 +53,8 @@ struct conf_raw_upstream {
 struct conf_raw_dns {
 	char **servers;
 	unsigned servers_count;
+	unsigned min_ttl;
+	unsigned max_ttl;
 };
 
 struct conf_raw_ldap {

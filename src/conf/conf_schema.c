@@ -84,6 +84,8 @@ static const cyaml_schema_field_t upstream_fields[] = {
 static const cyaml_schema_field_t dns_fields[] = {
     CYAML_FIELD_SEQUENCE("servers", CYAML_FLAG_POINTER | OPT,
                          struct conf_raw_dns, servers, &string_entry, 1, 16),
+    CYAML_FIELD_UINT("min_ttl", OPT, struct conf_raw_dns, min_ttl),
+    CYAML_FIELD_UINT("max_ttl", OPT, struct conf_raw_dns, max_ttl),
     CYAML_FIELD_END,
 };
 

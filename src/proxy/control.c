@@ -25,10 +25,6 @@
 #include "site/health.h"
 #include "tls/tls.h"
 
-/* Shortest and longest time a CAS name's answer is trusted, in seconds: an
- * operator re-pointing a CNAME in a disaster wants the short end. */
-#define CONTROL_DNS_MIN_TTL 1
-#define CONTROL_DNS_MAX_TTL 300
 /* Bytes of a health response read before judging it. */
 #define HCHECK_READ_MAX 4096
 
@@ -307,8 +303,8 @@ void control_sync(struct control *c, const struct gen *g)
 		e->watch_ctx = c;
 		if (!e->literal && e->watch == NULL && c->resolver != NULL)
 			e->watch = dns_watch_new(c->resolver, e->host,
-						 CONTROL_DNS_MIN_TTL,
-						 CONTROL_DNS_MAX_TTL,
+						 g->conf->dns_min_ttl,
+						 g->conf->dns_max_ttl,
 						 watch_changed, e);
 		ensure_checks(c, e);
 	}
