@@ -356,6 +356,18 @@ static void log_facts(struct session *s, const struct http_request *req,
 		s->log.cmd_slot = stats_cmd_slot(f->cmd);
 }
 
+/* An operator's user line in the map decides before the directory is
+ * asked, so a pinned user never waits on it. */
+static bool map_pins_user(const struct sitemap *map, const char *key)
+{
+	struct sitemap_match m;
+
+	if (key == NULL)
+		return false;
+	sitemap_lookup(map, key, &m);
+	return m.how == SITEMAP_USER_SITE || m.how == SITEMAP_USER_DB;
+}
+
 /* Routes an EAS or Autodiscover request and carries out the decision. */
 static void dispatch_eas(struct session *s, const struct http_request *req,
 			 const struct eas_facts *f)
@@ -379,7 +391,8 @@ static void dispatch_eas(struct session *s, const struct http_request *req,
 	 * header it carries) is routed to its site, never redirected. */
 	in.version = f->path == EAS_PATH_AUTODISCOVER ? 0 : f->version;
 	in.host = f->host[0] ? f->host : NULL;
-	if (!dir_lookup(s, in.user, &in.dir, &in.dir_database))
+	if (!map_pins_user(s->g->map, in.user) &&
+	    !dir_lookup(s, in.user, &in.dir, &in.dir_database))
 		return; /* dispatched again when the directory answers */
 	if (s->g->conf->n_sites <= SESSION_MAX_SITES) {
 		for (unsigned i = 0; i < s->g->conf->n_sites; i++)
@@ -513,7 +526,9 @@ void session_read_head(struct session *s)
 	s->w->head_buf = (const char *)buf;
 	s->w->head_len = (size_t)r;
 	session_dispatch(s, req);
-	if (s->flags & SESSION_F_DEAD)
+	/* Waiting for the directory: the head stays in the input, to be
+	 * parsed again with the answer. */
+	if ((s->flags & SESSION_F_DEAD) || s->state == SESSION_ROUTE)
 		return;
 	/* The views into buf die here: whoever needed bytes copied them. */
 	evbuffer_drain(in, (size_t)r);
