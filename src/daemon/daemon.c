@@ -13,7 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -129,6 +131,40 @@ static void apply_conf(struct daemon *d, const struct conf *c)
 
 static void admin_update(struct daemon *d, const struct conf *c);
 
+struct build_job {
+	struct daemon *d;
+	struct gen *g;
+	char *err;
+};
+
+/* Loading a large site map takes a fraction of a second of CPU; on a
+ * machine where workers are busy (or pinned to the same core) that time
+ * must come out of idle, not out of requests: the build runs at the lowest
+ * priority, and workers preempt it. */
+static void *build_thread(void *arg)
+{
+	struct build_job *j = arg;
+
+	if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19) != 0)
+		log_debug("reload: cannot lower the build's priority");
+	j->g = generation_build(j->d->proxy, j->d->conf_path, j->d->next_gen,
+				&j->err);
+	return NULL;
+}
+
+static struct gen *build_generation(struct daemon *d, char **err)
+{
+	struct build_job j = {.d = d};
+	pthread_t t;
+
+	if (pthread_create(&t, NULL, build_thread, &j) != 0)
+		return generation_build(d->proxy, d->conf_path, d->next_gen,
+					err);
+	pthread_join(t, NULL);
+	*err = j.err;
+	return j.g;
+}
+
 /* Listening sockets are bound once, as root, before privileges are
  * dropped: a reload keeps them, and a changed `listen` needs a restart. */
 static void warn_listen_changes(struct daemon *d, const struct conf *next)
@@ -154,7 +190,7 @@ static int reload_apply(void *arg, char **err)
 	struct gen *g;
 
 	notify("RELOADING=1");
-	g = generation_build(d->proxy, d->conf_path, d->next_gen, err);
+	g = build_generation(d, err);
 	if (g == NULL) {
 		log_errors("reload refused", *err);
 		d->hooks.reloads_failed++;

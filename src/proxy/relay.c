@@ -5,6 +5,7 @@
  */
 #include "proxy/session.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -360,8 +361,9 @@ static int connect_upstream(struct session *s)
 	struct upconn *old = s->uc, *uc;
 	bool pooled = false;
 
-	if (old != NULL)
+	if (old != NULL && !(s->flags & SESSION_F_LOCAL_FAIL))
 		upstream_failed(old);
+	s->flags &= ~SESSION_F_LOCAL_FAIL;
 	if (++s->tried > 2)
 		return -1;
 	uc = pick_upstream(s, &pooled);
@@ -686,6 +688,12 @@ void relay_up_event_cb(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (s->state == SESSION_CONNECT) {
+		int err = EVUTIL_SOCKET_ERROR();
+
+		/* Out of ports or descriptors here: no mark against the CAS. */
+		if (err == EADDRNOTAVAIL || err == EMFILE || err == ENFILE ||
+		    err == ENOBUFS || err == ENOMEM)
+			s->flags |= SESSION_F_LOCAL_FAIL;
 		stat_add(&s->w->stats.upstream_connect_failures, 1);
 		log_debug("upstream %s: connect failed", s->log.upstream);
 		if (connect_upstream(s) == 0)

@@ -78,6 +78,8 @@ struct side {
 #define SESSION_F_HELD_GAUGE 0x400U /* counted in the held_requests gauge */
 #define SESSION_F_OVERLIMIT 0x800U  /* beyond a connection cap: 503 only */
 #define SESSION_F_UP_POOLED 0x1000U /* the upstream came from the pool */
+#define SESSION_F_LOCAL_FAIL 0x2000U /* the last connect failed for want of
+					a local resource, not the CAS's fault */
 
 /* What one request leaves for the access log. */
 struct reqlog {

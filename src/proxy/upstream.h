@@ -16,8 +16,11 @@ struct worker;
 struct cas_target;
 struct gen;
 
-/* Most idle connections kept per CAS per worker. */
-#define POOL_IDLE_MAX 64
+/* Most idle connections kept per CAS per worker. Closing one that is not
+ * needed now costs a new connect later, and at tens of thousands of
+ * requests a second the churn exhausts the local ports; an idle connection
+ * costs a descriptor and a few hundred bytes. */
+#define POOL_IDLE_MAX 1024
 /* Seconds an idle upstream connection is kept. */
 #define POOL_IDLE_SECONDS 60
 
