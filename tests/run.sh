@@ -53,7 +53,7 @@ quiet_ctest build-test/fuzz -L fuzz
 echo "== ASan+UBSan build: unit, replay and integration tests"
 CC=clang configure build-test/asan -DEF_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
 ASAN_OPTIONS=detect_leaks=1:quarantine_size_mb=16:malloc_context_size=20 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  quiet_ctest build-test/asan
+  quiet_ctest build-test/asan -LE bench
 
 echo "== gcc -Werror build: every test, unit tests under valgrind too"
 CC=gcc configure build-test/gcc -DEF_VALGRIND=ON
