@@ -86,44 +86,13 @@ void ad_cleanup(void)
  * no NUL byte. */
 static bool ad_utf8_valid(const unsigned char *p, size_t n)
 {
-	size_t i = 0;
+	for (size_t i = 0; i < n;) {
+		uint32_t cp;
+		size_t l = eas_utf8_next(p + i, n - i, &cp);
 
-	while (i < n) {
-		unsigned char c = p[i];
-		size_t len;
-		unsigned long v, min;
-
-		if (c == 0)
+		if (l == 0 || cp == 0)
 			return false;
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf) {
-			len = 2;
-			v = c & 0x1fU;
-			min = 0x80;
-		} else if (c >= 0xe0 && c <= 0xef) {
-			len = 3;
-			v = c & 0x0fU;
-			min = 0x800;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			len = 4;
-			v = c & 0x07U;
-			min = 0x10000;
-		} else {
-			return false;
-		}
-		if (n - i < len)
-			return false;
-		for (size_t k = 1; k < len; k++) {
-			if ((p[i + k] & 0xc0) != 0x80)
-				return false;
-			v = (v << 6) | (p[i + k] & 0x3fU);
-		}
-		if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
-			return false;
-		i += len;
+		i += l;
 	}
 	return true;
 }

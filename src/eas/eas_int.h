@@ -29,6 +29,11 @@ int eas_text_append(const uint8_t *p, size_t n, enum eas_text_enc enc,
  * for the NUL); returns 0 or -1. Does not write the NUL. */
 int eas_utf8_put(uint32_t cp, char *out, size_t cap, size_t *pos);
 
+/* Decodes one strict UTF-8 character (no overlong forms, no surrogates, at
+ * most U+10FFFF) from p[0..n) into *cp; returns its length, 0 when the bytes
+ * are not one. */
+size_t eas_utf8_next(const uint8_t *p, size_t n, uint32_t *cp);
+
 /* True for the ASCII letters and digits. */
 static inline bool eas_is_alnum(unsigned char c)
 {

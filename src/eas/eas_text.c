@@ -7,7 +7,7 @@
 
 /* Decodes one strict UTF-8 sequence (no overlongs, no surrogates, at most
  * U+10FFFF) at p[0..n); returns its length, or 0 when invalid. */
-static size_t utf8_next(const uint8_t *p, size_t n, uint32_t *cp)
+size_t eas_utf8_next(const uint8_t *p, size_t n, uint32_t *cp)
 {
 	uint8_t c = p[0];
 	size_t len;
@@ -50,7 +50,7 @@ static bool utf8_valid(const uint8_t *p, size_t n)
 	uint32_t cp;
 
 	for (size_t i = 0; i < n;) {
-		size_t l = utf8_next(p + i, n - i, &cp);
+		size_t l = eas_utf8_next(p + i, n - i, &cp);
 
 		if (l == 0)
 			return false;
@@ -105,7 +105,7 @@ static bool text_next(const uint8_t *p, size_t n, enum eas_text_enc enc,
 
 	switch (enc) {
 	case EAS_TEXT_UTF8:
-		l = utf8_next(p + *i, n - *i, cp);
+		l = eas_utf8_next(p + *i, n - *i, cp);
 		*i += l;
 		return l > 0;
 	case EAS_TEXT_UTF8_LATIN1:
