@@ -736,8 +736,17 @@ measure_map() {
 		kill -HUP "$PX_PID"
 		wait "$wpid"
 		during=$(to_ms "$(awk '$1 == "99%" { print $2 }' "$out")")
+		# easfront builds the new map at the lowest CPU priority, so on a
+		# saturated core it finishes once the load stops: wait for it
+		# (bounded) rather than expect it inside the window.
+		local waited=0
+		while [ "$(grep -c 'reloaded' "$WORK/easfront-map.log")" -le "$n0" ] &&
+		      [ "$waited" -lt 30 ]; do
+			sleep 1
+			waited=$((waited + 1))
+		done
 		if [ "$(grep -c 'reloaded' "$WORK/easfront-map.log")" -le "$n0" ]; then
-			fail "easfront did not log a reload within the 3 s window"
+			fail "easfront did not log a reload within 30 s of the window"
 			tail -3 "$WORK/easfront-map.log" >&2
 		fi
 		if ! awk '/Non-2xx or 3xx/ { bad = 1 } END { exit bad }' "$out"; then
