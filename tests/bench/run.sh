@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # easfront side by side with nginx and HAProxy, in one run on one machine.
 #
-#   tests/bench/run.sh            full benchmark (~15 min), writes
+#   tests/bench/run.sh            full benchmark (~10 min), writes
 #                                 tests/bench/results.md
 #   tests/bench/run.sh --smoke    a short pass (CI): 1 run, 2 s per
 #                                 measurement, 100 held connections, 1 MiB
