@@ -14,6 +14,7 @@
 
 #include "admin/metrics.h"
 #include "conf/conf.h"
+#include "eas/eas.h"
 #include "ldap/ldap_src.h"
 #include "proxy/dir.h"
 #include "proxy/gen.h"
@@ -234,19 +235,6 @@ static void reload_cb(struct evhttp_request *req, void *arg)
 	free(err);
 }
 
-/* "14.1" -> 141 for the route query; 0 (unknown) otherwise. */
-static unsigned version_code(const char *v)
-{
-	static const char *const names[] = {"2.5",  "12.0", "12.1", "14.0",
-					    "14.1", "16.0", "16.1"};
-	static const unsigned codes[] = {25, 120, 121, 140, 141, 160, 161};
-
-	for (size_t i = 0; v != NULL && i < 7; i++)
-		if (strcmp(v, names[i]) == 0)
-			return codes[i];
-	return 0;
-}
-
 static void route_cb(struct evhttp_request *req, void *arg)
 {
 	struct admin *a = arg;
@@ -277,7 +265,7 @@ static void route_cb(struct evhttp_request *req, void *arg)
 				    sizeof(key))
 			  ? key
 			  : NULL;
-	in.version = version_code(evhttp_find_header(&q, "version"));
+	in.version = eas_version_parse(str_from(evhttp_find_header(&q, "version")));
 	in.host = evhttp_find_header(&q, "host");
 	route_decide(&in, &d);
 	n = route_explain(&in, &d, text, sizeof(text));

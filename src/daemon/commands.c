@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "conf/conf.h"
+#include "eas/eas.h"
 #include "ldap/ldap_src.h"
 #include "proxy/dir.h"
 #include "daemon/generation.h"
@@ -111,19 +112,6 @@ int daemon_reload(const char *conf_path)
 	return 0;
 }
 
-/* "14.1" -> 141, "2.5" -> 25; 0 for anything else. */
-static unsigned version_code(const char *v)
-{
-	static const char *const names[] = {"2.5",  "12.0", "12.1", "14.0",
-					    "14.1", "16.0", "16.1"};
-	static const unsigned codes[] = {25, 120, 121, 140, 141, 160, 161};
-
-	for (size_t i = 0; v != NULL && i < 7; i++)
-		if (strcmp(v, names[i]) == 0)
-			return codes[i];
-	return 0;
-}
-
 int daemon_route(const char *conf_path, const char *user, const char *version,
 		 const char *host)
 {
@@ -143,7 +131,7 @@ int daemon_route(const char *conf_path, const char *user, const char *version,
 	in.map = g->map;
 	in.user = sitemap_normalise(g->conf, user, key, sizeof(key)) ? key
 								      : NULL;
-	in.version = version_code(version);
+	in.version = eas_version_parse(str_from(version));
 	in.host = host;
 	if (g->conf->ldap != NULL && in.user != NULL)
 		in.dir = dir_lookup_once(g->conf->ldap, in.user, db, sizeof(db));

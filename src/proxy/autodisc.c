@@ -83,20 +83,6 @@ void autodisc_begin(struct session *s, const struct http_request *req,
 	session_set_state(s, SESSION_COLLECT);
 }
 
-/* The site whose URL the phone is given: its mailbox's site while that site
- * can serve, else where its users fail over to. */
-static const char *answer_url(const struct session *s,
-			      const struct route_decision *d)
-{
-	const struct conf *c = s->g->conf;
-	int site = d->site;
-
-	if (site >= 0 && c->sites[site].external_url != NULL)
-		return c->sites[site].external_url;
-	/* A proxied-only site: this front end proxies for it. */
-	return c->sites[s->g->own_site].external_url;
-}
-
 static void route_user(struct session *s, const char *user,
 		       struct route_decision *d)
 {
@@ -169,7 +155,7 @@ static void finish(struct session *s)
 	str_copy(s->log.user, sizeof(s->log.user),
 		 str_from(s->ad->user[0] ? s->ad->user : r.email));
 	if (r.schema == AD_SCHEMA_MOBILESYNC && r.error_code == 0 &&
-	    d.action != ROUTE_REJECT && (url = answer_url(s, &d)) != NULL) {
+	    d.action != ROUTE_REJECT && (url = route_answer_url(s->g->conf, &d)) != NULL) {
 		respond_xml(s, ad_response_settings(r.email[0] ? r.email
 							       : s->ad->user,
 						    NULL, url, &len));

@@ -205,7 +205,6 @@ void upstream_release(struct worker *w, struct upconn *uc)
 		return;
 	}
 	keep_tls_session(uc);
-	uc->requests++;
 	uc->released_at = clock_mono_us();
 	bufferevent_setcb(uc->bev, idle_read_cb, NULL, idle_event_cb, uc);
 	bufferevent_set_timeouts(uc->bev, &idle, NULL);

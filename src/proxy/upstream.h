@@ -29,7 +29,6 @@ struct upconn {
 	struct worker *w;
 	struct pool *pool;
 	struct upconn *next;	 /* idle list */
-	unsigned requests;	 /* served so far */
 	uint64_t released_at;	 /* us: when it last went back to the pool */
 	bool counted;		 /* in the upstream_connections gauge */
 	char addr[64];		 /* "IP:PORT" for logs */

@@ -229,23 +229,29 @@ void route_decide(const struct route_input *in, struct route_decision *out)
 		proxy(out, out->site, "directory-down");
 }
 
+const char *route_answer_url(const struct conf *c,
+			     const struct route_decision *d)
+{
+	int own = site_find(c, c->site);
+
+	if (d->site >= 0 && c->sites[d->site].external_url != NULL)
+		return c->sites[d->site].external_url;
+	return own >= 0 ? c->sites[own].external_url : NULL;
+}
+
 size_t route_explain_autodiscover(const struct route_input *in, char *buf,
 				  size_t cap)
 {
 	const struct conf *c = in->conf;
 	struct route_input ad = *in;
 	struct route_decision d;
-	const char *url = NULL;
-	int own = site_find(c, c->site);
+	const char *url;
 	int n;
 
 	/* Autodiscover carries no EAS version. */
 	ad.version = 0;
 	route_decide(&ad, &d);
-	if (d.site >= 0)
-		url = c->sites[d.site].external_url;
-	if (url == NULL && own >= 0)
-		url = c->sites[own].external_url;
+	url = route_answer_url(c, &d);
 	if (c->autodiscover != CONF_AUTODISCOVER_ANSWER)
 		n = snprintf(buf, cap,
 			     "autodiscover: proxied to the CAS of %s "

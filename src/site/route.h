@@ -102,6 +102,12 @@ size_t route_explain(const struct route_input *in,
 /* True when version (x 10) is one whose clients follow a 451 redirect. */
 bool route_version_redirects(unsigned version);
 
+/* The URL Autodiscover hands a phone whose requests d routes: that site's
+ * external_url, else this front end's own (it proxies for such a site);
+ * NULL when neither has one. */
+const char *route_answer_url(const struct conf *c,
+			     const struct route_decision *d);
+
 /* One line saying what Autodiscover would do for in's user: answered here
  * with the external URL of the mailbox's site (`autodiscover: answer`), or
  * proxied. Returns bytes written (snprintf semantics). */
