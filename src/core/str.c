@@ -28,11 +28,6 @@ bool str_eq_ci(struct str a, struct str b)
 	return true;
 }
 
-bool str_eq_ci_lit(struct str a, const char *lit)
-{
-	return str_eq_ci(a, str_from(lit));
-}
-
 bool str_prefix_ci(struct str s, struct str prefix)
 {
 	if (s.len < prefix.len)

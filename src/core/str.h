@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* A view into someone else's bytes; valid only while that buffer lives. */
 struct str {
@@ -25,8 +26,15 @@ struct str str_from(const char *s);
 bool str_eq(struct str a, struct str b);
 /* True when a and b are equal ignoring ASCII case. */
 bool str_eq_ci(struct str a, struct str b);
-/* True when a and the NUL-terminated lit are equal ignoring ASCII case. */
-bool str_eq_ci_lit(struct str a, const char *lit);
+/* True when a and the NUL-terminated lit are equal ignoring ASCII case.
+ * Inline so the literal's length is known when compiling: most calls (one
+ * per header and name on the hot path) end at the length. */
+static inline bool str_eq_ci_lit(struct str a, const char *lit)
+{
+	size_t n = strlen(lit);
+
+	return a.len == n && str_eq_ci(a, (struct str){lit, n});
+}
 /* True when s starts with prefix, ignoring ASCII case. */
 bool str_prefix_ci(struct str s, struct str prefix);
 /* Returns s without leading and trailing spaces and tabs. */

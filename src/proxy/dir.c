@@ -4,7 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 
 #include "conf/conf.h"
@@ -112,7 +111,7 @@ static void answered(enum ldap_answer a, const char *db, void *arg)
 	gen_release(s->g);
 	s->g = NULL;
 	session_set_state(s, SESSION_HEAD);
-	bufferevent_enable(s->client.bev, EV_READ);
+	conn_enable(s->client.conn, EV_READ);
 	session_read_head(s);
 }
 
@@ -227,7 +226,7 @@ bool dir_lookup(struct session *s, const char *key, enum route_dir *dir,
 	if (r == 0) {
 		/* The head stays in the input until the answer; nothing
 		 * more is read meanwhile. */
-		bufferevent_disable(s->client.bev, EV_READ);
+		conn_disable(s->client.conn, EV_READ);
 		session_set_state(s, SESSION_ROUTE);
 		return false;
 	}

@@ -259,11 +259,11 @@ int relay_body(struct side *from)
 	struct evbuffer *out = NULL;
 	int r;
 
-	if (from->peer->bev != NULL &&
+	if (from->peer->conn != NULL &&
 	    !(from == &s->client && (s->flags & SESSION_F_DISCARD)))
-		out = bufferevent_get_output(from->peer->bev);
+		out = conn_output(from->peer->conn);
 	r = body_move(from, out);
-	side_kick(from->bev);
+	conn_kick(from->conn);
 	return r;
 }
 
@@ -271,7 +271,7 @@ int relay_body_into(struct side *from, struct evbuffer *out)
 {
 	int r = body_move(from, out);
 
-	side_kick(from->bev);
+	conn_kick(from->conn);
 	return r;
 }
 
@@ -279,7 +279,7 @@ int relay_body_into(struct side *from, struct evbuffer *out)
 static int body_move(struct side *from, struct evbuffer *out)
 {
 	struct body *b = &from->body;
-	struct evbuffer *in = bufferevent_get_input(from->bev);
+	struct evbuffer *in = conn_input(from->conn);
 	size_t n;
 
 	switch (b->framing) {
@@ -309,21 +309,20 @@ static int body_move(struct side *from, struct evbuffer *out)
 /* Back-pressure: stop reading from a side whose peer has too much queued. */
 static void throttle(struct side *from)
 {
-	struct bufferevent *to = from->peer->bev;
+	struct conn *to = from->peer->conn;
 
-	if (to != NULL && evbuffer_get_length(bufferevent_get_output(to)) >
+	if (to != NULL && evbuffer_get_length(conn_output(to)) >
 				  RELAY_HIGH_WATER)
-		bufferevent_disable(from->bev, EV_READ);
+		conn_disable(from->conn, EV_READ);
 }
 
 static void attach_upstream(struct session *s, struct upconn *uc)
 {
 	s->uc = uc;
-	s->up.bev = uc->bev;
-	bufferevent_setcb(uc->bev, relay_up_read_cb, relay_up_write_cb,
-			  relay_up_event_cb, s);
-	bufferevent_setwatermark(uc->bev, EV_READ, 0, RELAY_HIGH_WATER);
-	bufferevent_setwatermark(uc->bev, EV_WRITE, RELAY_LOW_WATER, 0);
+	s->up.conn = uc->conn;
+	conn_setcb(uc->conn, relay_up_read_cb, relay_up_write_cb,
+		   relay_up_event_cb, s);
+	conn_set_watermarks(uc->conn, RELAY_HIGH_WATER, RELAY_LOW_WATER);
 	str_copy(s->log.upstream, sizeof(s->log.upstream), str_from(uc->addr));
 }
 
@@ -371,14 +370,14 @@ static int connect_upstream(struct session *s)
 		return -1;
 	if (old != NULL) {
 		/* Nothing reached the old CAS: it never connected. */
-		queued = bufferevent_get_output(old->bev);
-		evbuffer_add_buffer(bufferevent_get_output(uc->bev), queued);
+		queued = conn_output(old->conn);
+		evbuffer_add_buffer(conn_output(uc->conn), queued);
 		s->uc = NULL;
-		s->up.bev = NULL;
+		s->up.conn = NULL;
 		upstream_free(old);
 	}
 	attach_upstream(s, uc);
-	bufferevent_enable(uc->bev, EV_READ | EV_WRITE);
+	conn_enable(uc->conn, EV_READ | EV_WRITE);
 	if (pooled)
 		s->flags |= SESSION_F_UP_POOLED;
 	else
@@ -439,13 +438,13 @@ static bool replay_on_new_connection(struct session *s)
 	/* A connection the CAS closed while idle is no mark against it. */
 	upstream_free(s->uc);
 	s->uc = NULL;
-	s->up.bev = NULL;
+	s->up.conn = NULL;
 	s->tried = 0;
 	if (connect_upstream(s) != 0) {
 		evbuffer_free(head);
 		return false;
 	}
-	evbuffer_add_buffer(bufferevent_get_output(s->up.bev), head);
+	evbuffer_add_buffer(conn_output(s->up.conn), head);
 	evbuffer_free(head);
 	return true;
 }
@@ -478,22 +477,22 @@ void relay_start_with_body(struct session *s, const struct http_request *req,
 			return;
 		}
 	} else {
-		bufferevent_setcb(s->uc->bev, relay_up_read_cb,
-				  relay_up_write_cb, relay_up_event_cb, s);
+		conn_setcb(s->uc->conn, relay_up_read_cb, relay_up_write_cb,
+			   relay_up_event_cb, s);
 		relay_upstream_ready(s);
 	}
-	evbuffer_add(bufferevent_get_output(s->up.bev), s->w->scratch, n);
+	evbuffer_add(conn_output(s->up.conn), s->w->scratch, n);
 	if (body != NULL) {
 		/* The client's body was read whole before the decision. */
-		evbuffer_add_buffer(bufferevent_get_output(s->up.bev), body);
+		evbuffer_add_buffer(conn_output(s->up.conn), body);
 		s->client.body.done = true;
 		return;
 	}
 	keep_for_replay(s, req, n);
 	if ((req->flags & HTTP_F_EXPECT_100) && !s->client.body.done &&
 	    !(s->flags & SESSION_F_HTTP10))
-		bufferevent_write(s->client.bev, "HTTP/1.1 100 Continue\r\n\r\n",
-				  25);
+		conn_write(s->client.conn, "HTTP/1.1 100 Continue\r\n\r\n",
+			   25);
 }
 
 /* The response is complete: hand the connection back and end the request,
@@ -526,7 +525,7 @@ static void forward_interim(struct session *s, const char *buf, size_t len)
 {
 	/* 100 Continue was ours to send; other 1xx go to HTTP/1.1 clients. */
 	if (s->w->resp.status != 100 && !(s->flags & SESSION_F_HTTP10))
-		bufferevent_write(s->client.bev, buf, len);
+		conn_write(s->client.conn, buf, len);
 }
 
 /* Looks for NTLM or Negotiate among the CAS's challenges: from then on the
@@ -549,7 +548,7 @@ static bool connection_auth(const struct http_response *resp)
  * session was failed. */
 static int read_response_head(struct session *s)
 {
-	struct evbuffer *in = bufferevent_get_input(s->up.bev);
+	struct evbuffer *in = conn_input(s->up.conn);
 	struct http_response *resp = &s->w->resp;
 
 	drop_replay(s);
@@ -600,14 +599,14 @@ static int read_response_head(struct session *s)
 				  (resp->framing == HTTP_BODY_LENGTH &&
 				   resp->content_length == 0);
 		s->log.bytes_out += n;
-		bufferevent_write(s->client.bev, s->w->scratch, n);
+		conn_write(s->client.conn, s->w->scratch, n);
 		s->flags |= SESSION_F_RESP_HEAD;
 		session_held_end(s);
 		if (resp->flags & HTTP_F_KEEP_ALIVE &&
 		    resp->framing != HTTP_BODY_EOF)
 			s->flags |= SESSION_F_UP_REUSE;
 		evbuffer_drain(in, (size_t)r);
-		side_kick(s->up.bev);
+		conn_kick(s->up.conn);
 		session_set_state(s, SESSION_EXCHANGE);
 		return 1;
 	}
@@ -623,7 +622,7 @@ static bool pinned_between_requests(struct session *s)
 	return true;
 }
 
-void relay_up_read_cb(struct bufferevent *bev, void *arg)
+void relay_up_read_cb(struct conn *c, void *arg)
 {
 	struct session *s = arg;
 	bool keep;
@@ -640,19 +639,20 @@ void relay_up_read_cb(struct bufferevent *bev, void *arg)
 	if (!s->up.body.done)
 		return;
 	keep = (s->flags & SESSION_F_UP_REUSE) &&
-	       evbuffer_get_length(bufferevent_get_input(bev)) == 0;
+	       evbuffer_get_length(conn_input(c)) == 0;
 	s->flags &= ~SESSION_F_UP_REUSE;
 	response_done(s, keep);
 }
 
-void relay_up_write_cb(struct bufferevent *bev, void *arg)
+void relay_up_write_cb(struct conn *c, void *arg)
 {
+	(void)c;
 	struct session *s = arg;
 
 	/* The CAS took what was queued: let the client's body flow again. */
-	if (s->client.bev != NULL && !s->client.body.done) {
-		bufferevent_enable(s->client.bev, EV_READ);
-		side_kick(s->client.bev);
+	if (s->client.conn != NULL && !s->client.body.done) {
+		conn_enable(s->client.conn, EV_READ);
+		conn_kick(s->client.conn);
 	}
 }
 
@@ -673,22 +673,22 @@ static void up_timeout(struct session *s, short what)
 			(s->flags & SESSION_F_RESP_HEAD) ? "sD" : "sH");
 }
 
-void relay_up_event_cb(struct bufferevent *bev, short what, void *arg)
+void relay_up_event_cb(struct conn *c, short what, void *arg)
 {
 	struct session *s = arg;
 
 	if (pinned_between_requests(s))
 		return;
-	if (what & BEV_EVENT_CONNECTED) {
+	if (what & CONN_CONNECTED) {
 		relay_upstream_ready(s);
 		return;
 	}
-	if (what & BEV_EVENT_TIMEOUT) {
+	if (what & CONN_TIMEOUT) {
 		up_timeout(s, what);
 		return;
 	}
 	if (s->state == SESSION_CONNECT) {
-		int err = EVUTIL_SOCKET_ERROR();
+		int err = conn_errno(c);
 
 		/* Out of ports or descriptors here: no mark against the CAS. */
 		if (err == EADDRNOTAVAIL || err == EMFILE || err == ENFILE ||
@@ -703,7 +703,7 @@ void relay_up_event_cb(struct bufferevent *bev, short what, void *arg)
 	}
 	if (replay_on_new_connection(s))
 		return;
-	if ((what & BEV_EVENT_EOF) && (s->flags & SESSION_F_RESP_HEAD) &&
+	if ((what & CONN_EOF) && (s->flags & SESSION_F_RESP_HEAD) &&
 	    s->up.body.framing == HTTP_BODY_EOF) {
 		relay_body(&s->up);
 		s->up.body.done = true;
@@ -730,8 +730,7 @@ void relay_client_read(struct session *s)
 	if (!s->client.body.done)
 		return;
 	if (s->state == SESSION_LOCAL) {
-		if (evbuffer_get_length(bufferevent_get_output(s->client.bev)) ==
-		    0)
+		if (evbuffer_get_length(conn_output(s->client.conn)) == 0)
 			session_request_done(s);
 		return;
 	}
@@ -746,8 +745,8 @@ void relay_client_drained(struct session *s)
 			session_request_done(s);
 		return;
 	}
-	if (s->up.bev != NULL && (s->flags & SESSION_F_RESP_HEAD)) {
-		bufferevent_enable(s->up.bev, EV_READ);
-		side_kick(s->up.bev);
+	if (s->up.conn != NULL && (s->flags & SESSION_F_RESP_HEAD)) {
+		conn_enable(s->up.conn, EV_READ);
+		conn_kick(s->up.conn);
 	}
 }

@@ -38,7 +38,7 @@ void session_respond(struct session *s, unsigned status, const char *extra,
 	if (s->uc != NULL && !(s->flags & SESSION_F_PINNED)) {
 		upstream_free(s->uc);
 		s->uc = NULL;
-		s->up.bev = NULL;
+		s->up.conn = NULL;
 	}
 	settle_request_body(s, false);
 	/* Closing after this answer: the rest of the request is not read. */
@@ -59,14 +59,14 @@ void session_respond(struct session *s, unsigned status, const char *extra,
 	s->log.status = status;
 	if (s->log.term == NULL)
 		s->log.term = status >= 400 ? "PR" : "--";
-	bufferevent_write(s->client.bev, head, (size_t)n);
+	conn_write(s->client.conn, head, (size_t)n);
 	s->log.bytes_out += (size_t)n;
 	if (body != NULL && !(s->flags & SESSION_F_HEAD_REQ)) {
-		bufferevent_write(s->client.bev, body, blen);
+		conn_write(s->client.conn, body, blen);
 		s->log.bytes_out += blen;
 	}
 	session_set_state(s, SESSION_LOCAL);
-	bufferevent_enable(s->client.bev, EV_READ | EV_WRITE);
+	conn_enable(s->client.conn, EV_READ | EV_WRITE);
 }
 
 /* The access log's reason for an answer easfront made: what an operator

@@ -13,8 +13,6 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent_ssl.h>
-#include <event2/bufferevent_struct.h>
 
 #include "conf/conf.h"
 #include "core/clock.h"
@@ -33,25 +31,14 @@
 /* Output above this stops the producing side until it drains. */
 #define SESSION_HIGH_WATER (64 * 1024)
 
-static void client_read_cb(struct bufferevent *bev, void *arg);
-static void client_write_cb(struct bufferevent *bev, void *arg);
-static void client_event_cb(struct bufferevent *bev, short what, void *arg);
+static void client_read_cb(struct conn *c, void *arg);
+static void client_write_cb(struct conn *c, void *arg);
+static void client_event_cb(struct conn *c, short what, void *arg);
 
-void side_kick(struct bufferevent *bev)
+static void set_timeouts(struct conn *c, unsigned rd, unsigned wr)
 {
-	SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
-
-	if (ssl != NULL && SSL_has_pending(ssl) &&
-	    (bufferevent_get_enabled(bev) & EV_READ))
-		event_active(&bev->ev_read, EV_READ, 1);
-}
-
-static void set_timeouts(struct bufferevent *bev, unsigned rd, unsigned wr)
-{
-	struct timeval r = {rd, 0}, w = {wr, 0};
-
-	if (bev != NULL)
-		bufferevent_set_timeouts(bev, rd ? &r : NULL, wr ? &w : NULL);
+	if (c != NULL)
+		conn_set_timeouts(c, rd, wr);
 }
 
 void session_set_state(struct session *s, enum session_state state)
@@ -64,24 +51,24 @@ void session_set_state(struct session *s, enum session_state state)
 	s->state = state;
 	switch (state) {
 	case SESSION_HANDSHAKE:
-		set_timeouts(s->client.bev, t->handshake, t->handshake);
+		set_timeouts(s->client.conn, t->handshake, t->handshake);
 		break;
 	case SESSION_IDLE:
-		set_timeouts(s->client.bev, t->idle, t->client_body);
+		set_timeouts(s->client.conn, t->idle, t->client_body);
 		/* A pinned upstream idles as long as its client may. */
-		set_timeouts(s->up.bev, 0, 0);
+		set_timeouts(s->up.conn, 0, 0);
 		break;
 	case SESSION_HEAD:
-		set_timeouts(s->client.bev, t->client_header, t->client_body);
+		set_timeouts(s->client.conn, t->client_header, t->client_body);
 		break;
 	case SESSION_CONNECT:
-		set_timeouts(s->client.bev, t->client_body, t->client_body);
-		set_timeouts(s->up.bev, 0, t->upstream_connect);
+		set_timeouts(s->client.conn, t->client_body, t->client_body);
+		set_timeouts(s->up.conn, 0, t->upstream_connect);
 		break;
 	case SESSION_EXCHANGE:
 		/* Once the request is up, the client owes us nothing: a held
 		 * Ping may keep it silent for up to an hour. */
-		set_timeouts(s->client.bev,
+		set_timeouts(s->client.conn,
 			     s->client.body.done ? 0 : t->client_body,
 			     t->client_body);
 		wait_up = (s->flags & SESSION_F_HELD) ? t->long_poll
@@ -92,16 +79,16 @@ void session_set_state(struct session *s, enum session_state state)
 		 * slow upload is the client's timeout to enforce. */
 		else if (!s->client.body.done)
 			wait_up = 0;
-		set_timeouts(s->up.bev, wait_up, t->client_body);
+		set_timeouts(s->up.conn, wait_up, t->client_body);
 		break;
 	case SESSION_LOCAL:
 	case SESSION_CLOSING:
 	case SESSION_COLLECT:
-		set_timeouts(s->client.bev, t->client_body, t->client_body);
+		set_timeouts(s->client.conn, t->client_body, t->client_body);
 		break;
 	case SESSION_ROUTE:
 		/* The lookup answers within its own timeout. */
-		set_timeouts(s->client.bev, 0, t->client_body);
+		set_timeouts(s->client.conn, 0, t->client_body);
 		break;
 	}
 }
@@ -151,23 +138,20 @@ void session_accept(struct worker *w, int fd, const struct sockaddr *sa,
 			  w->gen->conf->limits.connections_per_client,
 			  &s->ticket))
 		s->flags |= SESSION_F_OVERLIMIT;
-	s->client.bev = bufferevent_openssl_socket_new(
-		w->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-		BEV_OPT_CLOSE_ON_FREE);
-	if (s->client.bev == NULL) {
+	s->client.conn = conn_accept_tls(&w->loop, fd, ssl);
+	if (s->client.conn == NULL) {
+		limits_release(&w->p->limits, &s->ticket);
 		gen_release(s->hs_gen);
 		free(s);
 		return;
 	}
-	bufferevent_openssl_set_allow_dirty_shutdown(s->client.bev, 1);
-	bufferevent_setcb(s->client.bev, client_read_cb, client_write_cb,
-			  client_event_cb, s);
-	bufferevent_setwatermark(s->client.bev, EV_READ, 0,
-				 SESSION_HIGH_WATER);
+	conn_setcb(s->client.conn, client_read_cb, client_write_cb,
+		   client_event_cb, s);
+	conn_set_watermarks(s->client.conn, SESSION_HIGH_WATER, 0);
 	worker_session_add(w, s);
 	stat_add(&w->stats.client_connections, 1);
 	session_set_state(s, SESSION_HANDSHAKE);
-	bufferevent_enable(s->client.bev, EV_READ | EV_WRITE);
+	conn_enable(s->client.conn, EV_READ | EV_WRITE);
 }
 
 /* Detaches and disposes of the upstream connection: back to the pool when
@@ -179,7 +163,7 @@ static void session_drop_upstream(struct session *s, bool reuse)
 	if (uc == NULL)
 		return;
 	s->uc = NULL;
-	s->up.bev = NULL;
+	s->up.conn = NULL;
 	if (reuse && !(s->flags & SESSION_F_PINNED))
 		upstream_release(s->w, uc);
 	else
@@ -204,10 +188,8 @@ void session_close(struct session *s, const char *term)
 		s->g = NULL;
 	}
 	session_drop_upstream(s, false);
-	if (s->client.bev != NULL) {
-		bufferevent_free(s->client.bev);
-		s->client.bev = NULL;
-	}
+	conn_free(s->client.conn);
+	s->client.conn = NULL;
 	gen_release(s->hs_gen);
 	s->hs_gen = NULL;
 	if (s->replay != NULL) {
@@ -225,8 +207,7 @@ void session_close(struct session *s, const char *term)
  * session stays resumable. */
 void session_close_tls(struct session *s)
 {
-	SSL *ssl = s->client.bev ? bufferevent_openssl_get_ssl(s->client.bev)
-				 : NULL;
+	SSL *ssl = s->client.conn ? conn_ssl(s->client.conn) : NULL;
 
 	if (ssl != NULL && SSL_is_init_finished(ssl))
 		SSL_shutdown(ssl);
@@ -237,8 +218,8 @@ void session_close_after_flush(struct session *s)
 {
 	session_drop_upstream(s, false);
 	session_set_state(s, SESSION_CLOSING);
-	bufferevent_disable(s->client.bev, EV_READ);
-	if (evbuffer_get_length(bufferevent_get_output(s->client.bev)) == 0)
+	conn_disable(s->client.conn, EV_READ);
+	if (evbuffer_get_length(conn_output(s->client.conn)) == 0)
 		session_close_tls(s);
 }
 
@@ -286,8 +267,8 @@ void session_request_done(struct session *s)
 		return;
 	}
 	session_set_state(s, SESSION_IDLE);
-	bufferevent_enable(s->client.bev, EV_READ);
-	if (evbuffer_get_length(bufferevent_get_input(s->client.bev)) > 0)
+	conn_enable(s->client.conn, EV_READ);
+	if (evbuffer_get_length(conn_input(s->client.conn)) > 0)
 		session_read_head(s);
 }
 
@@ -492,7 +473,7 @@ static void log_method_token(struct session *s, const char *buf, size_t len)
 
 void session_read_head(struct session *s)
 {
-	struct evbuffer *in = bufferevent_get_input(s->client.bev);
+	struct evbuffer *in = conn_input(s->client.conn);
 	struct http_request *req = &s->w->req;
 	const struct http_limits *lim = &http_default_limits;
 	size_t avail = evbuffer_get_length(in);
@@ -532,7 +513,7 @@ void session_read_head(struct session *s)
 		return;
 	/* The views into buf die here: whoever needed bytes copied them. */
 	evbuffer_drain(in, (size_t)r);
-	side_kick(s->client.bev);
+	conn_kick(s->client.conn);
 	if (s->state == SESSION_CONNECT || s->state == SESSION_EXCHANGE ||
 	    s->state == SESSION_LOCAL)
 		relay_client_read(s);
@@ -540,7 +521,7 @@ void session_read_head(struct session *s)
 		autodisc_read(s);
 }
 
-static void client_read_cb(struct bufferevent *bev, void *arg)
+static void client_read_cb(struct conn *c, void *arg)
 {
 	struct session *s = arg;
 
@@ -558,8 +539,8 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
 		autodisc_read(s);
 		break;
 	case SESSION_CLOSING:
-		evbuffer_drain(bufferevent_get_input(bev),
-			       evbuffer_get_length(bufferevent_get_input(bev)));
+		evbuffer_drain(conn_input(c),
+			       evbuffer_get_length(conn_input(c)));
 		break;
 	case SESSION_HANDSHAKE:
 	case SESSION_ROUTE: /* the head waits in the input for the answer */
@@ -567,8 +548,9 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
 	}
 }
 
-static void client_write_cb(struct bufferevent *bev, void *arg)
+static void client_write_cb(struct conn *c, void *arg)
 {
+	(void)c;
 	struct session *s = arg;
 
 	switch (s->state) {
@@ -587,7 +569,7 @@ static void client_write_cb(struct bufferevent *bev, void *arg)
 
 static void handshake_done(struct session *s)
 {
-	SSL *ssl = bufferevent_openssl_get_ssl(s->client.bev);
+	SSL *ssl = conn_ssl(s->client.conn);
 
 	s->sni = ssl ? SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name)
 		     : NULL;
@@ -631,7 +613,7 @@ static void client_timeout(struct session *s, short what)
 	case SESSION_EXCHANGE:
 	case SESSION_CONNECT:
 		if (!(s->flags & SESSION_F_RESP_HEAD) &&
-		    (what & BEV_EVENT_READING)) {
+		    (what & CONN_READING)) {
 			s->flags |= SESSION_F_CLOSE;
 			session_respond_error(s, 408, "cD");
 			break;
@@ -639,20 +621,21 @@ static void client_timeout(struct session *s, short what)
 		session_close(s, "cD");
 		break;
 	default:
-		session_close(s, (what & BEV_EVENT_WRITING) ? "cW" : "cI");
+		session_close(s, (what & CONN_WRITING) ? "cW" : "cI");
 		break;
 	}
 }
 
-static void client_event_cb(struct bufferevent *bev, short what, void *arg)
+static void client_event_cb(struct conn *c, short what, void *arg)
 {
+	(void)c;
 	struct session *s = arg;
 
-	if (what & BEV_EVENT_CONNECTED) {
+	if (what & CONN_CONNECTED) {
 		handshake_done(s);
 		return;
 	}
-	if (what & BEV_EVENT_TIMEOUT) {
+	if (what & CONN_TIMEOUT) {
 		client_timeout(s, what);
 		return;
 	}

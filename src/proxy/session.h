@@ -1,6 +1,6 @@
 /*
  * One client connection and, while it has one, its upstream connection: two
- * symmetric sides, each a bufferevent with its own counters and a pointer to
+ * symmetric sides, each a connection end (conn.h) with its own counters and a pointer to
  * its peer. Internal to proxy/.
  */
 #ifndef EF_PROXY_SESSION_H
@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include <event2/bufferevent.h>
+#include "proxy/conn.h"
 
 #include "http/http.h"
 #include "proxy/limits.h"
@@ -51,10 +51,10 @@ struct body {
 	bool done;
 };
 
-/* One direction's end: a bufferevent plus what flows from it. */
+/* One direction's end: a connection plus what flows from it. */
 struct side {
-	struct bufferevent *bev; /* owned by the session (upstream: on loan
-				    from the pool while attached) */
+	struct conn *conn; /* owned by the session (upstream: on loan from
+			      the pool while attached) */
 	struct side *peer;
 	struct session *s;
 	struct body body; /* the body this side is sending to us */
@@ -136,12 +136,6 @@ struct session {
 	struct session *dead_next;   /* reaper's list */
 };
 
-/* After input was consumed or reading re-enabled: when OpenSSL already holds
- * decrypted bytes of this side, libevent would wait for the socket to turn
- * readable, which may never happen (the peer has sent everything), so its
- * read handler is run now. Plain sockets need nothing. */
-void side_kick(struct bufferevent *bev);
-
 /* Creates a session for an accepted socket fd (owned from now on). */
 void session_accept(struct worker *w, int fd, const struct sockaddr *sa,
 		    int salen);
@@ -181,10 +175,10 @@ int relay_body(struct side *from);
 /* relay.c: the same into out (NULL drops them); chunked bodies arrive
  * de-chunked only when from->body.dechunk is set. */
 int relay_body_into(struct side *from, struct evbuffer *out);
-/* relay.c: callbacks of the upstream bufferevent while attached. */
-void relay_up_read_cb(struct bufferevent *bev, void *arg);
-void relay_up_write_cb(struct bufferevent *bev, void *arg);
-void relay_up_event_cb(struct bufferevent *bev, short what, void *arg);
+/* relay.c: callbacks of the upstream connection while attached. */
+void relay_up_read_cb(struct conn *c, void *arg);
+void relay_up_write_cb(struct conn *c, void *arg);
+void relay_up_event_cb(struct conn *c, short what, void *arg);
 /* relay.c: the client's body data while a request is being proxied. */
 void relay_client_read(struct session *s);
 /* relay.c: the client's output drained below its low-water mark. */

@@ -9,8 +9,6 @@
 
 #include <event2/buffer.h>
 
-#include <event2/bufferevent_ssl.h>
-
 #include "core/clock.h"
 #include "core/log.h"
 #include "proxy/cas.h"
@@ -34,7 +32,9 @@ static void note_idle_close(struct upconn *uc, short what)
 	struct pool *pool = uc->pool;
 	uint64_t now = clock_mono_us();
 
-	if ((what & BEV_EVENT_TIMEOUT) ||
+	if (!(what & CONN_TIMEOUT))
+		pool->peek = true;
+	if ((what & CONN_TIMEOUT) ||
 	    now - uc->released_at > POOL_FAST_CLOSE_US) {
 		pool->fast_closes = 0;
 		return;
@@ -48,8 +48,9 @@ static void note_idle_close(struct upconn *uc, short what)
 	pool->no_reuse_until = now + POOL_NO_REUSE_US;
 }
 
-static void idle_event_cb(struct bufferevent *bev, short what, void *arg)
+static void idle_event_cb(struct conn *c, short what, void *arg)
 {
+	(void)c;
 	struct upconn *uc = arg;
 	struct pool *pool = uc->pool;
 	struct upconn **pp;
@@ -65,9 +66,9 @@ static void idle_event_cb(struct bufferevent *bev, short what, void *arg)
 	upstream_free(uc);
 }
 
-static void idle_read_cb(struct bufferevent *bev, void *arg)
+static void idle_read_cb(struct conn *c, void *arg)
 {
-	idle_event_cb(bev, BEV_EVENT_READING, arg);
+	idle_event_cb(c, CONN_READING, arg);
 }
 
 /* True when the CAS closed an idle connection (or sent something nobody
@@ -76,10 +77,14 @@ static void idle_read_cb(struct bufferevent *bev, void *arg)
  * would fail after the fact, when it can no longer be retried safely. */
 static bool idle_conn_dead(struct upconn *uc)
 {
-	evutil_socket_t fd = bufferevent_getfd(uc->bev);
+	int fd = conn_fd(uc->conn);
 	char c;
 	ssize_t r;
 
+	/* A CAS that never closed an idle connection is not asked: the
+	 * look costs a system call per request. */
+	if (!uc->pool->peek)
+		return false;
 	if (fd < 0)
 		return true;
 	r = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
@@ -111,29 +116,24 @@ struct upconn *upstream_take(struct worker *w, const struct cas_target *t)
 	return NULL;
 }
 
-/* A bufferevent for a new connection to addr, plain or TLS. */
-static struct bufferevent *connect_bev(struct worker *w, struct gen *g,
-				       struct pool *pool,
-				       const struct cas_target *t)
+/* The TLS half of a new connection to t, or NULL for plain TCP; *ok is
+ * false when TLS was wanted and cannot be had. */
+static SSL *connect_ssl(struct gen *g, struct pool *pool,
+			const struct cas_target *t, bool *ok)
 {
-	struct bufferevent *bev;
 	SSL *ssl;
 
+	*ok = true;
 	if (!t->tls)
-		return bufferevent_socket_new(w->base, -1,
-					      BEV_OPT_CLOSE_ON_FREE);
-	ssl = tls_client_ssl_new(g->client_ctx, t->host);
-	if (ssl == NULL)
 		return NULL;
+	ssl = tls_client_ssl_new(g->client_ctx, t->host);
+	if (ssl == NULL) {
+		*ok = false;
+		return NULL;
+	}
 	if (pool->tls_sess != NULL)
 		SSL_set_session(ssl, pool->tls_sess);
-	/* libevent frees ssl even when this fails (CLOSE_ON_FREE). */
-	bev = bufferevent_openssl_socket_new(w->base, -1, ssl,
-					     BUFFEREVENT_SSL_CONNECTING,
-					     BEV_OPT_CLOSE_ON_FREE);
-	if (bev != NULL)
-		bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-	return bev;
+	return ssl;
 }
 
 struct upconn *upstream_connect(struct worker *w, struct gen *g,
@@ -141,6 +141,8 @@ struct upconn *upstream_connect(struct worker *w, struct gen *g,
 {
 	struct pool *pool = worker_pool(w, t->id);
 	struct upconn *uc;
+	bool ok;
+	SSL *ssl;
 
 	if (pool == NULL || t->entry == NULL)
 		return NULL;
@@ -155,15 +157,14 @@ struct upconn *upstream_connect(struct worker *w, struct gen *g,
 		free(uc);
 		return NULL;
 	}
-	uc->bev = connect_bev(w, g, pool, t);
-	if (uc->bev == NULL) {
+	ssl = connect_ssl(g, pool, t, &ok);
+	if (ok)
+		uc->conn = conn_connect(&w->loop, (struct sockaddr *)&uc->sa,
+					uc->salen, ssl);
+	if (uc->conn == NULL) {
+		log_debug("upstream %s: no socket: %s", uc->addr,
+			  ok ? strerror(errno) : "TLS");
 		free(uc);
-		return NULL;
-	}
-	if (bufferevent_socket_connect(uc->bev, (struct sockaddr *)&uc->sa,
-				       (int)uc->salen) != 0) {
-		log_debug("upstream %s: connect failed at once", uc->addr);
-		upstream_free(uc);
 		return NULL;
 	}
 	stat_add(&w->stats.upstream_connects, 1);
@@ -176,7 +177,7 @@ struct upconn *upstream_connect(struct worker *w, struct gen *g,
  * CAS resumes instead of doing a full handshake. */
 static void keep_tls_session(struct upconn *uc)
 {
-	SSL *ssl = bufferevent_openssl_get_ssl(uc->bev);
+	SSL *ssl = conn_ssl(uc->conn);
 	SSL_SESSION *sess;
 
 	if (ssl == NULL)
@@ -195,21 +196,20 @@ static void keep_tls_session(struct upconn *uc)
 void upstream_release(struct worker *w, struct upconn *uc)
 {
 	struct pool *pool = uc->pool;
-	struct timeval idle = {POOL_IDLE_SECONDS, 0};
 
 	if (w->stopping || pool->n_idle >= POOL_IDLE_MAX ||
 	    clock_mono_us() < pool->no_reuse_until ||
-	    evbuffer_get_length(bufferevent_get_input(uc->bev)) != 0 ||
-	    evbuffer_get_length(bufferevent_get_output(uc->bev)) != 0) {
+	    evbuffer_get_length(conn_input(uc->conn)) != 0 ||
+	    evbuffer_get_length(conn_output(uc->conn)) != 0) {
 		upstream_free(uc);
 		return;
 	}
 	keep_tls_session(uc);
 	uc->released_at = clock_mono_us();
-	bufferevent_setcb(uc->bev, idle_read_cb, NULL, idle_event_cb, uc);
-	bufferevent_set_timeouts(uc->bev, &idle, NULL);
-	bufferevent_setwatermark(uc->bev, EV_READ, 0, 0);
-	bufferevent_enable(uc->bev, EV_READ);
+	conn_setcb(uc->conn, idle_read_cb, NULL, idle_event_cb, uc);
+	conn_set_timeouts(uc->conn, POOL_IDLE_SECONDS, 0);
+	conn_set_watermarks(uc->conn, 0, 0);
+	conn_enable(uc->conn, EV_READ);
 	uc->next = pool->idle;
 	pool->idle = uc;
 	pool->n_idle++;
@@ -226,8 +226,8 @@ void upstream_free(struct upconn *uc)
 {
 	if (uc == NULL)
 		return;
-	if (uc->bev != NULL) {
-		SSL *ssl = bufferevent_openssl_get_ssl(uc->bev);
+	if (uc->conn != NULL) {
+		SSL *ssl = conn_ssl(uc->conn);
 
 		/* Freed without a shutdown, OpenSSL would mark the session
 		 * this pool keeps for resumption unusable. */
@@ -235,7 +235,7 @@ void upstream_free(struct upconn *uc)
 			SSL_set_quiet_shutdown(ssl, 1);
 			SSL_shutdown(ssl);
 		}
-		bufferevent_free(uc->bev);
+		conn_free(uc->conn);
 	}
 	if (uc->counted)
 		stat_sub(&uc->w->stats.upstream_connections, 1);

@@ -10,7 +10,8 @@
 #include <stdint.h>
 
 #include <openssl/ssl.h>
-#include <event2/bufferevent.h>
+
+#include "proxy/conn.h"
 
 struct worker;
 struct cas_target;
@@ -25,7 +26,7 @@ struct gen;
 #define POOL_IDLE_SECONDS 60
 
 struct upconn {
-	struct bufferevent *bev; /* owned */
+	struct conn *conn;	 /* owned */
 	struct worker *w;
 	struct pool *pool;
 	struct upconn *next;	 /* idle list */
@@ -45,14 +46,16 @@ struct pool {
 	unsigned fast_closes;	 /* idle connections the CAS closed at once,
 				    in a row */
 	uint64_t no_reuse_until; /* us: until then nothing is pooled */
+	bool peek;		 /* the CAS has closed idle connections:
+				    look before reusing one */
 };
 
 /* An idle connection to t, detached from the pool, or NULL. */
 struct upconn *upstream_take(struct worker *w, const struct cas_target *t);
 
 /* A new connection to an up member of t (connect under way;
- * BEV_EVENT_CONNECTED follows on the callbacks the caller sets). NULL when
- * no member is up or on immediate failure. */
+ * CONN_CONNECTED or CONN_ERROR follows on the callbacks the caller sets).
+ * NULL when no member is up or no socket can be had. */
 struct upconn *upstream_connect(struct worker *w, struct gen *g,
 				const struct cas_target *t);
 

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -29,6 +30,13 @@
 #include "proxy/upstream.h"
 
 static struct gen *proxy_current(struct proxy *p);
+
+/* Wakes a worker from another thread. */
+static void worker_poke(struct worker *w)
+{
+	if (w->wakeup_fd >= 0)
+		eventfd_write(w->wakeup_fd, 1);
+}
 
 static char *errdup(const char *what, const char *arg)
 {
@@ -58,6 +66,7 @@ struct proxy *proxy_new(unsigned n_workers, char **err)
 	for (unsigned i = 0; i < n_workers; i++) {
 		p->workers[i].p = p;
 		p->workers[i].idx = i;
+		p->workers[i].wakeup_fd = -1;
 	}
 	return p;
 fail:
@@ -212,7 +221,7 @@ void proxy_publish(struct proxy *p, struct gen *g)
 	if (!p->started)
 		return;
 	for (unsigned i = 0; i < p->n_workers; i++)
-		event_active(p->workers[i].wakeup, EV_READ, 0);
+		worker_poke(&p->workers[i]);
 }
 
 void proxy_stats(struct proxy *p, struct stats_snapshot *out)
@@ -369,6 +378,10 @@ static void wakeup_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker *w = arg;
 	struct gen *g;
+	eventfd_t n;
+
+	(void)what;
+	eventfd_read(fd, &n);
 
 	if (atomic_load(&w->p->stopping)) {
 		if (!w->stopping)
@@ -391,10 +404,22 @@ static void *worker_main(void *arg)
 
 static int worker_setup(struct worker *w, char **err)
 {
-	w->base = event_base_new();
-	if (w->base == NULL)
+	struct event_config *cfg = event_config_new();
+
+	/* Only this worker's thread touches its base: no locks, and other
+	 * threads reach it through wakeup_fd. */
+	if (cfg != NULL)
+		event_config_set_flag(cfg, EVENT_BASE_FLAG_NOLOCK);
+	w->base = cfg ? event_base_new_with_config(cfg) : NULL;
+	event_config_free(cfg);
+	w->wakeup_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (w->base == NULL || w->wakeup_fd < 0 ||
+	    conn_loop_init(&w->loop, w->base) != 0)
 		goto fail;
-	w->wakeup = event_new(w->base, -1, 0, wakeup_cb, w);
+	w->wakeup = event_new(w->base, w->wakeup_fd, EV_READ | EV_PERSIST,
+			      wakeup_cb, w);
+	if (w->wakeup == NULL || event_add(w->wakeup, NULL) != 0)
+		goto fail;
 	w->reaper = event_new(w->base, -1, 0, reaper_cb, w);
 	w->drain_timer = evtimer_new(w->base, drain_timer_cb, w);
 	w->accept_pause = evtimer_new(w->base, accept_resume_cb, w);
@@ -442,7 +467,7 @@ void proxy_stop(struct proxy *p, unsigned drain_seconds)
 	atomic_store(&p->stopping, true);
 	for (unsigned i = 0; i < p->n_workers; i++) {
 		p->workers[i].drain_seconds = drain_seconds;
-		event_active(p->workers[i].wakeup, EV_READ, 0);
+		worker_poke(&p->workers[i]);
 	}
 	for (unsigned i = 0; i < p->n_workers; i++)
 		pthread_join(p->workers[i].thread, NULL);
@@ -467,6 +492,9 @@ static void worker_free(struct worker *w)
 	gen_release(w->gen);
 	if (w->wakeup)
 		event_free(w->wakeup);
+	if (w->wakeup_fd >= 0)
+		close(w->wakeup_fd);
+	conn_loop_done(&w->loop);
 	if (w->reaper)
 		event_free(w->reaper);
 	if (w->drain_timer)

@@ -14,6 +14,7 @@
 #include <event2/listener.h>
 
 #include "http/http.h"
+#include "proxy/conn.h"
 #include "proxy/limits.h"
 #include "proxy/stats.h"
 
@@ -39,7 +40,10 @@ struct worker {
 					    wraps them; owned */
 	unsigned n_lev;
 	struct gen *gen;		 /* current generation; one ref */
-	struct event *wakeup;		 /* owned; other threads activate it */
+	struct event *wakeup;		 /* owned; fires on wakeup_fd */
+	int wakeup_fd;			 /* owned: an eventfd other threads
+					    write to (the base takes no
+					    locks) */
 	struct event *reaper;		 /* owned; frees closed sessions */
 	struct event *drain_timer;	 /* owned; stop deadline */
 	struct session *sessions;	 /* live sessions */
@@ -61,6 +65,7 @@ struct worker {
 	const char *head_buf;		 /* the head req was parsed from */
 	size_t head_len;
 	char scratch[WORKER_SCRATCH];
+	struct conn_loop loop;		 /* the connections' shared part */
 };
 
 /* The shared part of the proxy. */

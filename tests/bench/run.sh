@@ -23,7 +23,9 @@
 # BENCH_HS_SECONDS, BENCH_HELD (held long-polls), BENCH_BIG_MIB,
 # BENCH_BIG_CLIENTS, BENCH_MAP_USERS, BENCH_RESULTS (output file),
 # BENCH_KEEP=1 (keep the work directory), EASFRONT_BIN (smoke mode: use this
-# binary instead of building).
+# binary instead of building); for a quick look while tuning, not for the
+# table: BENCH_PROXIES (a subset of "direct easfront nginx haproxy"),
+# BENCH_MAP=0 (skip the site map).
 set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -1012,15 +1014,17 @@ fi
 
 start_backend
 ORDER=(easfront nginx haproxy)
+PROXIES=" ${BENCH_PROXIES:-direct easfront nginx haproxy} "
 for RUN in $(seq 1 "$RUNS"); do
-	measure_proxy direct
+	[[ $PROXIES == *" direct "* ]] && measure_proxy direct
 	# A different proxy goes first in each run, so no one always gets the
 	# warmest (or the coldest) machine.
 	for i in 0 1 2; do
-		measure_proxy "${ORDER[$(((i + RUN - 1) % 3))]}"
+		who=${ORDER[$(((i + RUN - 1) % 3))]}
+		[[ $PROXIES == *" $who "* ]] && measure_proxy "$who"
 	done
 done
-measure_map
+[ "${BENCH_MAP:-1}" != 0 ] && measure_map
 stop_pid "$BACK_PID"
 
 OUT=${RESULTS:-$WORK/results.md}

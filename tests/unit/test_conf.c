@@ -70,7 +70,7 @@ static void assert_has_line(const char *err, const char *want)
 		if (p != NULL)
 			p++;
 	}
-	print_error("no line starting with\n  %s\nin\n%s\n", want, err);
+	print_error("no line starting with\n  %s\nin\n%s\n", want, err ? err : "(no error)");
 	fail();
 }
 
