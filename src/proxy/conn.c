@@ -37,6 +37,22 @@ static bool read_full(const struct conn *c)
 	       evbuffer_get_length(c->in) >= c->read_high;
 }
 
+/* Bytes one read may take: up to the watermark, so a stalled owner
+ * leaves the rest in the socket (or inside OpenSSL) where it costs
+ * nothing. */
+static int read_room(const struct conn *c)
+{
+	size_t have;
+
+	if (c->read_high == 0)
+		return CONN_IOBUF;
+	have = evbuffer_get_length(c->in);
+	if (have >= c->read_high)
+		return 0;
+	return c->read_high - have < CONN_IOBUF ? (int)(c->read_high - have)
+						: CONN_IOBUF;
+}
+
 static bool rd_window_open(const struct conn *c)
 {
 	return c->state == CONN_S_HANDSHAKE ||
@@ -261,7 +277,7 @@ static enum io_result read_tls_once(struct conn *c, size_t *got)
 	/* No ERR_clear_error() first, on the hot path: every failure clears
 	 * the queue after itself (here, in write_tls, after handshakes and
 	 * shutdowns), so it is empty whenever SSL_get_error() looks. */
-	r = SSL_read(c->ssl, c->loop->rbuf, CONN_IOBUF);
+	r = SSL_read(c->ssl, c->loop->rbuf, read_room(c));
 	if (r > 0) {
 		evbuffer_add(c->in, c->loop->rbuf, (size_t)r);
 		*got += (size_t)r;
@@ -295,14 +311,15 @@ static enum io_result read_tls_once(struct conn *c, size_t *got)
 
 static enum io_result read_plain_once(struct conn *c, size_t *got)
 {
-	ssize_t r = read(c->fd, c->loop->rbuf, CONN_IOBUF);
+	int room = read_room(c);
+	ssize_t r = read(c->fd, c->loop->rbuf, (size_t)room);
 
 	if (r > 0) {
 		evbuffer_add(c->in, c->loop->rbuf, (size_t)r);
 		*got += (size_t)r;
 		/* Short: the socket is drained; asking again would only hear
 		 * EAGAIN. */
-		return r < CONN_IOBUF ? IO_BLOCKED : IO_DONE;
+		return r < room ? IO_BLOCKED : IO_DONE;
 	}
 	if (r == 0)
 		return IO_EOF;
