@@ -2,10 +2,12 @@
 
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <event2/event.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
@@ -158,26 +160,67 @@ static int format_text(const struct session *s, const struct logline *l,
 #undef DASH
 }
 
-void accesslog_write(struct session *s)
+/* Bytes of lines a worker gathers before writing them out early. */
+#define ALOG_BUF (32 * 1024)
+#define ALOG_LINE 2048
+
+static void alog_flush(struct worker *w)
 {
 	int fd = accesslog_get_fd();
+
+	if (w->alog_len > 0 && fd >= 0 && write(fd, w->alog, w->alog_len) < 0)
+		(void)0; /* a full disk loses lines, never requests */
+	w->alog_len = 0;
+}
+
+static void alog_flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	alog_flush(arg);
+}
+
+int accesslog_worker_init(struct worker *w)
+{
+	w->alog = malloc(ALOG_BUF);
+	w->alog_ev = event_new(w->base, -1, 0, alog_flush_cb, w);
+	return w->alog != NULL && w->alog_ev != NULL ? 0 : -1;
+}
+
+void accesslog_worker_done(struct worker *w)
+{
+	if (w->alog != NULL)
+		alog_flush(w);
+	if (w->alog_ev != NULL)
+		event_free(w->alog_ev);
+	free(w->alog);
+	w->alog = NULL;
+	w->alog_ev = NULL;
+}
+
+void accesslog_write(struct session *s)
+{
+	struct worker *w = s->w;
 	struct logline l;
-	char line[2048];
+	char *line;
 	int n;
 
-	if (fd < 0 || s->g == NULL)
+	if (accesslog_get_fd() < 0 || s->g == NULL || w->alog == NULL)
 		return;
+	if (w->alog_len + ALOG_LINE > ALOG_BUF)
+		alog_flush(w);
+	line = w->alog + w->alog_len;
 	logline_fill(s, &l);
 	n = s->g->conf->log_format == CONF_LOG_TEXT
-		    ? format_text(s, &l, line, sizeof(line))
-		    : format_json(s, &l, line, sizeof(line));
+		    ? format_text(s, &l, line, ALOG_LINE)
+		    : format_json(s, &l, line, ALOG_LINE);
 	if (n < 0)
 		return;
-	if ((size_t)n >= sizeof(line)) {
-		n = sizeof(line) - 1;
+	if (n >= ALOG_LINE) {
+		n = ALOG_LINE - 1;
 		line[n - 1] = '\n';
 	}
-	/* One write per line keeps lines whole across worker threads. */
-	if (write(fd, line, (size_t)n) < 0)
-		return;
+	if (w->alog_len == 0)
+		event_active(w->alog_ev, EV_WRITE, 1);
+	w->alog_len += (size_t)n;
 }

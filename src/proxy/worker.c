@@ -19,6 +19,7 @@
 
 #include "conf/conf.h"
 #include "core/log.h"
+#include "proxy/accesslog.h"
 #include "proxy/cas.h"
 #include "proxy/control.h"
 #include "proxy/dir.h"
@@ -418,7 +419,8 @@ static int worker_setup(struct worker *w, char **err)
 		goto fail;
 	w->wakeup = event_new(w->base, w->wakeup_fd, EV_READ | EV_PERSIST,
 			      wakeup_cb, w);
-	if (w->wakeup == NULL || event_add(w->wakeup, NULL) != 0)
+	if (w->wakeup == NULL || event_add(w->wakeup, NULL) != 0 ||
+	    accesslog_worker_init(w) != 0)
 		goto fail;
 	w->reaper = event_new(w->base, -1, 0, reaper_cb, w);
 	w->drain_timer = evtimer_new(w->base, drain_timer_cb, w);
@@ -494,6 +496,7 @@ static void worker_free(struct worker *w)
 		event_free(w->wakeup);
 	if (w->wakeup_fd >= 0)
 		close(w->wakeup_fd);
+	accesslog_worker_done(w);
 	conn_loop_done(&w->loop);
 	if (w->reaper)
 		event_free(w->reaper);

@@ -66,6 +66,10 @@ struct worker {
 	size_t head_len;
 	char scratch[WORKER_SCRATCH];
 	struct conn_loop loop;		 /* the connections' shared part */
+	char *alog;			 /* owned: access-log lines not yet
+					    written */
+	size_t alog_len;
+	struct event *alog_ev;		 /* owned: writes alog, end of pass */
 };
 
 /* The shared part of the proxy. */
