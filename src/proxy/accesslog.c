@@ -180,10 +180,19 @@ static void alog_flush_cb(evutil_socket_t fd, short what, void *arg)
 	alog_flush(arg);
 }
 
+/* Lines go out before the responses of the same pass: a client holding
+ * its answer finds its line in the log. */
+static void alog_before_responses(void *arg)
+{
+	alog_flush(arg);
+}
+
 int accesslog_worker_init(struct worker *w)
 {
 	w->alog = malloc(ALOG_BUF);
 	w->alog_ev = event_new(w->base, -1, 0, alog_flush_cb, w);
+	w->loop.before_flush = alog_before_responses;
+	w->loop.before_flush_arg = w;
 	return w->alog != NULL && w->alog_ev != NULL ? 0 : -1;
 }
 

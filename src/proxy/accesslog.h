@@ -11,8 +11,8 @@ int accesslog_get_fd(void);
 
 struct worker;
 /* Lines are gathered per worker and written at the end of each loop pass,
- * one write(2) for all of them: whole lines only, so lines of different
- * workers never interleave. */
+ * one write(2) for all of them, before that pass's responses leave: whole
+ * lines only, so lines of different workers never interleave. */
 int accesslog_worker_init(struct worker *w);
 /* Writes what w gathered and releases it. */
 void accesslog_worker_done(struct worker *w);

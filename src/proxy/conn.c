@@ -536,6 +536,8 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	if (l->before_flush != NULL)
+		l->before_flush(l->before_flush_arg);
 	while ((c = l->flush_head) != NULL) {
 		l->flush_head = c->flush_next;
 		c->flush_next = NULL;
@@ -609,6 +611,7 @@ int conn_loop_init(struct conn_loop *l, struct event_base *base)
 {
 	l->base = base;
 	l->flush_head = NULL;
+	l->before_flush = NULL;
 	return event_assign(&l->flush_ev, base, -1, 0, flush_cb, l);
 }
 

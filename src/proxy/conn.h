@@ -52,6 +52,8 @@ struct conn_loop {
 	struct event_base *base;   /* not owned */
 	struct event flush_ev;	   /* writes queued output, end of a pass */
 	struct conn *flush_head;   /* connections with output to write */
+	void (*before_flush)(void *arg); /* run first, or NULL */
+	void *before_flush_arg;
 	unsigned char rbuf[CONN_IOBUF];
 	unsigned char wbuf[CONN_IOBUF];
 };
