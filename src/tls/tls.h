@@ -18,8 +18,10 @@ struct tls_server;
 
 /*
  * Builds the server contexts for c->certs: TLS 1.2 and 1.3 only, AEAD ciphers
- * with forward secrecy, no compression, no renegotiation, session tickets
- * (keys shared by every context of this tls_server), SSL_MODE_RELEASE_BUFFERS.
+ * with forward secrecy in our order (SHA-256 suites first; a client listing
+ * ChaCha20 first gets it), no compression, no renegotiation, session tickets
+ * (keys made once per process: every context, and every tls_server a reload
+ * builds, accepts the same tickets), SSL_MODE_RELEASE_BUFFERS.
  * Certificates with the same names but different key types (ECDSA and RSA)
  * share one context so OpenSSL picks by what the client supports. Returns NULL
  * with *err ("FILE:LINE: reason" lines, malloc'd) on failure.
