@@ -181,7 +181,7 @@ const struct http_header *http_header_find(const struct http_header *h,
 	struct str want = str_from(name);
 
 	for (unsigned i = 0; i < n; i++)
-		if (str_eq_ci(h[i].name, want))
+		if (h[i].name.len == want.len && str_eq_ci(h[i].name, want))
 			return &h[i];
 	return NULL;
 }

@@ -22,13 +22,31 @@
 enum io_result { IO_DONE, IO_BLOCKED, IO_EOF, IO_ERROR };
 
 /* Timeouts are in seconds: the coarse clock is precise enough and costs
- * no system call. */
-static uint64_t now_us(void)
+ * no system call. Inside this file's callbacks one reading serves the
+ * whole callback (a request moves its marks a dozen times); outside them
+ * (an owner acting on some other event) the clock is read each time. */
+static uint64_t now_us(struct conn_loop *l)
 {
 	struct timespec ts;
 
+	if (l->depth > 0 && l->now != 0)
+		return l->now;
 	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return (uint64_t)ts.tv_sec * US_PER_S + (uint64_t)ts.tv_nsec / 1000;
+	ts.tv_sec = ts.tv_sec * (time_t)US_PER_S + ts.tv_nsec / 1000;
+	if (l->depth > 0)
+		l->now = (uint64_t)ts.tv_sec;
+	return (uint64_t)ts.tv_sec;
+}
+
+static void loop_enter(struct conn_loop *l)
+{
+	if (l->depth++ == 0)
+		l->now = 0;
+}
+
+static void loop_leave(struct conn_loop *l)
+{
+	l->depth--;
 }
 
 static bool read_full(const struct conn *c)
@@ -84,13 +102,14 @@ static void tmo_arm(struct conn *c)
 		due = c->wr_mark + c->wr_tmo * US_PER_S;
 	if (due == UINT64_MAX)
 		return;
-	if (evtimer_pending(&c->ev_tmo, NULL) && c->tmo_at <= due)
+	if (c->tmo_pending && c->tmo_at <= due)
 		return;
-	now = now_us();
+	now = now_us(c->loop);
 	d = due > now ? due - now : 0;
 	tv.tv_sec = (time_t)(d / US_PER_S);
 	tv.tv_usec = (suseconds_t)(d % US_PER_S);
 	evtimer_add(&c->ev_tmo, &tv);
+	c->tmo_pending = true;
 	c->tmo_at = due;
 }
 
@@ -130,7 +149,7 @@ static void update_events(struct conn *c)
 	}
 	if (rd && !c->rd_armed && c->state == CONN_S_OPEN) {
 		/* A read window starts when reading resumes. */
-		c->rd_mark = now_us();
+		c->rd_mark = now_us(c->loop);
 		arm(&c->ev_rd, &c->rd_armed, true);
 		tmo_arm(c);
 	}
@@ -261,11 +280,13 @@ static void do_write(struct conn *c)
 	}
 	after = evbuffer_get_length(c->out);
 	c->wr_blocked = r == IO_BLOCKED && !c->tls_wr_wants_rd;
-	if (after < before || !was_blocked)
-		c->wr_mark = now_us();
 	update_events(c);
-	if (c->wr_blocked || c->tls_wr_wants_rd)
+	/* The write window is open only while the socket pushes back. */
+	if (c->wr_blocked || c->tls_wr_wants_rd) {
+		if (after < before || !was_blocked)
+			c->wr_mark = now_us(c->loop);
 		tmo_arm(c);
+	}
 	if (after < before && after <= c->write_low && c->write_cb != NULL)
 		c->write_cb(c, c->arg);
 }
@@ -342,7 +363,7 @@ static void do_read(struct conn *c)
 			break;
 	}
 	if (got > 0) {
-		c->rd_mark = now_us();
+		c->rd_mark = now_us(c->loop);
 		if (c->read_cb != NULL)
 			c->read_cb(c, c->arg);
 		if (c->state == CONN_S_DEAD)
@@ -483,9 +504,11 @@ static void rd_ev_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	loop_enter(c->loop);
 	c->busy++;
 	on_readable(c);
 	c->busy--;
+	loop_leave(c->loop);
 	reap(c);
 }
 
@@ -495,20 +518,25 @@ static void wr_ev_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	loop_enter(c->loop);
 	c->busy++;
 	on_writable(c);
 	c->busy--;
+	loop_leave(c->loop);
 	reap(c);
 }
 
 static void tmo_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
-	uint64_t now = now_us();
+	uint64_t now;
 	short hit = 0;
 
 	(void)fd;
 	(void)what;
+	c->tmo_pending = false;
+	loop_enter(c->loop);
+	now = now_us(c->loop);
 	if (c->rd_tmo && rd_window_open(c) &&
 	    now >= c->rd_mark + c->rd_tmo * US_PER_S)
 		hit = CONN_READING;
@@ -517,6 +545,7 @@ static void tmo_cb(evutil_socket_t fd, short what, void *arg)
 		hit = CONN_WRITING;
 	if (hit == 0) {
 		tmo_arm(c);
+		loop_leave(c->loop);
 		return;
 	}
 	/* As a bufferevent does: the direction that timed out stops. */
@@ -526,6 +555,7 @@ static void tmo_cb(evutil_socket_t fd, short what, void *arg)
 	update_events(c);
 	fire(c, (short)(CONN_TIMEOUT | hit));
 	c->busy--;
+	loop_leave(c->loop);
 	reap(c);
 }
 
@@ -536,6 +566,7 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	loop_enter(l);
 	if (l->before_flush != NULL)
 		l->before_flush(l->before_flush_arg);
 	while ((c = l->flush_head) != NULL) {
@@ -549,17 +580,9 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
 		c->busy--;
 		reap(c);
 	}
+	loop_leave(l);
 }
 
-/* Output appears: it leaves at the end of this loop pass, together with
- * whatever else this pass adds. */
-static void out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
-		   void *arg)
-{
-	(void)buf;
-	if (info->n_added > 0)
-		queue_flush(arg);
-}
 
 static struct conn *conn_new(struct conn_loop *l, int fd, SSL *ssl,
 			     enum conn_state state)
@@ -571,7 +594,6 @@ static struct conn *conn_new(struct conn_loop *l, int fd, SSL *ssl,
 		c->out = evbuffer_new();
 	}
 	if (c == NULL || c->in == NULL || c->out == NULL ||
-	    evbuffer_add_cb(c->out, out_cb, c) == NULL ||
 	    (ssl != NULL && SSL_set_fd(ssl, fd) != 1)) {
 		int saved = errno;
 
@@ -612,6 +634,8 @@ int conn_loop_init(struct conn_loop *l, struct event_base *base)
 	l->base = base;
 	l->flush_head = NULL;
 	l->before_flush = NULL;
+	l->depth = 0;
+	l->now = 0;
 	return event_assign(&l->flush_ev, base, -1, 0, flush_cb, l);
 }
 
@@ -720,13 +744,16 @@ short conn_enabled(const struct conn *c)
 
 void conn_set_timeouts(struct conn *c, unsigned rd, unsigned wr)
 {
-	uint64_t now = now_us();
+	uint64_t now = now_us(c->loop);
+	bool same = c->rd_tmo == rd && c->wr_tmo == wr;
 
 	c->rd_tmo = rd;
 	c->wr_tmo = wr;
 	c->rd_mark = now;
 	c->wr_mark = now;
-	tmo_arm(c);
+	/* Same values, later marks: a pending timer is early, never late. */
+	if (!same || !c->tmo_pending)
+		tmo_arm(c);
 }
 
 void conn_set_watermarks(struct conn *c, size_t read_high, size_t write_low)
@@ -735,8 +762,20 @@ void conn_set_watermarks(struct conn *c, size_t read_high, size_t write_low)
 	c->write_low = write_low;
 }
 
+struct evbuffer *conn_output(struct conn *c)
+{
+	queue_flush(c);
+	return c->out;
+}
+
+size_t conn_output_length(const struct conn *c)
+{
+	return evbuffer_get_length(c->out);
+}
+
 int conn_write(struct conn *c, const void *data, size_t len)
 {
+	queue_flush(c);
 	return evbuffer_add(c->out, data, len);
 }
 

@@ -54,6 +54,8 @@ struct conn_loop {
 	struct conn *flush_head;   /* connections with output to write */
 	void (*before_flush)(void *arg); /* run first, or NULL */
 	void *before_flush_arg;
+	unsigned depth;	 /* callbacks of this file on the stack */
+	uint64_t now;	 /* us: the clock as read in the outermost one */
 	unsigned char rbuf[CONN_IOBUF];
 	unsigned char wbuf[CONN_IOBUF];
 };
@@ -85,6 +87,7 @@ struct conn {
 	bool tls_wr_wants_rd; /* SSL_write needs the socket readable */
 	bool rd_starved;   /* the last TLS read found only part of a record */
 	bool queued;	   /* on the loop's flush list */
+	bool tmo_pending;  /* ev_tmo is added */
 	unsigned busy;	   /* callbacks of this connection on the stack */
 	int err;	   /* errno of the last failure, 0 if none */
 	int wlen;	   /* length of a TLS write to be retried, else 0 */
@@ -128,10 +131,12 @@ static inline struct evbuffer *conn_input(const struct conn *c)
 {
 	return c->in;
 }
-static inline struct evbuffer *conn_output(const struct conn *c)
-{
-	return c->out;
-}
+/* The output, to add to: it is written at the end of this loop pass.
+ * (Asking for it queues the write, so no callback on the buffer has to
+ * watch every change.) */
+struct evbuffer *conn_output(struct conn *c);
+/* Bytes waiting to be written. */
+size_t conn_output_length(const struct conn *c);
 static inline SSL *conn_ssl(const struct conn *c)
 {
 	return c->ssl;

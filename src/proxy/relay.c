@@ -311,7 +311,7 @@ static void throttle(struct side *from)
 {
 	struct conn *to = from->peer->conn;
 
-	if (to != NULL && evbuffer_get_length(conn_output(to)) >
+	if (to != NULL && conn_output_length(to) >
 				  RELAY_HIGH_WATER)
 		conn_disable(from->conn, EV_READ);
 }
@@ -730,7 +730,7 @@ void relay_client_read(struct session *s)
 	if (!s->client.body.done)
 		return;
 	if (s->state == SESSION_LOCAL) {
-		if (evbuffer_get_length(conn_output(s->client.conn)) == 0)
+		if (conn_output_length(s->client.conn) == 0)
 			session_request_done(s);
 		return;
 	}

@@ -219,7 +219,7 @@ void session_close_after_flush(struct session *s)
 	session_drop_upstream(s, false);
 	session_set_state(s, SESSION_CLOSING);
 	conn_disable(s->client.conn, EV_READ);
-	if (evbuffer_get_length(conn_output(s->client.conn)) == 0)
+	if (conn_output_length(s->client.conn) == 0)
 		session_close_tls(s);
 }
 

@@ -200,7 +200,7 @@ void upstream_release(struct worker *w, struct upconn *uc)
 	if (w->stopping || pool->n_idle >= POOL_IDLE_MAX ||
 	    clock_mono_us() < pool->no_reuse_until ||
 	    evbuffer_get_length(conn_input(uc->conn)) != 0 ||
-	    evbuffer_get_length(conn_output(uc->conn)) != 0) {
+	    conn_output_length(uc->conn) != 0) {
 		upstream_free(uc);
 		return;
 	}

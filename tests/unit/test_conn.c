@@ -194,8 +194,8 @@ static void test_plain_exchange(void **state)
 	/* Two writes in one pass leave together, at the end of the pass. */
 	conn_write(p->c, "HTTP/1.1 200 OK\r\n", 17);
 	conn_write(p->c, "\r\n", 2);
-	assert_int_equal(evbuffer_get_length(conn_output(p->c)), 19);
-	RUN_UNTIL(p, evbuffer_get_length(conn_output(p->c)) == 0);
+	assert_int_equal(conn_output_length(p->c), 19);
+	RUN_UNTIL(p, conn_output_length(p->c) == 0);
 	assert_int_equal(recv_all(peer, buf, 19), 19);
 	assert_memory_equal(buf, "HTTP/1.1 200 OK\r\n\r\n", 19);
 	assert_true(p->writes >= 1);
@@ -318,7 +318,7 @@ static void test_backpressure(void **state)
 	conn_write(p->c, blob, total);
 	SETTLE(p);
 	/* The peer reads nothing: the socket pushed back, output waits. */
-	assert_true(evbuffer_get_length(conn_output(p->c)) > 0);
+	assert_true(conn_output_length(p->c) > 0);
 	p->writes = 0;
 	while (got < total) {
 		ssize_t r;
@@ -332,8 +332,8 @@ static void test_backpressure(void **state)
 	}
 	assert_int_equal(got, total);
 	RUN_UNTIL(p, p->writes > 0 &&
-			     evbuffer_get_length(conn_output(p->c)) == 0);
-	assert_int_equal(evbuffer_get_length(conn_output(p->c)), 0);
+			     conn_output_length(p->c) == 0);
+	assert_int_equal(conn_output_length(p->c), 0);
 	assert_true(p->writes >= 1);
 	close(peer);
 	free(blob);
@@ -421,10 +421,10 @@ static void test_tls_both_ways(void **state)
 	conn_set_watermarks(sp->c, 1, 0);
 	sp->consume = 0;
 	for (int i = 0; i < 10; i++) {
-		RUN_UNTIL(sp, evbuffer_get_length(conn_output(cp->c)) == 0);
+		RUN_UNTIL(sp, conn_output_length(cp->c) == 0);
 		conn_write(cp->c, rec, sizeof(rec));
 	}
-	RUN_UNTIL(sp, evbuffer_get_length(conn_output(cp->c)) == 0);
+	RUN_UNTIL(sp, conn_output_length(cp->c) == 0);
 	SETTLE(sp);
 	assert_true(evbuffer_get_length(conn_input(sp->c)) < 1000);
 	/* Consuming and kicking brings every record in. */
