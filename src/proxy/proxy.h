@@ -1,6 +1,7 @@
 /*
  * The data path: worker threads (one libevent base each, SO_REUSEPORT
- * listeners), client sessions over two bufferevents, upstream pools. The
+ * listeners), client sessions over two connection ends (conn.c: raw events,
+ * one write per response, no locks), upstream pools. The
  * daemon creates it, publishes generations into it and stops it.
  */
 #ifndef EF_PROXY_PROXY_H
