@@ -21,17 +21,17 @@
 
 enum io_result { IO_DONE, IO_BLOCKED, IO_EOF, IO_ERROR };
 
-/* Timeouts are in seconds: the coarse clock is precise enough and costs
- * no system call. Inside this file's callbacks one reading serves the
- * whole callback (a request moves its marks a dozen times); outside them
- * (an owner acting on some other event) the clock is read each time. */
+/* Inside this file's callbacks one reading of the clock serves the whole
+ * callback (a request moves its marks and stamps its log a dozen times);
+ * outside them (an owner acting on some other event) it is read each
+ * time. */
 static uint64_t now_us(struct conn_loop *l)
 {
 	struct timespec ts;
 
 	if (l->depth > 0 && l->now != 0)
 		return l->now;
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	clock_gettime(CLOCK_MONOTONIC, &ts);
 	ts.tv_sec = ts.tv_sec * (time_t)US_PER_S + ts.tv_nsec / 1000;
 	if (l->depth > 0)
 		l->now = (uint64_t)ts.tv_sec;
@@ -760,6 +760,11 @@ void conn_set_watermarks(struct conn *c, size_t read_high, size_t write_low)
 {
 	c->read_high = read_high;
 	c->write_low = write_low;
+}
+
+uint64_t conn_loop_now_us(struct conn_loop *l)
+{
+	return now_us(l);
 }
 
 struct evbuffer *conn_output(struct conn *c)

@@ -150,6 +150,10 @@ static inline int conn_errno(const struct conn *c)
 	return c->err;
 }
 
+/* Microseconds on the monotonic clock (clock_mono_us()'s), read once per
+ * callback of this loop. */
+uint64_t conn_loop_now_us(struct conn_loop *l);
+
 /* Appends to the output; it is written at the end of this loop pass. */
 int conn_write(struct conn *c, const void *data, size_t len);
 /* After the owner consumed input: reads again now when TLS holds a whole

@@ -12,7 +12,6 @@
 #include <event2/buffer.h>
 
 #include "conf/conf.h"
-#include "core/clock.h"
 #include "core/log.h"
 #include "proxy/gen.h"
 #include "proxy/stats.h"
@@ -391,7 +390,7 @@ static int connect_upstream(struct session *s)
 
 void relay_upstream_ready(struct session *s)
 {
-	s->log.t_connected = clock_mono_us();
+	s->log.t_connected = conn_loop_now_us(&s->w->loop);
 	s->flags |= SESSION_F_REQ_SENT;
 	session_held_begin(s);
 	session_set_state(s, SESSION_EXCHANGE);
@@ -575,7 +574,7 @@ static int read_response_head(struct session *s)
 			return -1;
 		}
 		if (s->log.t_first == 0)
-			s->log.t_first = clock_mono_us();
+			s->log.t_first = conn_loop_now_us(&s->w->loop);
 		if (resp->status < 200) {
 			forward_interim(s, buf, (size_t)r);
 			evbuffer_drain(in, (size_t)r);

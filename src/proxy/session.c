@@ -15,7 +15,6 @@
 #include <event2/buffer.h>
 
 #include "conf/conf.h"
-#include "core/clock.h"
 #include "core/log.h"
 #include "eas/eas.h"
 #include "proxy/autodisc.h"
@@ -485,7 +484,7 @@ void session_read_head(struct session *s)
 	if (avail == 0)
 		return;
 	if (s->state == SESSION_IDLE) {
-		s->log.t_start = clock_mono_us();
+		s->log.t_start = conn_loop_now_us(&s->w->loop);
 		session_set_state(s, SESSION_HEAD);
 	}
 	buf = evbuffer_pullup(in, (ssize_t)want);
@@ -494,7 +493,7 @@ void session_read_head(struct session *s)
 		return;
 	/* From here on the request belongs to the current generation. */
 	s->g = gen_hold(s->w->gen);
-	s->log.t_head = clock_mono_us();
+	s->log.t_head = conn_loop_now_us(&s->w->loop);
 	s->log.site = -1;
 	s->log.cmd_slot = STATS_CMD_OTHER;
 	if (r < 0) {

@@ -198,14 +198,14 @@ void upstream_release(struct worker *w, struct upconn *uc)
 	struct pool *pool = uc->pool;
 
 	if (w->stopping || pool->n_idle >= POOL_IDLE_MAX ||
-	    clock_mono_us() < pool->no_reuse_until ||
+	    conn_loop_now_us(&w->loop) < pool->no_reuse_until ||
 	    evbuffer_get_length(conn_input(uc->conn)) != 0 ||
 	    conn_output_length(uc->conn) != 0) {
 		upstream_free(uc);
 		return;
 	}
 	keep_tls_session(uc);
-	uc->released_at = clock_mono_us();
+	uc->released_at = conn_loop_now_us(&w->loop);
 	conn_setcb(uc->conn, idle_read_cb, NULL, idle_event_cb, uc);
 	conn_set_timeouts(uc->conn, POOL_IDLE_SECONDS, 0);
 	conn_set_watermarks(uc->conn, 0, 0);

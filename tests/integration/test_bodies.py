@@ -3,6 +3,7 @@ the daemon's peak resident memory (VmHWM) growth printed and bounded, also
 when one side stops reading for a while (back-pressure)."""
 
 import hashlib
+import json
 import os
 import time
 import unittest
@@ -128,6 +129,32 @@ class Bodies(eftest.EfTestCase):
         d, idle = self.daemon(cas)
         self.download(d, pause_after=MIB, pause=3.0)
         self.check_memory(d, idle, "100 MiB download, client pausing 3 s")
+
+    def test_download_client_stops_reading_is_cut(self):
+        """A client that stops reading is cut once the daemon's writes to it
+        have made no progress for client_body seconds (termination cD: the
+        client's timeout, in the data phase), so
+        a stalled phone does not hold a connection to its CAS for ever."""
+        cas = self.start_cas()
+        d = self.start_daemon(cas, timeouts={"client_body": 2,
+                                             "upstream_response": 60,
+                                             "idle": 60})
+        c = d.connect(timeout=30)
+        self.addCleanup(c.close)
+        c.send(eas_request("GetAttachment",
+                           AttachmentName="bytes-%d" % SIZE).raw)
+        r = c.read_head(timeout=30)
+        self.assertEqual(r.status, 200)
+        time.sleep(6)  # read nothing: the daemon's writes back up
+        t0 = time.monotonic()
+        got = c.read_until_close(timeout=60)
+        print("\nstalled client: %d bytes of %d before the cut" % (
+            len(got), SIZE))
+        self.assertLess(len(got), SIZE, "a stalled client was never cut")
+        self.assertLess(time.monotonic() - t0, 30)
+        terms = [json.loads(line).get("term")
+                 for line in d.access_log_lines() if line.startswith("{")]
+        self.assertIn("cD", terms)
 
     def test_upload_slow_cas(self):
         cas = self.start_cas(read_pause=3.0)
