@@ -50,7 +50,7 @@ static bool utf8_valid(const uint8_t *p, size_t n)
 	uint32_t cp;
 
 	for (size_t i = 0; i < n;) {
-		size_t l = eas_utf8_next(p + i, n - i, &cp);
+		size_t l = p[i] < 0x80 ? 1 : eas_utf8_next(p + i, n - i, &cp);
 
 		if (l == 0)
 			return false;
@@ -146,6 +146,13 @@ int eas_text_append(const uint8_t *p, size_t n, enum eas_text_enc enc,
 	if (enc == EAS_TEXT_UTF8_LATIN1 && utf8_valid(p, n))
 		enc = EAS_TEXT_UTF8;
 	for (size_t i = 0; i < n;) {
+		/* Printable ASCII, nearly every byte of a user or device name,
+		 * is itself in UTF-8 and Latin-1 alike. */
+		if (enc != EAS_TEXT_UTF16LE && p[i] >= 0x20 && p[i] < 0x7f &&
+		    cap - w > 1) {
+			out[w++] = (char)p[i++];
+			continue;
+		}
 		if (!text_next(p, n, enc, &i, &cp) || !cp_printable(cp) ||
 		    eas_utf8_put(cp, out, cap, &w) != 0) {
 			out[*pos] = '\0';
