@@ -31,6 +31,9 @@ set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 MODE=full
+# Taken before anything is written: the report itself rewrites results.md,
+# which would make every run look built from a modified tree.
+EF_VERSION=$(git -C "$REPO" describe --always --dirty 2>/dev/null || echo unknown)
 case "${1:-}" in
 --smoke) MODE=smoke ;;
 --profile) MODE=profile ;;
@@ -842,7 +845,7 @@ report() {
 		echo
 		echo "- load average (1, 5, 15 min) at start: $LOAD_START; at end: $(cut -d' ' -f1-3 /proc/loadavg) (the run itself keeps about one core busy)"
 		echo "- machine: $(nproc) CPUs ($cpu_model), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), kernel $(uname -r)"
-		echo "- easfront $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo unknown) (${EF_BIN#"$REPO"/})"
+		echo "- easfront $EF_VERSION (${EF_BIN#"$REPO"/})"
 		echo "- $("$NGINX" -v 2>&1 | sed 's/nginx version: //'), $("$HAPROXY" -v 2>/dev/null | head -1 | awk '{ print "HAProxy " $3 }'), $(openssl version | awk '{ print "OpenSSL " $2 }'), wrk $(wrk -v 2>&1 | head -1 | awk '{ print $2 }')"
 		echo "- each proxy: 1 worker (easfront \`workers: 1\`, nginx \`worker_processes 1\`, HAProxy \`nbthread 1\`) pinned with taskset to core 0;"
 		echo "  wrk, the TLS clients and the stand-in CAS (\`backend.c\`, epoll, HTTP/1.1 keep-alive) pinned to core 1"
