@@ -13,6 +13,7 @@
 
 #include "conf/conf.h"
 #include "core/clock.h"
+#include "core/log.h"
 #include "proxy/gen.h"
 #include "proxy/session.h"
 #include "proxy/worker.h"
@@ -164,25 +165,21 @@ static int format_text(const struct session *s, const struct logline *l,
 #define ALOG_BUF (32 * 1024)
 #define ALOG_LINE 2048
 
-static void alog_flush(struct worker *w)
+/* Writes what the worker gathered: at the end of each loop pass (its own
+ * event), before that pass's responses leave (the connection loop's hook),
+ * and when the buffer is full. A failed write (a full disk) loses lines,
+ * never requests. */
+static void alog_flush(void *arg)
 {
+	struct worker *w = arg;
 	int fd = accesslog_get_fd();
 
 	if (w->alog_len > 0 && fd >= 0 && write(fd, w->alog, w->alog_len) < 0)
-		(void)0; /* a full disk loses lines, never requests */
+		log_debug("access log: write failed");
 	w->alog_len = 0;
 }
 
 static void alog_flush_cb(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	alog_flush(arg);
-}
-
-/* Lines go out before the responses of the same pass: a client holding
- * its answer finds its line in the log. */
-static void alog_before_responses(void *arg)
 {
 	alog_flush(arg);
 }
@@ -191,7 +188,7 @@ int accesslog_worker_init(struct worker *w)
 {
 	w->alog = malloc(ALOG_BUF);
 	w->alog_ev = event_new(w->base, -1, 0, alog_flush_cb, w);
-	w->loop.before_flush = alog_before_responses;
+	w->loop.before_flush = alog_flush;
 	w->loop.before_flush_arg = w;
 	return w->alog != NULL && w->alog_ev != NULL ? 0 : -1;
 }

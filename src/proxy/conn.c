@@ -25,7 +25,7 @@ enum io_result { IO_DONE, IO_BLOCKED, IO_EOF, IO_ERROR };
  * callback (a request moves its marks and stamps its log a dozen times);
  * outside them (an owner acting on some other event) it is read each
  * time. */
-static uint64_t now_us(struct conn_loop *l)
+uint64_t conn_loop_now_us(struct conn_loop *l)
 {
 	struct timespec ts;
 
@@ -104,7 +104,7 @@ static void tmo_arm(struct conn *c)
 		return;
 	if (c->tmo_pending && c->tmo_at <= due)
 		return;
-	now = now_us(c->loop);
+	now = conn_loop_now_us(c->loop);
 	d = due > now ? due - now : 0;
 	tv.tv_sec = (time_t)(d / US_PER_S);
 	tv.tv_usec = (suseconds_t)(d % US_PER_S);
@@ -149,7 +149,7 @@ static void update_events(struct conn *c)
 	}
 	if (rd && !c->rd_armed && c->state == CONN_S_OPEN) {
 		/* A read window starts when reading resumes. */
-		c->rd_mark = now_us(c->loop);
+		c->rd_mark = conn_loop_now_us(c->loop);
 		arm(&c->ev_rd, &c->rd_armed, true);
 		tmo_arm(c);
 	}
@@ -284,7 +284,7 @@ static void do_write(struct conn *c)
 	/* The write window is open only while the socket pushes back. */
 	if (c->wr_blocked || c->tls_wr_wants_rd) {
 		if (after < before || !was_blocked)
-			c->wr_mark = now_us(c->loop);
+			c->wr_mark = conn_loop_now_us(c->loop);
 		tmo_arm(c);
 	}
 	if (after < before && after <= c->write_low && c->write_cb != NULL)
@@ -363,7 +363,7 @@ static void do_read(struct conn *c)
 			break;
 	}
 	if (got > 0) {
-		c->rd_mark = now_us(c->loop);
+		c->rd_mark = conn_loop_now_us(c->loop);
 		if (c->read_cb != NULL)
 			c->read_cb(c, c->arg);
 		if (c->state == CONN_S_DEAD)
@@ -498,29 +498,17 @@ static void on_writable(struct conn *c)
 	}
 }
 
-static void rd_ev_cb(evutil_socket_t fd, short what, void *arg)
+/* Both readiness events of a connection (and event_active() on them). */
+static void io_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
 
-	(void)fd;
-	(void)what;
 	loop_enter(c->loop);
 	c->busy++;
-	on_readable(c);
-	c->busy--;
-	loop_leave(c->loop);
-	reap(c);
-}
-
-static void wr_ev_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct conn *c = arg;
-
-	(void)fd;
-	(void)what;
-	loop_enter(c->loop);
-	c->busy++;
-	on_writable(c);
+	if (what & EV_READ)
+		on_readable(c);
+	else
+		on_writable(c);
 	c->busy--;
 	loop_leave(c->loop);
 	reap(c);
@@ -532,11 +520,9 @@ static void tmo_cb(evutil_socket_t fd, short what, void *arg)
 	uint64_t now;
 	short hit = 0;
 
-	(void)fd;
-	(void)what;
 	c->tmo_pending = false;
 	loop_enter(c->loop);
-	now = now_us(c->loop);
+	now = conn_loop_now_us(c->loop);
 	if (c->rd_tmo && rd_window_open(c) &&
 	    now >= c->rd_mark + c->rd_tmo * US_PER_S)
 		hit = CONN_READING;
@@ -564,8 +550,6 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
 	struct conn_loop *l = arg;
 	struct conn *c;
 
-	(void)fd;
-	(void)what;
 	loop_enter(l);
 	if (l->before_flush != NULL)
 		l->before_flush(l->before_flush_arg);
@@ -613,10 +597,8 @@ static struct conn *conn_new(struct conn_loop *l, int fd, SSL *ssl,
 	c->fd = fd;
 	c->ssl = ssl;
 	c->state = state;
-	event_assign(&c->ev_rd, l->base, fd, EV_READ | EV_PERSIST, rd_ev_cb,
-		     c);
-	event_assign(&c->ev_wr, l->base, fd, EV_WRITE | EV_PERSIST, wr_ev_cb,
-		     c);
+	event_assign(&c->ev_rd, l->base, fd, EV_READ | EV_PERSIST, io_cb, c);
+	event_assign(&c->ev_wr, l->base, fd, EV_WRITE | EV_PERSIST, io_cb, c);
 	evtimer_assign(&c->ev_tmo, l->base, tmo_cb, c);
 	if (ssl != NULL) {
 		/* One read takes a whole record, header and body. */
@@ -744,7 +726,7 @@ short conn_enabled(const struct conn *c)
 
 void conn_set_timeouts(struct conn *c, unsigned rd, unsigned wr)
 {
-	uint64_t now = now_us(c->loop);
+	uint64_t now = conn_loop_now_us(c->loop);
 	bool same = c->rd_tmo == rd && c->wr_tmo == wr;
 
 	c->rd_tmo = rd;
@@ -760,11 +742,6 @@ void conn_set_watermarks(struct conn *c, size_t read_high, size_t write_low)
 {
 	c->read_high = read_high;
 	c->write_low = write_low;
-}
-
-uint64_t conn_loop_now_us(struct conn_loop *l)
-{
-	return now_us(l);
 }
 
 struct evbuffer *conn_output(struct conn *c)

@@ -645,7 +645,6 @@ void relay_up_read_cb(struct conn *c, void *arg)
 
 void relay_up_write_cb(struct conn *c, void *arg)
 {
-	(void)c;
 	struct session *s = arg;
 
 	/* The CAS took what was queued: let the client's body flow again. */

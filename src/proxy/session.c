@@ -549,7 +549,6 @@ static void client_read_cb(struct conn *c, void *arg)
 
 static void client_write_cb(struct conn *c, void *arg)
 {
-	(void)c;
 	struct session *s = arg;
 
 	switch (s->state) {
@@ -627,7 +626,6 @@ static void client_timeout(struct session *s, short what)
 
 static void client_event_cb(struct conn *c, short what, void *arg)
 {
-	(void)c;
 	struct session *s = arg;
 
 	if (what & CONN_CONNECTED) {

@@ -50,7 +50,6 @@ static void note_idle_close(struct upconn *uc, short what)
 
 static void idle_event_cb(struct conn *c, short what, void *arg)
 {
-	(void)c;
 	struct upconn *uc = arg;
 	struct pool *pool = uc->pool;
 	struct upconn **pp;

@@ -381,7 +381,6 @@ static void wakeup_cb(evutil_socket_t fd, short what, void *arg)
 	struct gen *g;
 	eventfd_t n;
 
-	(void)what;
 	eventfd_read(fd, &n);
 
 	if (atomic_load(&w->p->stopping)) {

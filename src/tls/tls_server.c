@@ -80,7 +80,7 @@ struct tls_rand {
 };
 
 static _Thread_local struct tls_rand tls_rand = {.off = TLS_RAND_BLOCK};
-static pthread_once_t tls_rand_once = PTHREAD_ONCE_INIT;
+static pthread_once_t tls_process_once = PTHREAD_ONCE_INIT;
 
 /* In the child of a fork: what the parent had left must not be handed out
  * a second time. */
@@ -90,7 +90,9 @@ static void tls_rand_atfork_child(void)
 	tls_rand.off = sizeof(tls_rand.buf);
 }
 
-static void tls_rand_init(void)
+/* What every tls_server of the process shares, made once: the fork guard
+ * of the random blocks and the ticket keys. */
+static void tls_process_init(void)
 {
 	pthread_atfork(NULL, NULL, tls_rand_atfork_child);
 	tick_keys_ok = RAND_priv_bytes(tick_keys, sizeof(tick_keys)) == 1;
@@ -370,7 +372,7 @@ struct tls_server *tls_server_new(const struct conf *c, char **err)
 	if (ts == NULL ||
 	    (ts->certs = calloc(c->n_certs, sizeof(*ts->certs))) == NULL ||
 	    (ts->ctxs = calloc(c->n_certs, sizeof(*ts->ctxs))) == NULL ||
-	    pthread_once(&tls_rand_once, tls_rand_init) != 0 || !tick_keys_ok ||
+	    pthread_once(&tls_process_once, tls_process_init) != 0 || !tick_keys_ok ||
 	    (ts->tick_cipher =
 	         EVP_CIPHER_fetch(NULL, TLS_TICKET_CIPHER, NULL)) == NULL) {
 		ERR_clear_error();
