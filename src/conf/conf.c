@@ -334,8 +334,8 @@ static void copy_site(struct conf_ctx *c, unsigned i,
 	    copy(c, r->proxy_path ? r->proxy_path : DEFAULT_PROXY_PATH);
 	s->health = r->health;
 	s->health.path = copy(c, hp ? hp : DEFAULT_HEALTH_PATH);
-	s->health.expect =
-	    copy(c, r->health.expect ? r->health.expect : "200 OK");
+	/* Absent stays NULL (any status below 500 is up); "" is kept. */
+	s->health.expect = copy(c, r->health.expect);
 	snprintf(prefix, sizeof(prefix), "sites[%u].health", i);
 	numbers(c, prefix, &s->health, health_keys, N(health_keys));
 	s->line = conf_line(c, "sites[%u]", i);

@@ -48,8 +48,9 @@ struct conf_health {
 	unsigned timeout;  /* s, default 2 */
 	unsigned rise;	   /* default 2 */
 	unsigned fall;	   /* default 3 */
-	char *expect;	   /* body prefix of a healthy answer, default
-			      "200 OK"; "" accepts any 200 */
+	char *expect;	   /* NULL (default): any status below 500 is
+			      healthy; else a 200 whose body starts with
+			      this ("" accepts any 200) */
 };
 
 struct conf_site {

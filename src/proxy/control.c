@@ -1,8 +1,9 @@
 /*
  * The control loop, on the daemon's thread: DNS watches that keep each CAS
  * name's members current, active health checks of every member (GET
- * healthcheck.htm, 200 and a body starting "200 OK"), and passive ejection
- * from the failures the workers report. Workers only read what this writes.
+ * healthcheck.htm: any status below 500, or with health.expect a 200 whose
+ * body starts with that text), and passive ejection from the failures the
+ * workers report. Workers only read what this writes.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,8 @@
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
+#include <event2/util.h>
+#include <openssl/err.h>
 
 #include "conf/conf.h"
 #include "core/log.h"
@@ -25,8 +28,10 @@
 #include "site/health.h"
 #include "tls/tls.h"
 
-/* Bytes of a health response read before judging it. */
+/* Bytes of a health response head read before judging it. */
 #define HCHECK_READ_MAX 4096
+/* Room for what a failed check saw, as the log says it. */
+#define HCHECK_WHY_MAX 128
 
 struct control {
 	struct proxy *p;
@@ -61,6 +66,9 @@ static void hcheck_finish(struct hcheck *hc, bool ok, const char *why)
 		bufferevent_free(hc->bev);
 		hc->bev = NULL;
 	}
+	if (!ok)
+		log_debug("CAS %s (%s): health check failed: %s", e->url,
+		          m->name, why);
 	if (health_feed(&m->h, ok, e->rise, e->fall)) {
 		cas_member_set_up(e, m, m->h.up);
 		if (m->h.up)
@@ -72,43 +80,115 @@ static void hcheck_finish(struct hcheck *hc, bool ok, const char *why)
 	hcheck_arm(hc, e->interval);
 }
 
-/* Judges what arrived: a complete head with 200 and a body that starts
- * "200 OK". Returns 1 ok, 0 undecided (more bytes may come), -1 failed. */
-static int hcheck_judge(struct hcheck *hc, bool eof)
+/* The verdict on a final answer with status and the body bytes seen so far
+ * (body, n; all of them when eof). Without expect (health.expect absent) any
+ * status below 500 is up: Exchange 2010, SOGo and Z-Push have no
+ * healthcheck.htm and answer 401 or 404, while Exchange 2013+ answers 503
+ * when Managed Availability takes ActiveSync out. With expect, only a 200
+ * whose body starts with it is up ("" takes any 200). Returns 1 up, 0
+ * undecided (more body may come), -1 down with what was seen in why. */
+static int hcheck_verdict(const char *expect, unsigned status, const char *body,
+                          size_t n, bool eof, char *why, size_t why_len)
+{
+	size_t wl;
+
+	if (expect == NULL && status < 500)
+		return 1;
+	if (expect == NULL || status != 200) {
+		snprintf(why, why_len, "health check answered %u%s", status,
+		         expect == NULL ? "" : ", expected 200");
+		return -1;
+	}
+	wl = strlen(expect);
+	if (memcmp(body, expect, n < wl ? n : wl) == 0) {
+		if (n >= wl)
+			return 1;
+		if (!eof)
+			return 0;
+	}
+	snprintf(why, why_len,
+	         "health check answered 200 without the expected body");
+	return -1;
+}
+
+/* Judges what arrived: skips interim 1xx heads, then gives the final head
+ * (and, with expect, the body) to hcheck_verdict. Returns 1 ok, 0 undecided
+ * (more bytes may come), -1 failed with the reason in why. */
+static int hcheck_judge(struct hcheck *hc, bool eof, char *why, size_t why_len)
 {
 	struct evbuffer *in = bufferevent_get_input(hc->bev);
-	size_t len = evbuffer_get_length(in);
-	const char *buf = (const char *)evbuffer_pullup(in, (ssize_t)len);
+	struct http_response *resp = &hc->c->resp;
 	unsigned status = 502;
-	int r = http_response_parse(buf, len, &http_default_limits,
-				    HTTP_M_GET, &hc->c->resp, &status);
+	const char *buf = NULL;
+	size_t len;
+	int r;
 
-	if (r < 0)
+	for (;;) {
+		len = evbuffer_get_length(in);
+		if (len == 0) {
+			r = 0;
+			break;
+		}
+		buf = (const char *)evbuffer_pullup(in, (ssize_t)len);
+		r = http_response_parse(buf, len, &http_default_limits,
+		                        HTTP_M_GET, resp, &status);
+		if (r <= 0 || resp->status >= 200)
+			break;
+		/* 100 Continue, 103 Early Hints: the answer comes after. */
+		evbuffer_drain(in, (size_t)r);
+	}
+	if (r < 0) {
+		snprintf(why, why_len, "malformed health response");
 		return -1;
+	}
+	if (r == 0 && eof) {
+		snprintf(why, why_len, "connection closed before an answer");
+		return -1;
+	}
+	if (r == 0 && len >= HCHECK_READ_MAX) {
+		snprintf(why, why_len, "health response head over %d bytes",
+		         HCHECK_READ_MAX);
+		return -1;
+	}
 	if (r == 0)
-		return (eof || len >= HCHECK_READ_MAX) ? -1 : 0;
-	const char *want = hc->e->check_expect ? hc->e->check_expect : "200 OK";
-	size_t wl = strlen(want);
-
-	if (hc->c->resp.status != 200)
-		return -1;
-	if (len - (size_t)r >= wl)
-		return memcmp(buf + r, want, wl) == 0 ? 1 : -1;
-	return eof ? -1 : 0;
+		return 0;
+	return hcheck_verdict(hc->e->check_expect, resp->status, buf + r,
+	                      len - (size_t)r, eof, why, why_len);
 }
 
 static void hcheck_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct hcheck *hc = arg;
-	int v = hcheck_judge(hc, false);
+	char why[HCHECK_WHY_MAX] = "";
+	int v = hcheck_judge(hc, false, why, sizeof(why));
 
 	if (v != 0)
-		hcheck_finish(hc, v > 0, "unexpected health response");
+		hcheck_finish(hc, v > 0, why);
+}
+
+/* Says why the check's connection failed: the TLS error if OpenSSL gave
+ * one, else the socket error. */
+static void hcheck_conn_error(struct hcheck *hc, char *why, size_t why_len)
+{
+	int err = EVUTIL_SOCKET_ERROR();
+	unsigned long tls_err =
+	    hc->e->tls ? bufferevent_get_openssl_error(hc->bev) : 0;
+	const char *reason = tls_err ? ERR_reason_error_string(tls_err) : NULL;
+
+	if (tls_err != 0)
+		snprintf(why, why_len, "TLS failed: %s",
+		         reason ? reason : "unknown error");
+	else if (err != 0)
+		snprintf(why, why_len, "connection failed: %s",
+		         evutil_socket_error_to_string(err));
+	else
+		snprintf(why, why_len, "connection failed");
 }
 
 static void hcheck_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct hcheck *hc = arg;
+	char why[HCHECK_WHY_MAX] = "";
 	int v;
 
 	if (what & BEV_EVENT_CONNECTED)
@@ -118,11 +198,12 @@ static void hcheck_event_cb(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (what & BEV_EVENT_ERROR) {
-		hcheck_finish(hc, false, "connection failed");
+		hcheck_conn_error(hc, why, sizeof(why));
+		hcheck_finish(hc, false, why);
 		return;
 	}
-	v = hcheck_judge(hc, true);
-	hcheck_finish(hc, v > 0, "unexpected health response");
+	v = hcheck_judge(hc, true, why, sizeof(why));
+	hcheck_finish(hc, v > 0, why);
 }
 
 static struct bufferevent *hcheck_bev(struct hcheck *hc)
@@ -166,7 +247,7 @@ static void hcheck_start(evutil_socket_t fd, short what, void *arg)
 	bufferevent_enable(hc->bev, EV_READ | EV_WRITE);
 	if (bufferevent_socket_connect(hc->bev, (struct sockaddr *)&hc->m->addr,
 				       (int)hc->m->len) != 0)
-		hcheck_finish(hc, false, "connect failed");
+		hcheck_finish(hc, false, "connection failed");
 }
 
 static void hcheck_free(struct hcheck *hc)

@@ -47,8 +47,19 @@ and `refuse()` closes the listening socket (connections are then refused).
 `health_status` (default 200) set to another code, e.g. 503, makes
 healthcheck.htm answer with that status (an IIS-style error page) while every
 other request is served as usual: a CAS failing only its health check.
+`health_body` (default None: "200 OK<br/>NAME") is the body of its 200, e.g.
+a login page, as a CAS that serves some other page there would send.
 `keep_alive` (default True) set to False closes every connection after its
 response (with `Connection: close`), so every request needs a new connection.
+
+Flavour (attribute `flavour`): "exchange2016" (default) answers as described
+above. "exchange2010" is a CAS without healthcheck.htm (it came with Exchange
+2013 SP1), the way IIS 7.5 answers: EVERY request without Authorization, on
+any path (healthcheck.htm, Autodiscover and 404 paths included), gets `401
+Unauthorized` with `WWW-Authenticate: Negotiate`, `WWW-Authenticate: NTLM` and
+`WWW-Authenticate: Basic realm="NAME"`, whatever `health_status` says; a
+request with Authorization (or on an NTLM-authenticated connection) is served
+as in exchange2016, except healthcheck.htm, which is then 404.
 
 NTLM (attribute `ntlm`, off by default): connection-bound authentication the
 way IIS does it. `Authorization: NTLM <type 1>` (or Negotiate with a raw
@@ -90,6 +101,10 @@ EAS_COMMANDS = ("Sync,SendMail,SmartForward,SmartReply,GetAttachment,"
                 "Search,Settings,Ping,ItemOperations,Provision,"
                 "ResolveRecipients,ValidateCert,Find")
 HEALTH_PATH = "/microsoft-server-activesync/healthcheck.htm"
+FLAVOURS = ("exchange2016", "exchange2010")
+IIS_401_BODY = (b"<html><head><title>401 - Unauthorized</title></head><body>"
+                b"401 - Unauthorized: Access is denied due to invalid "
+                b"credentials.</body></html>")
 EAS_PATH = "/microsoft-server-activesync"
 AUTODISCOVER_PATH = "/autodiscover/autodiscover.xml"
 WBXML_CT = "application/vnd.ms-sync.wbxml"
@@ -497,6 +512,8 @@ class StandinCAS:
         self.mode = None
         self.modes_apply_to_health = False
         self.health_status = 200          # what healthcheck.htm answers
+        self.health_body = None           # healthcheck.htm's 200 body
+        self.flavour = "exchange2016"     # or "exchange2010", see above
         self.keep_alive = True            # False: close after each response
         self.slow_delay = 0.1
         self.slow_pieces = 20
@@ -530,6 +547,8 @@ class StandinCAS:
         return "%s://%s:%d" % (self.scheme, self.host, self.port)
 
     def start(self):
+        if self.flavour not in FLAVOURS:
+            raise ValueError("unknown flavour %r" % (self.flavour,))
         ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         ls.bind((self.host, self.port))
@@ -854,6 +873,12 @@ class StandinCAS:
 
     def _dispatch(self, req):
         lpath = req.path.lower()
+        if self.flavour == "exchange2010":
+            if req.header("Authorization") is None and \
+                    not self._ntlm_authenticated(req):
+                return self._iis75_401()
+            if lpath == HEALTH_PATH:
+                return self._plain(404, "Not Found")
         if lpath == HEALTH_PATH and req.method in ("GET", "HEAD"):
             if self.health_status != 200:
                 return self._plain(self.health_status,
@@ -863,7 +888,8 @@ class StandinCAS:
                 ("Server", "Microsoft-IIS/10.0"),
                 ("X-FEServer", self.fe),
                 ("Date", formatdate(usegmt=True))],
-                ("200 OK<br/>" + self.name).encode())
+                self.health_body if self.health_body is not None
+                else ("200 OK<br/>" + self.name).encode())
         is_eas = lpath == EAS_PATH or lpath.startswith(EAS_PATH + "/")
         if self.ntlm and (is_eas or lpath == AUTODISCOVER_PATH):
             resp = self._ntlm(req)
@@ -875,7 +901,27 @@ class StandinCAS:
             return self._eas(req)
         return self._plain(404, "Not Found")
 
+    def _iis75_401(self):
+        """Exchange 2010's answer to a request without credentials: IIS 7.5
+        offering Negotiate, NTLM and Basic, in that order."""
+        h = [("Content-Type", "text/html"),
+             ("Server", "Microsoft-IIS/7.5"),
+             ("WWW-Authenticate", "Negotiate"),
+             ("WWW-Authenticate", "NTLM"),
+             ("WWW-Authenticate", 'Basic realm="%s"' % self.name),
+             ("X-Powered-By", "ASP.NET"),
+             ("Date", formatdate(usegmt=True))]
+        return _Response(401, "Unauthorized", h, IIS_401_BODY)
+
     # ---- NTLM (connection-bound, see the module comment)
+
+    def _ntlm_authenticated(self, req):
+        """True when NTLM is on and req's connection has authenticated."""
+        if not self.ntlm:
+            return False
+        with self._lock:
+            st = self.ntlm_conns.get(req.conn_id)
+        return st is not None and st["state"] == "authenticated"
 
     def _ntlm_401(self, token=None, scheme="NTLM"):
         h = self._std_headers("text/html")
@@ -884,10 +930,7 @@ class StandinCAS:
         else:
             h[3:3] = [("WWW-Authenticate", "Negotiate"),
                       ("WWW-Authenticate", "NTLM")]
-        body = (b"<html><head><title>401 - Unauthorized</title></head><body>"
-                b"401 - Unauthorized: Access is denied due to invalid "
-                b"credentials.</body></html>")
-        return _Response(401, "Unauthorized", h, body)
+        return _Response(401, "Unauthorized", h, IIS_401_BODY)
 
     def _ntlm(self, req):
         """A 401 answer of the NTLM handshake, or None to serve req (as the
@@ -967,10 +1010,7 @@ class StandinCAS:
     def _unauthorized(self):
         h = self._std_headers("text/html")
         h.insert(3, ("WWW-Authenticate", 'Basic realm="%s"' % self.name))
-        body = (b"<html><head><title>401 - Unauthorized</title></head><body>"
-                b"401 - Unauthorized: Access is denied due to invalid "
-                b"credentials.</body></html>")
-        return _Response(401, "Unauthorized", h, body)
+        return _Response(401, "Unauthorized", h, IIS_401_BODY)
 
     def _autodiscover(self, req):
         user = self.request_user(req)
