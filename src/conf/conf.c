@@ -369,6 +369,7 @@ static void copy_lists(struct conf_ctx *c, const struct conf_raw *r,
 		cf->certs[i].key = copy(c, r->tls.certificates[i].key);
 		cf->certs[i].line = conf_line(c, "tls.certificates[%u]", i);
 	}
+	cf->tls_hsts = r->tls.hsts;
 	cf->sites = array(c, r->sites_count, sizeof(*cf->sites), &cf->n_sites);
 	for (unsigned i = 0; i < cf->n_sites; i++)
 		copy_site(c, i, &r->sites[i], &cf->sites[i]);

@@ -115,6 +115,8 @@ struct conf {
 	unsigned n_listen;
 	struct conf_cert *certs; /* tls.certificates; certs[0] is default */
 	unsigned n_certs;
+	unsigned tls_hsts;	 /* tls.hsts: Strict-Transport-Security
+				    max-age in s; 0 (default): none */
 	struct conf_site *sites;
 	unsigned n_sites;
 	char *upstream_ca_file;	 /* upstream.ca_file; NULL: system store */

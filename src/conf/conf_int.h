@@ -44,6 +44,7 @@ struct conf_raw_site {
 struct conf_raw_tls {
 	struct conf_cert *certificates; /* line left 0 by libcyaml */
 	unsigned certificates_count;
+	unsigned hsts;
 };
 
 struct conf_raw_upstream {

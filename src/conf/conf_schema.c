@@ -45,6 +45,7 @@ static const cyaml_schema_value_t cert_entry = {
 static const cyaml_schema_field_t tls_fields[] = {
     CYAML_FIELD_SEQUENCE("certificates", CYAML_FLAG_POINTER,
                          struct conf_raw_tls, certificates, &cert_entry, 1, 64),
+    CYAML_FIELD_UINT("hsts", OPT, struct conf_raw_tls, hsts),
     CYAML_FIELD_END,
 };
 

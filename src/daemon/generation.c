@@ -158,6 +158,9 @@ struct gen *generation_build(struct proxy *p, const char *path, unsigned id,
 		goto fail;
 	if (gethostname(g->hostname, sizeof(g->hostname)) != 0)
 		str_copy(g->hostname, sizeof(g->hostname), STR_LIT("easfront"));
+	if (g->conf->tls_hsts > 0)
+		snprintf(g->hsts, sizeof(g->hsts), "max-age=%u",
+			 g->conf->tls_hsts);
 	return g;
 fail:
 	if (*err == NULL)

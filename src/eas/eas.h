@@ -137,6 +137,8 @@ struct eas_facts {
 	                            "" when neither */
 	bool held; /* Ping or Sync: may legitimately be held by the CAS for
 	              up to its heartbeat */
+	const char *error; /* after a refusal: a short reason for the log
+	                      (static), or NULL */
 };
 
 /* What an Authorization header value says. */
@@ -279,8 +281,11 @@ int eas_host_normalize(struct str host, char *out, size_t cap);
  * Authorization header (none when the header is repeated); the query user
  * is used only when there is no Authorization header at all. Returns 0, or
  * -1 with *status: 400 for a malformed Host or query (see
- * eas_query_parse()), 421 when Host and SNI name different hosts. *status is
- * untouched on success.
+ * eas_query_parse()) or a Connection header that names a field the facts
+ * are read from (Authorization, MS-ASProtocolVersion, X-MS-PolicyKey: the
+ * CAS would not see what the route was decided by; f->error says
+ * "connection-lists-routing"), 421 when Host and SNI name different hosts.
+ * *status is untouched on success.
  */
 int eas_facts_parse(const struct http_request *req, const char *sni,
                     struct eas_facts *f, unsigned *status);

@@ -164,6 +164,27 @@ static void facts_user(const struct http_request *req,
 	}
 }
 
+/* True when a Connection header names a field the facts come from: a proxy
+ * obeying it would route by credentials or a version the CAS never sees. */
+static bool connection_hides_facts(const struct http_request *req)
+{
+	static const char *const read[] = {
+		"Authorization", "MS-ASProtocolVersion", "X-MS-PolicyKey",
+	};
+
+	if (!(req->flags & HTTP_F_CONN_OPTIONS))
+		return false;
+	for (unsigned i = 0; i < req->nheaders && i < HTTP_MAX_HEADERS; i++) {
+		if (!str_eq_ci_lit(req->headers[i].name, "Connection"))
+			continue;
+		for (size_t k = 0; k < sizeof(read) / sizeof(read[0]); k++)
+			if (http_connection_lists(req->headers[i].value,
+			                          str_from(read[k])))
+				return true;
+	}
+	return false;
+}
+
 int eas_facts_parse(const struct http_request *req, const char *sni,
                     struct eas_facts *f, unsigned *status)
 {
@@ -171,6 +192,11 @@ int eas_facts_parse(const struct http_request *req, const char *sni,
 
 	memset(f, 0, sizeof(*f));
 	f->cmd = EAS_CMD_NONE;
+	if (connection_hides_facts(req)) {
+		f->error = "connection-lists-routing";
+		*status = 400;
+		return -1;
+	}
 	f->path = eas_path_classify(req->path);
 	if (facts_host(req, sni, f, status) != 0)
 		return -1;

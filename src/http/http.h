@@ -60,6 +60,11 @@ struct http_header {
 #define HTTP_F_EXPECT_100 0x02U	 /* Expect: 100-continue */
 #define HTTP_F_HAS_HOST 0x04U	 /* a Host header was present */
 #define HTTP_F_CONN_UPGRADE 0x08U /* Connection lists upgrade */
+#define HTTP_F_CONN_OPTIONS 0x10U /* Connection lists a field beyond close,
+				     keep-alive and upgrade: a forwarder must
+				     drop that field too */
+#define HTTP_F_ABSOLUTE_FORM 0x20U /* request-target in absolute-form: host
+				      is its authority, above any Host */
 
 struct http_request {
 	enum http_method method;
@@ -76,6 +81,8 @@ struct http_request {
 	uint64_t content_length;     /* valid when framing == LENGTH */
 	size_t head_len;	     /* bytes of the head incl. final CRLF and
 					any empty lines skipped before it */
+	const char *error;	     /* after a refusal: a short reason for the
+					log (static), or NULL */
 	unsigned nheaders;
 	struct http_header headers[HTTP_MAX_HEADERS];
 };
@@ -88,6 +95,8 @@ struct http_response {
 	enum http_framing framing;
 	uint64_t content_length; /* valid when framing == LENGTH */
 	size_t head_len;
+	const char *error;	/* after a refusal: a short reason (static),
+				   or NULL */
 	struct str status_line; /* the whole status line without CRLF */
 	unsigned nheaders;
 	struct http_header headers[HTTP_MAX_HEADERS];
@@ -99,9 +108,11 @@ struct http_response {
  * is exceeded yet), <0 on error with *status set to the answer: 400 (syntax,
  * whitespace before colon, obs-fold, CTLs in values, bad or conflicting
  * Content-Length, Content-Length with Transfer-Encoding, missing Host in 1.1,
- * several Host headers), 414 (request line too long), 431 (head or header
- * count too large), 501 (Transfer-Encoding other than exactly "chunked"),
- * 505 (version other than HTTP/1.0 and HTTP/1.1).
+ * several Host headers, a Connection option that is no token, a Connection
+ * header naming Content-Length, Transfer-Encoding or Host), 414 (request
+ * line too long), 431 (head or header count too large), 501
+ * (Transfer-Encoding other than exactly "chunked"), 505 (version other than
+ * HTTP/1.0 and HTTP/1.1). req->error then names some of these for the log.
  */
 int http_request_parse(const char *buf, size_t len,
 		       const struct http_limits *lim, struct http_request *req,
@@ -111,6 +122,8 @@ int http_request_parse(const char *buf, size_t len,
  * Parses a response head to a request whose method was req_method (a response
  * to HEAD, 1xx, 204 and 304 have no body; no length and no chunked means
  * HTTP_BODY_EOF). Returns as http_request_parse; on error *status is 502.
+ * A Connection header naming Content-Length or Transfer-Encoding is an error
+ * here too: the body would reach the client unframed.
  */
 int http_response_parse(const char *buf, size_t len,
 			const struct http_limits *lim,

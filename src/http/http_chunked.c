@@ -43,8 +43,11 @@ static int size_byte(struct http_chunked *c, char ch)
 		break;
 	case CS_SIZE:
 		if (http_is(ch, HTTP_C_HEX)) {
-			/* 16 digits fill 64 bits; a 17th would overflow. */
-			if (c->line_len >= 16)
+			/* Sizes are bounded like Content-Length: at most 16
+			 * digits and INT64_MAX, so that no signed or wrapping
+			 * reader downstream frames this chunk differently. */
+			if (c->line_len >= 16 ||
+			    c->left > ((uint64_t)INT64_MAX - hex_value(ch)) >> 4)
 				return -1;
 			c->left = c->left << 4 | hex_value(ch);
 		} else if (ch == ' ' || ch == '\t') {

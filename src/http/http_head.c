@@ -139,18 +139,45 @@ static bool name_is(struct str n, const char *lower, size_t len)
 
 #define NAME_IS(n, lit) name_is((n), (lit), sizeof(lit) - 1)
 
-static void connection_tokens(struct http_fields *f, struct str v)
+static bool is_token(struct str t)
+{
+	for (size_t i = 0; i < t.len; i++)
+		if (!http_is(t.p[i], HTTP_C_TCHAR))
+			return false;
+	return true;
+}
+
+/*
+ * Connection options (RFC 9110 7.6.1) are tokens; anything else could be
+ * read as a different list by the next parser, so it is refused. Naming a
+ * field that frames the message or names its target is recorded: a proxy
+ * that obeyed it would hand the next hop a message framed differently from
+ * the one it read (request smuggling), so the callers refuse those too.
+ */
+static int connection_tokens(struct http_fields *f, struct str v)
 {
 	struct str tok;
 
 	while (http_list_next(&v, &tok)) {
+		if (tok.len == 0)
+			continue; /* empty list elements are allowed */
+		if (!is_token(tok))
+			return -1;
 		if (NAME_IS(tok, "close"))
 			f->conn_close = true;
 		else if (NAME_IS(tok, "keep-alive"))
 			f->conn_keep_alive = true;
 		else if (NAME_IS(tok, "upgrade"))
 			f->conn_upgrade = true;
+		else if (NAME_IS(tok, "content-length") ||
+		         NAME_IS(tok, "transfer-encoding"))
+			f->conn_framing = true;
+		else if (NAME_IS(tok, "host"))
+			f->conn_host = true;
+		else
+			f->conn_other = true;
 	}
+	return 0;
 }
 
 /* Records what one field means for framing and the connection; the switch on
@@ -168,12 +195,18 @@ static int field_apply(struct http_fields *f, const struct http_header *h)
 			f->expect_100 = true;
 		break;
 	case 10:
-		if (NAME_IS(h->name, "connection"))
-			connection_tokens(f, h->value);
+		if (NAME_IS(h->name, "connection") &&
+		    connection_tokens(f, h->value) < 0) {
+			f->error = "bad-connection-header";
+			return -1;
+		}
 		break;
 	case 14:
-		if (NAME_IS(h->name, "content-length"))
-			return content_length(f, h->value);
+		if (NAME_IS(h->name, "content-length") &&
+		    content_length(f, h->value) < 0) {
+			f->error = "bad-content-length";
+			return -1;
+		}
 		break;
 	case 17:
 		if (NAME_IS(h->name, "transfer-encoding") && f->nte++ == 0)

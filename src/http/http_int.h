@@ -97,6 +97,12 @@ struct http_fields {
 	bool conn_close;    /* Connection lists close */
 	bool conn_keep_alive; /* Connection lists keep-alive */
 	bool conn_upgrade;    /* Connection lists upgrade */
+	bool conn_other;      /* Connection lists some other option */
+	bool conn_framing;    /* Connection lists Content-Length or
+	                         Transfer-Encoding */
+	bool conn_host;       /* Connection lists Host */
+	const char *error;    /* why the fields were refused, for the log
+	                         (static), or NULL */
 	bool expect_100;      /* Expect: 100-continue */
 };
 

@@ -71,6 +71,7 @@ static int absolute_form(struct str t, struct http_request *req)
 	if (!http_authority_valid(req->host, false))
 		return -1;
 	split_query((struct str){rest.p + a, rest.len - a}, req);
+	req->flags |= HTTP_F_ABSOLUTE_FORM;
 	return 0;
 }
 
@@ -160,6 +161,13 @@ static int host_check(struct http_request *req, const struct http_fields *f)
 static int framing(struct http_request *req, const struct http_fields *f,
                    unsigned *status)
 {
+	/* A next hop that drops what Connection names would read no framing
+	 * (or no Host) where this parser read one. */
+	if (f->conn_framing || f->conn_host) {
+		req->error = "connection-lists-framing";
+		*status = 400;
+		return -1;
+	}
 	if (f->nte > 0) {
 		if (req->version == 0 || f->ncl > 0) {
 			*status = 400;
@@ -184,6 +192,8 @@ static void connection_flags(struct http_request *req,
 		req->flags |= HTTP_F_KEEP_ALIVE;
 	if (f->conn_upgrade)
 		req->flags |= HTTP_F_CONN_UPGRADE;
+	if (f->conn_other)
+		req->flags |= HTTP_F_CONN_OPTIONS;
 	/* RFC 9110 10.1.1: a 100-continue in HTTP/1.0 is ignored. */
 	if (f->expect_100 && req->version == 1)
 		req->flags |= HTTP_F_EXPECT_100;
@@ -202,6 +212,7 @@ static void request_reset(struct http_request *req)
 	req->framing = HTTP_BODY_NONE;
 	req->content_length = 0;
 	req->head_len = 0;
+	req->error = NULL;
 	req->nheaders = 0;
 }
 
@@ -228,10 +239,13 @@ int http_request_parse(const char *buf, size_t len,
 	rc = http_head_scan(buf, len, &sl, &s, status);
 	if (rc <= 0)
 		return rc;
-	if (request_line(buf + s.start, buf + s.line_end, req, status) < 0 ||
-	    http_fields_parse(buf, s.line_end + 2, s.end - 2, sl.max_fields, &f,
-	                      status) < 0)
+	if (request_line(buf + s.start, buf + s.line_end, req, status) < 0)
 		return -1;
+	if (http_fields_parse(buf, s.line_end + 2, s.end - 2, sl.max_fields, &f,
+	                      status) < 0) {
+		req->error = f.error;
+		return -1;
+	}
 	req->nheaders = f.n;
 	if (host_check(req, &f) < 0) {
 		*status = 400;

@@ -40,6 +40,11 @@ static int framing(struct http_response *resp, enum http_method req_method,
 {
 	unsigned st = resp->status;
 
+	/* Forwarded without the field it names, the body would be unframed. */
+	if (f->conn_framing) {
+		resp->error = "connection-lists-framing";
+		return -1;
+	}
 	if (f->nte > 0 &&
 	    (resp->version == 0 || f->ncl > 0 || f->nte > 1 || !f->te_chunked))
 		return -1;
@@ -70,6 +75,8 @@ static void connection_flags(struct http_response *resp,
 		resp->flags |= HTTP_F_KEEP_ALIVE;
 	if (f->conn_upgrade)
 		resp->flags |= HTTP_F_CONN_UPGRADE;
+	if (f->conn_other || f->conn_host)
+		resp->flags |= HTTP_F_CONN_OPTIONS;
 }
 
 static void response_reset(struct http_response *resp)
@@ -81,6 +88,7 @@ static void response_reset(struct http_response *resp)
 	resp->framing = HTTP_BODY_NONE;
 	resp->content_length = 0;
 	resp->head_len = 0;
+	resp->error = NULL;
 	resp->status_line = STR_NULL;
 	resp->nheaders = 0;
 }
@@ -108,10 +116,13 @@ int http_response_parse(const char *buf, size_t len,
 	rc = http_head_scan(buf, len, &sl, &s, status);
 	if (rc == 0)
 		return 0;
-	if (rc < 0 || status_line(buf + s.start, buf + s.line_end, resp) < 0 ||
-	    http_fields_parse(buf, s.line_end + 2, s.end - 2, sl.max_fields, &f,
-	                      status) < 0)
+	if (rc < 0 || status_line(buf + s.start, buf + s.line_end, resp) < 0)
 		goto bad;
+	if (http_fields_parse(buf, s.line_end + 2, s.end - 2, sl.max_fields, &f,
+	                      status) < 0) {
+		resp->error = f.error;
+		goto bad;
+	}
 	resp->nheaders = f.n;
 	if (framing(resp, req_method, &f) < 0)
 		goto bad;

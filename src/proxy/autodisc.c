@@ -112,9 +112,7 @@ static void respond_xml(struct session *s, char *xml)
 		return;
 	}
 	session_respond(s, 200,
-			"Content-Type: text/xml; charset=utf-8\r\n"
-			"Cache-Control: private\r\n",
-			xml);
+			"Content-Type: text/xml; charset=utf-8\r\n", xml);
 	free(xml);
 }
 

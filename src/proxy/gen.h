@@ -52,6 +52,8 @@ struct gen {
 	struct gen_site *sites;	   /* conf->n_sites entries; owned */
 	int own_site;		   /* index of conf->site */
 	char hostname[256];	   /* for healthcheck.htm */
+	char hsts[32];		   /* Strict-Transport-Security value from
+				      tls.hsts ("max-age=N"); "" when off */
 	unsigned char log_key[32]; /* log.hash_identities: the HMAC key */
 	unsigned log_key_len;
 };

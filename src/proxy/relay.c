@@ -13,6 +13,7 @@
 
 #include "conf/conf.h"
 #include "core/log.h"
+#include "proxy/forward.h"
 #include "proxy/gen.h"
 #include "proxy/stats.h"
 #include "proxy/upstream.h"
@@ -23,113 +24,6 @@
 /* ... and reading resumes once it drains below this. */
 #define RELAY_LOW_WATER (16 * 1024)
 
-#define EAS_VDIR "/Microsoft-Server-ActiveSync"
-
-/* Appends into a fixed buffer; an overflow is remembered, not written. */
-struct outbuf {
-	char *p;
-	size_t len, cap;
-	bool overflow;
-};
-
-static void ob_add(struct outbuf *ob, const char *s, size_t n)
-{
-	if (ob->overflow || ob->cap - ob->len < n) {
-		ob->overflow = true;
-		return;
-	}
-	memcpy(ob->p + ob->len, s, n);
-	ob->len += n;
-}
-
-static void ob_str(struct outbuf *ob, struct str s)
-{
-	ob_add(ob, s.p, s.len);
-}
-
-static void ob_lit(struct outbuf *ob, const char *s)
-{
-	ob_add(ob, s, strlen(s));
-}
-
-static void ob_header(struct outbuf *ob, const struct http_header *h)
-{
-	ob_str(ob, h->name);
-	ob_add(ob, ": ", 2);
-	ob_str(ob, h->value);
-	ob_add(ob, "\r\n", 2);
-}
-
-/* Request headers a client must never be able to hand to a CAS: Exchange
- * trusts them between its own servers. */
-static bool exchange_internal(struct str name)
-{
-	static const char *const names[] = {
-		"X-CommonAccessToken", "X-IsFromCafe", "X-SourceCafeServer",
-		"msExchProxyUri", "X-MSExchangeActivityCtx",
-	};
-
-	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-		if (str_eq_ci_lit(name, names[i]))
-			return true;
-	return false;
-}
-
-/* True when a header of a message must not cross the proxy; chunked framing
- * itself passes through unless the body is being re-framed. */
-static bool drop_hop(struct str name, struct str connection, bool keep_te)
-{
-	if (keep_te && str_eq_ci_lit(name, "Transfer-Encoding"))
-		return false;
-	if (http_header_is_hop_by_hop(name))
-		return true;
-	return connection.len > 0 && http_connection_lists(connection, name);
-}
-
-/* The codec accepts repeated identical Content-Length headers; the next hop
- * gets one, so no parser downstream has to decide what two mean. */
-static bool repeated_length(struct str name, bool *seen)
-{
-	if (!str_eq_ci_lit(name, "Content-Length"))
-		return false;
-	if (*seen)
-		return true;
-	*seen = true;
-	return false;
-}
-
-static struct str header_value(const struct http_header *h, unsigned n,
-			       const char *name)
-{
-	const struct http_header *f = http_header_find(h, n, name);
-
-	return f ? f->value : STR_NULL;
-}
-
-/* The request line towards the CAS: the EAS virtual directory becomes the
- * site's proxy_path, everything else is kept. */
-static void ob_request_line(struct outbuf *ob, const struct http_request *req,
-			    struct str proxy_path)
-{
-	struct str path = req->path;
-	struct str vdir = STR_LIT(EAS_VDIR);
-
-	ob_str(ob, req->method_str);
-	ob_add(ob, " ", 1);
-	if (str_prefix_ci(path, vdir) &&
-	    (path.len == vdir.len || path.p[vdir.len] == '/')) {
-		ob_str(ob, proxy_path);
-		ob_add(ob, path.p + vdir.len, path.len - vdir.len);
-	} else {
-		ob_str(ob, path);
-	}
-	if (req->query.len > 0) {
-		ob_add(ob, "?", 1);
-		ob_str(ob, req->query);
-	}
-	ob_lit(ob, " HTTP/1.1\r\n");
-}
-
 /* The head towards the CAS. fixed_len >= 0: the body was collected whole
  * (and de-chunked), so it goes up with that Content-Length instead of the
  * client's framing. */
@@ -137,71 +31,29 @@ static size_t build_request_head(struct session *s,
 				 const struct http_request *req,
 				 const struct gen_site *gs, int64_t fixed_len)
 {
-	struct outbuf ob = {s->w->scratch, 0, sizeof(s->w->scratch), false};
-	struct str conn =
-		header_value(req->headers, req->nheaders, "Connection");
-	bool cl_seen = false;
-	char len[48];
+	struct forward_req fr = {
+		.proxy_path = gs->proxy_path,
+		.default_host = gs->cas[0].host,
+		.client_ip = s->client_ip,
+		.fixed_len = fixed_len,
+	};
 
-	ob_request_line(&ob, req, gs->proxy_path);
-	for (unsigned i = 0; i < req->nheaders; i++) {
-		const struct http_header *h = &req->headers[i];
-
-		if (fixed_len >= 0 &&
-		    (str_eq_ci_lit(h->name, "Content-Length") ||
-		     str_eq_ci_lit(h->name, "Transfer-Encoding")))
-			continue;
-		if (drop_hop(h->name, conn, true) || exchange_internal(h->name) ||
-		    repeated_length(h->name, &cl_seen) ||
-		    str_eq_ci_lit(h->name, "Expect") ||
-		    str_eq_ci_lit(h->name, "X-Forwarded-For") ||
-		    str_eq_ci_lit(h->name, "X-Forwarded-Proto"))
-			continue;
-		ob_header(&ob, h);
-	}
-	if (!(req->flags & HTTP_F_HAS_HOST)) {
-		ob_lit(&ob, "Host: ");
-		ob_lit(&ob, gs->cas[0].host);
-		ob_lit(&ob, "\r\n");
-	}
-	if (fixed_len >= 0) {
-		snprintf(len, sizeof(len), "Content-Length: %lld\r\n",
-			 (long long)fixed_len);
-		ob_lit(&ob, len);
-	}
-	/* The edge is where the client's address is known; anything a client
-	 * sent under these names is replaced, never trusted. */
-	ob_lit(&ob, "X-Forwarded-For: ");
-	ob_lit(&ob, s->client_ip);
-	ob_lit(&ob, "\r\nX-Forwarded-Proto: https\r\n\r\n");
-	return ob.overflow ? 0 : ob.len;
+	return forward_request_head(s->w->scratch, sizeof(s->w->scratch), req,
+				    &fr);
 }
 
 static size_t build_response_head(struct session *s,
 				  const struct http_response *resp)
 {
-	struct outbuf ob = {s->w->scratch, 0, sizeof(s->w->scratch), false};
-	struct str conn =
-		header_value(resp->headers, resp->nheaders, "Connection");
-	bool keep_te = !s->up.body.dechunk;
-	bool cl_seen = false;
+	struct forward_resp fr = {
+		.dechunk = s->up.body.dechunk,
+		.close = (s->flags & SESSION_F_CLOSE) != 0,
+		.http10 = (s->flags & SESSION_F_HTTP10) != 0,
+		.hsts = s->g->hsts[0] ? s->g->hsts : NULL,
+	};
 
-	ob_str(&ob, resp->status_line);
-	ob_lit(&ob, "\r\n");
-	for (unsigned i = 0; i < resp->nheaders; i++) {
-		const struct http_header *h = &resp->headers[i];
-
-		if (drop_hop(h->name, conn, keep_te) ||
-		    repeated_length(h->name, &cl_seen))
-			continue;
-		ob_header(&ob, h);
-	}
-	if (s->flags & SESSION_F_CLOSE)
-		ob_lit(&ob, "Connection: close\r\n");
-	else if (s->flags & SESSION_F_HTTP10)
-		ob_lit(&ob, "Connection: keep-alive\r\n");
-	ob_lit(&ob, "\r\n");
-	return ob.overflow ? 0 : ob.len;
+	return forward_response_head(s->w->scratch, sizeof(s->w->scratch),
+				     resp, &fr);
 }
 
 /* Moves (or drops, with out == NULL) n bytes from in to out. */
@@ -568,8 +420,9 @@ static int read_response_head(struct session *s)
 		if (r == 0)
 			return 0;
 		if (r < 0 || resp->status == 101) {
-			log_debug("upstream %s: malformed response",
-				  s->log.upstream);
+			log_debug("upstream %s: malformed response (%s)",
+				  s->log.upstream,
+				  resp->error ? resp->error : "syntax");
 			fail_exchange(s, 502, "SH");
 			return -1;
 		}

@@ -1,6 +1,7 @@
 /*
  * Responses easfront writes itself: errors, the 451 redirect, the health
- * page. Short, always with Content-Length, never 500, never X-MS-ASThrottle.
+ * page. Short, always with Content-Length, never 500, never X-MS-ASThrottle,
+ * never cached, never sniffed.
  */
 #include "proxy/session.h"
 
@@ -12,7 +13,9 @@
 #include <event2/buffer.h>
 
 #include "core/log.h"
+#include "proxy/gen.h"
 #include "proxy/upstream.h"
+#include "proxy/worker.h"
 
 /* A request body nobody will read: drop it and keep the connection, unless
  * the client waits for 100 Continue (it may never send the body) or the
@@ -27,10 +30,32 @@ static void settle_request_body(struct session *s, bool expect_100)
 		s->flags |= SESSION_F_DISCARD;
 }
 
+/* Nothing easfront answers itself may be kept by a cache on the way; the
+ * 451 keeps the exact header Exchange sends with it (EAS.md 3). */
+static const char *cache_control(unsigned status)
+{
+	return status == 451 ? "private" : "private, no-store";
+}
+
+/* The header lines every answer of easfront's own carries. */
+static void own_headers(const struct session *s, unsigned status, char *out,
+			size_t cap)
+{
+	const struct gen *g = s->g != NULL ? s->g : s->w->gen;
+	int n = snprintf(out, cap,
+			 "Cache-Control: %s\r\n"
+			 "X-Content-Type-Options: nosniff\r\n",
+			 cache_control(status));
+
+	if (n > 0 && (size_t)n < cap && g != NULL && g->hsts[0] != '\0')
+		snprintf(out + n, cap - (size_t)n,
+			 "Strict-Transport-Security: %s\r\n", g->hsts);
+}
+
 void session_respond(struct session *s, unsigned status, const char *extra,
 		     const char *body)
 {
-	char head[2048];
+	char head[2048], own[160];
 	size_t blen = body ? strlen(body) : 0;
 	int n;
 
@@ -46,16 +71,17 @@ void session_respond(struct session *s, unsigned status, const char *extra,
 		s->client.body.done = true;
 		s->flags &= ~SESSION_F_DISCARD;
 	}
+	own_headers(s, status, own, sizeof(own));
 	n = snprintf(head, sizeof(head),
-		     "HTTP/1.1 %u %s\r\nContent-Length: %zu\r\n%s%s\r\n",
-		     status, http_reason(status), blen, extra ? extra : "",
+		     "HTTP/1.1 %u %s\r\nContent-Length: %zu\r\n%s%s%s\r\n",
+		     status, http_reason(status), blen, own, extra ? extra : "",
 		     (s->flags & SESSION_F_CLOSE) ? "Connection: close\r\n"
 						  : "");
 	if (n < 0 || (size_t)n >= sizeof(head))
 		n = snprintf(head, sizeof(head),
-			     "HTTP/1.1 %u %s\r\nContent-Length: 0\r\n"
+			     "HTTP/1.1 %u %s\r\nContent-Length: 0\r\n%s"
 			     "Connection: close\r\n\r\n",
-			     status, http_reason(status));
+			     status, http_reason(status), own);
 	s->log.status = status;
 	if (s->log.term == NULL)
 		s->log.term = status >= 400 ? "PR" : "--";

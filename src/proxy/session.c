@@ -292,8 +292,7 @@ static void healthcheck(struct session *s)
 	if (!front_end_healthy(s->g)) {
 		s->log.decision = "local";
 		s->log.reason = "healthcheck-down";
-		session_respond(s, 503, "Content-Type: text/plain\r\n"
-					"Cache-Control: no-cache\r\n",
+		session_respond(s, 503, "Content-Type: text/plain\r\n",
 				"503 no Client Access Server reachable\n");
 		return;
 	}
@@ -301,8 +300,7 @@ static void healthcheck(struct session *s)
 	snprintf(body, sizeof(body), "200 OK<br/>%s", s->g->hostname);
 	s->log.decision = "local";
 	s->log.reason = "healthcheck";
-	session_respond(s, 200, "Content-Type: text/html\r\n"
-				"Cache-Control: no-cache\r\n", body);
+	session_respond(s, 200, "Content-Type: text/html\r\n", body);
 }
 
 static void redirect(struct session *s, const char *url)
@@ -311,8 +309,7 @@ static void redirect(struct session *s, const char *url)
 
 	/* A 451 is an answer, not a refusal. */
 	s->log.term = "--";
-	snprintf(hdr, sizeof(hdr),
-		 "X-MS-Location: %s\r\nCache-Control: private\r\n", url);
+	snprintf(hdr, sizeof(hdr), "X-MS-Location: %s\r\n", url);
 	session_respond(s, 451, hdr, NULL);
 }
 
@@ -433,6 +430,7 @@ static void session_dispatch(struct session *s, const struct http_request *req)
 	if (eas_facts_parse(req, s->sni, &f, &status) != 0) {
 		str_copy(s->log.method, sizeof(s->log.method),
 			 req->method_str);
+		s->log.reason = f.error;
 		session_respond_error(s, status, "PR");
 		return;
 	}
@@ -498,6 +496,7 @@ void session_read_head(struct session *s)
 	s->log.cmd_slot = STATS_CMD_OTHER;
 	if (r < 0) {
 		log_method_token(s, (const char *)buf, want);
+		s->log.reason = req->error;
 		s->flags |= SESSION_F_CLOSE;
 		s->client.body.done = true;
 		session_respond_error(s, status, "PR");

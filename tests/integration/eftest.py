@@ -982,3 +982,12 @@ class EfTestCase(unittest.TestCase):
                              "easfront's own answer without Content-Length")
         self.assertIsNone(resp.header("X-MS-ASThrottle"),
                           "easfront must not add X-MS-ASThrottle")
+        self.assert_own_headers(resp)
+
+    def assert_own_headers(self, resp, cache_control="private, no-store"):
+        """Headers on every answer easfront makes itself: never cached on
+        the way, never content-sniffed."""
+        self.assertEqual(resp.headers_named("Cache-Control"), [cache_control],
+                         resp.status_line)
+        self.assertEqual(resp.headers_named("X-Content-Type-Options"),
+                         ["nosniff"], resp.status_line)

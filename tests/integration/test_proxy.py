@@ -338,6 +338,9 @@ class Paths(eftest.EfTestCase):
         self.assertTrue(r.body.startswith(b"200 OK<br/>"), r.body)
         self.assertNotEqual(r.body, b"200 OK<br/>cas1.site1.test",
                             "the CAS's page was proxied")
+        self.assert_own_headers(r)
+        self.assertIsNone(r.header("Strict-Transport-Security"),
+                          "HSTS without tls.hsts")
         time.sleep(0.2)
         self.assertEqual(cas.find(req.mark), [])
 
@@ -373,6 +376,59 @@ class Paths(eftest.EfTestCase):
                                  "/microsoft-server-activesync")
                 self.assertEqual(rec.query, req.request_line.decode().split(
                     "?", 1)[1].split(" ")[0])
+
+
+class Hsts(eftest.EfTestCase):
+    """tls.hsts: easfront's own answers carry Strict-Transport-Security;
+    a CAS's answer gets it only when the CAS sent none of its own."""
+
+    def start(self, cas):
+        pki = self.pki
+        tls = {"certificates": [{"cert": c, "key": k}
+                                for c, k in (pki.eas_ec, pki.eas_rsa)],
+               "hsts": 31536000}
+        return self.start_daemon(cas, extra={"tls": tls})
+
+    def test_own_answers(self):
+        cas = self.start_cas()
+        d = self.start(cas)
+        for target in ("/owa", "/Microsoft-Server-ActiveSync/healthcheck.htm"):
+            with self.subTest(target=target):
+                r = d.roundtrip(http_request("GET", target).raw)
+                self.assertIn(r.status, (200, 404))
+                self.assert_own_headers(r)
+                self.assertEqual(r.headers_named("Strict-Transport-Security"),
+                                 ["max-age=31536000"])
+
+    def test_proxied_answer(self):
+        cas = self.start_cas()
+        d = self.start(cas)
+        req = eas_request("FolderSync")
+        resp = d.roundtrip(req.raw)
+        rec = self.one_cas_request(cas, req.mark)
+        self.assertEqual(resp.status, 200)
+        self.assertEqual(resp.headers_named("Strict-Transport-Security"),
+                         ["max-age=31536000"])
+        # Everything else is the CAS's answer, unchanged.
+        _, cas_lines = eftest.end_to_end_lines(rec.response_head)
+        _, lines = eftest.end_to_end_lines(resp.raw_head)
+        self.assertEqual([ln for ln in lines if not ln.lower().startswith(
+            b"strict-transport-security:")], cas_lines)
+
+    def test_cas_policy_kept(self):
+        cas = self.start_cas()
+        real = cas._std_headers
+
+        def with_hsts(ctype=None):
+            return real(ctype) + [("Strict-Transport-Security",
+                                   "max-age=60")]
+        cas._std_headers = with_hsts
+        d = self.start(cas)
+        req = eas_request("FolderSync")
+        resp = d.roundtrip(req.raw)
+        self.assertEqual(resp.headers_named("Strict-Transport-Security"),
+                         ["max-age=60"])
+        assert_passthrough(self, resp, self.one_cas_request(cas, req.mark))
 
 
 class UpstreamTls(eftest.EfTestCase):

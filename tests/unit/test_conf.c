@@ -147,6 +147,7 @@ static void test_minimal_defaults(void **state)
 	assert_string_equal(c->log_level, "info");
 	assert_string_equal(c->pid_file, "/run/easfront.pid");
 	assert_int_equal(c->workers, 0);
+	assert_int_equal(c->tls_hsts, 0);
 	assert_int_equal(c->autodiscover, CONF_AUTODISCOVER_PROXY);
 	assert_int_equal(c->timeouts.handshake, 10);
 	assert_int_equal(c->timeouts.client_header, 15);
@@ -174,6 +175,19 @@ static void test_limits_zero(void **state)
 	(void)state;
 	assert_int_equal(c->limits.connections, 0);
 	assert_int_equal(c->limits.connections_per_client, 0);
+	conf_free(c);
+}
+
+static void test_tls_hsts(void **state)
+{
+	struct conf *c = load_ok(
+	    "site: a\n"
+	    "listen: [{address: \"127.0.0.1:443\"}]\n"
+	    "tls: {certificates: [{cert: c.pem, key: k.pem}], hsts: 31536000}\n"
+	    "sites: [{name: a, cas: [\"http://cas.a\"]}]\n");
+
+	(void)state;
+	assert_int_equal(c->tls_hsts, 31536000);
 	conf_free(c);
 }
 
@@ -782,6 +796,7 @@ int main(void)
 	    cmocka_unit_test(test_minimal_defaults),
 	    cmocka_unit_test(test_values_and_lines),
 	    cmocka_unit_test(test_limits_zero),
+	    cmocka_unit_test(test_tls_hsts),
 	    cmocka_unit_test(test_bad_rows),
 	    cmocka_unit_test(test_all_problems_listed),
 	    cmocka_unit_test(test_schema_problems_listed),

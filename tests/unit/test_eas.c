@@ -1549,6 +1549,49 @@ static void test_facts(void **state)
 	}
 }
 
+/* A Connection header must not take away what the facts were read from:
+ * the CAS would not see the credentials or version easfront routed by. */
+static void test_facts_connection(void **state)
+{
+	static const struct {
+		const char *connection;
+		const char *error; /* NULL: accepted */
+	} cases[] = {
+	    {"keep-alive", NULL},
+	    {"X-Custom", NULL},
+	    {"Authorization", "connection-lists-routing"},
+	    {"close, ms-asprotocolversion", "connection-lists-routing"},
+	    {"X-MS-PolicyKey", "connection-lists-routing"},
+	};
+	static struct http_request req;
+	char head[512];
+
+	(void)state;
+	for (size_t i = 0; i < NELEM(cases); i++) {
+		struct eas_facts f;
+		unsigned status = 0;
+		int rc;
+
+		snprintf(head, sizeof(head),
+		         "POST " EAS "?" PLAIN " HTTP/1.1\r\nHost: " HOST
+		         "\r\nConnection: keep-alive\r\nConnection: %s\r\n"
+		         "Authorization: Basic dTpw\r\n"
+		         "MS-ASProtocolVersion: 14.1\r\n\r\n",
+		         cases[i].connection);
+		assert_true(http_request_parse(head, strlen(head), NULL, &req,
+		                               &status) > 0);
+		rc = eas_facts_parse(&req, NULL, &f, &status);
+		if (cases[i].error == NULL) {
+			assert_int_equal(rc, 0);
+			assert_null(f.error);
+			continue;
+		}
+		assert_int_equal(rc, -1);
+		assert_int_equal(status, 400);
+		assert_string_equal(f.error, cases[i].error);
+	}
+}
+
 /* Each kind of credential through a whole request. */
 static void test_facts_credentials(void **state)
 {
@@ -1651,6 +1694,7 @@ int main(void)
 	    cmocka_unit_test(test_host_normalize),
 	    cmocka_unit_test(test_facts),
 	    cmocka_unit_test(test_facts_credentials),
+	    cmocka_unit_test(test_facts_connection),
 	    cmocka_unit_test(test_facts_truncations),
 	};
 

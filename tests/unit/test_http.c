@@ -116,6 +116,7 @@ struct req_case {
 #define NUL_VALUE "GET / HTTP/1.1\r\nX: a\0b\r\n" H11 "\r\n"
 #define KA HTTP_F_KEEP_ALIVE
 #define HH HTTP_F_HAS_HOST
+#define AF HTTP_F_ABSOLUTE_FORM
 
 static const struct req_case req_cases[] = {
     /* valid EAS traffic */
@@ -157,8 +158,8 @@ static const struct req_case req_cases[] = {
      KA | HH | HTTP_F_CONN_UPGRADE, HTTP_BODY_NONE, 0, 3},
     {"two connection headers",
      "GET / HTTP/1.1\r\n" H11 "Connection: foo\r\nConnection: close\r\n\r\n", 0,
-     OK, 0, NULL, 0, HTTP_M_GET, "/", "/", NULL, "a", 1, HH, HTTP_BODY_NONE, 0,
-     3},
+     OK, 0, NULL, 0, HTTP_M_GET, "/", "/", NULL, "a", 1,
+     HH | HTTP_F_CONN_OPTIONS, HTTP_BODY_NONE, 0, 3},
     {"expect 100",
      "POST /x HTTP/1.1\r\n" H11 "Expect: 100-Continue\r\nContent-Length: "
      "5\r\n\r\n",
@@ -188,14 +189,14 @@ static const struct req_case req_cases[] = {
      "POST http://mail.contoso.com/Microsoft-Server-ActiveSync?Cmd=Ping HT"
      "TP/1.1\r\nHost: other.example\r\n\r\n",
      0, OK, 0, NULL, 0, HTTP_M_POST, NOCHECK, "/Microsoft-Server-ActiveSync",
-     "Cmd=Ping", "mail.contoso.com", 1, KA | HH, HTTP_BODY_NONE, 0, 1},
+     "Cmd=Ping", "mail.contoso.com", 1, KA | HH | AF, HTTP_BODY_NONE, 0, 1},
     {"absolute form https no path",
      "OPTIONS HTTPS://Mail.Contoso.com:443 HTTP/1.1\r\n" H11 "\r\n", 0, OK, 0,
      NULL, 0, HTTP_M_OPTIONS, "HTTPS://Mail.Contoso.com:443", NULL, NULL,
-     "Mail.Contoso.com:443", 1, KA | HH, HTTP_BODY_NONE, 0, 1},
+     "Mail.Contoso.com:443", 1, KA | HH | AF, HTTP_BODY_NONE, 0, 1},
     {"absolute form query no path", "GET http://h?x=1 HTTP/1.1\r\n" H11 "\r\n",
-     0, OK, 0, NULL, 0, HTTP_M_GET, NOCHECK, NULL, "x=1", "h", 1, KA | HH,
-     HTTP_BODY_NONE, 0, 1},
+     0, OK, 0, NULL, 0, HTTP_M_GET, NOCHECK, NULL, "x=1", "h", 1,
+     KA | HH | AF, HTTP_BODY_NONE, 0, 1},
     {"asterisk options", "OPTIONS * HTTP/1.1\r\n" H11 "\r\n", 0, OK, 0, NULL, 0,
      HTTP_M_OPTIONS, "*", "*", NULL, "a", 1, KA | HH, HTTP_BODY_NONE, 0, 1},
     {"connect authority", "CONNECT cas1:443 HTTP/1.1\r\nHost: cas1:443\r\n\r\n",
@@ -842,7 +843,11 @@ static const struct chunk_case chunk_cases[] = {
     C_ROW("mid size", "1", HTTP_CHUNK_MORE, ""),
     C_ROW("after last chunk", "0\r\n", HTTP_CHUNK_MORE, ""),
     C_ROW("mid trailers", "0\r\nX: y\r\n", HTTP_CHUNK_MORE, ""),
-    C_ROW("huge chunk", "ffffffffffffffff\r\nabc", HTTP_CHUNK_MORE, "abc"),
+    C_ROW("huge chunk", "7fffffffffffffff\r\nabc", HTTP_CHUNK_MORE, "abc"),
+    /* Like Content-Length, nothing a signed 64-bit reader sees negative. */
+    C_ROW("chunk over int64", "8000000000000000\r\nabc", HTTP_CHUNK_ERROR,
+          ""),
+    C_ROW("chunk all ones", "ffffffffffffffff\r\nabc", HTTP_CHUNK_ERROR, ""),
 
     C_ROW("bare lf size", "5\nhello\r\n0\r\n\r\n", HTTP_CHUNK_ERROR, ""),
     C_ROW("bare lf data", "5\r\nhello\n0\r\n\r\n", HTTP_CHUNK_ERROR, "hello"),
@@ -1069,6 +1074,95 @@ static void test_reason_and_method(void **state)
 	assert_int_equal(http_default_limits.max_headers, 100);
 }
 
+/* What Connection may name (issue: smuggling by a Connection header that
+ * takes the framing away): requests and responses, the reason, the flag. */
+struct conn_case {
+	const char *name;
+	const char *fields; /* header lines after the start line */
+	bool response;
+	int want;	    /* OK or ERR */
+	const char *error;  /* the reason on ERR, NULL when none is given */
+	unsigned flags;	    /* HTTP_F_CONN_OPTIONS expected on OK */
+};
+
+#define CL5 "Content-Length: 5\r\n"
+
+static const struct conn_case conn_cases[] = {
+    {"close", "Connection: close\r\n" CL5, false, OK, NULL, 0},
+    {"keep-alive upgrade", "Connection: keep-alive, Upgrade\r\n", false, OK,
+     NULL, 0},
+    {"empty elements", "Connection: ,, close ,\t,\r\n", false, OK, NULL, 0},
+    {"other field", "Connection: X-Custom\r\nX-Custom: 1\r\n", false, OK,
+     NULL, HTTP_F_CONN_OPTIONS},
+    {"content-length", "Connection: Content-Length\r\n" CL5, false, ERR,
+     "connection-lists-framing", 0},
+    {"odd case and spacing", "Connection: close ,\tcOnTeNt-LeNgTh \r\n" CL5,
+     false, ERR, "connection-lists-framing", 0},
+    {"second connection header",
+     "Connection: keep-alive\r\n" CL5 "Connection: content-length\r\n",
+     false, ERR, "connection-lists-framing", 0},
+    {"transfer-encoding",
+     "Connection: Transfer-Encoding\r\nTransfer-Encoding: chunked\r\n",
+     false, ERR, "connection-lists-framing", 0},
+    {"host", "Connection: Host\r\n", false, ERR, "connection-lists-framing",
+     0},
+    {"not a token", "Connection: Content-Length;x\r\n" CL5, false, ERR,
+     "bad-connection-header", 0},
+    {"two words", "Connection: close x\r\n", false, ERR,
+     "bad-connection-header", 0},
+    {"quoted", "Connection: \"close\"\r\n", false, ERR,
+     "bad-connection-header", 0},
+    {"response other field", "Connection: X-Hop\r\n" CL5, true, OK, NULL,
+     HTTP_F_CONN_OPTIONS},
+    {"response content-length", "Connection: content-length\r\n" CL5, true,
+     ERR, "connection-lists-framing", 0},
+    {"response transfer-encoding",
+     "Transfer-Encoding: chunked\r\nConnection: close, Transfer-Encoding\r\n",
+     true, ERR, "connection-lists-framing", 0},
+    {"response not a token", "Connection: a b\r\n" CL5, true, ERR,
+     "bad-connection-header", 0},
+};
+
+static void test_connection_options(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(conn_cases) / sizeof(conn_cases[0]);
+	     i++) {
+		const struct conn_case *c = &conn_cases[i];
+		static struct http_request req;
+		static struct http_response resp;
+		char buf[512];
+		unsigned status = 0, flags;
+		const char *error;
+		int rc;
+
+		snprintf(buf, sizeof(buf), "%s%s\r\n",
+			 c->response ? "HTTP/1.1 200 OK\r\n"
+				     : "POST /x HTTP/1.1\r\n" H11,
+			 c->fields);
+		if (c->response) {
+			rc = http_response_parse(buf, strlen(buf), NULL,
+						 HTTP_M_POST, &resp, &status);
+			flags = resp.flags;
+			error = resp.error;
+		} else {
+			rc = http_request_parse(buf, strlen(buf), NULL, &req,
+						&status);
+			flags = req.flags;
+			error = req.error;
+		}
+		if (c->want == OK) {
+			CHECK(rc == (int)strlen(buf), c->name);
+			CHECK((flags & HTTP_F_CONN_OPTIONS) == c->flags,
+			      c->name);
+			continue;
+		}
+		CHECK(rc < 0, c->name);
+		CHECK(status == (c->response ? 502U : 400U), c->name);
+		CHECK(error != NULL && strcmp(error, c->error) == 0, c->name);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1085,6 +1179,7 @@ int main(void)
 	    cmocka_unit_test(test_chunked_long_ext),
 	    cmocka_unit_test(test_hop_by_hop),
 	    cmocka_unit_test(test_connection_lists),
+	    cmocka_unit_test(test_connection_options),
 	    cmocka_unit_test(test_header_find),
 	    cmocka_unit_test(test_reason_and_method),
 	};

@@ -1,0 +1,1 @@
+ef_fuzz(forward ef_proxy)
