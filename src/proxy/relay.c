@@ -202,26 +202,106 @@ static struct upconn *pick_upstream(struct session *s, bool *pooled)
 	return NULL;
 }
 
-/* Connects, or reconnects once after a failed connect (nothing was sent,
- * so the retry cannot duplicate a command), carrying the queued request
- * bytes over. Returns -1 when no CAS can be tried. */
+/* Connect attempts at one site before its fallback: each CAS once, a lone
+ * CAS twice (a refused connect may be a restart). */
+static unsigned site_attempts(const struct gen_site *gs)
+{
+	return gs->n_cas > 1 ? gs->n_cas : 2;
+}
+
+/* The head queued for one site's CAS goes to another's: of what easfront
+ * wrote, only the request line's proxy_path names the site (the Host it
+ * adds for an HTTP/1.0 client without one stays: the CAS ignores it). */
+static void readdress_head(struct evbuffer *out, struct str from,
+			   struct str to)
+{
+	struct evbuffer_ptr eol = evbuffer_search_eol(out, NULL, NULL,
+						      EVBUFFER_EOL_CRLF_STRICT);
+	struct evbuffer *line;
+	const char *p, *sp;
+	size_t len, head;
+
+	if (str_eq(from, to) || eol.pos < 0)
+		return;
+	len = (size_t)eol.pos;
+	p = (const char *)evbuffer_pullup(out, (ssize_t)len);
+	sp = memchr(p, ' ', len);
+	if (sp == NULL)
+		return;
+	head = (size_t)(sp - p) + 1; /* the method and its SP */
+	if (!str_prefix_ci((struct str){p + head, len - head}, from))
+		return;
+	line = evbuffer_new();
+	if (line == NULL)
+		return;
+	evbuffer_add(line, p, head);
+	evbuffer_add(line, to.p, to.len);
+	evbuffer_add(line, p + head + from.len, len - head - from.len);
+	evbuffer_drain(out, len);
+	evbuffer_prepend_buffer(out, line);
+	evbuffer_free(line);
+}
+
+/*
+ * Every CAS of the request's site failed to connect and nothing was sent:
+ * the request goes where the users of a down site go (its fallback, proxied,
+ * never redirected), at once rather than after the health checks agree.
+ * queued (may be NULL) holds the head already built for the old site.
+ * Returns false when no site is left to try.
+ */
+static bool fall_back(struct session *s, struct evbuffer *queued)
+{
+	const struct conf *c = s->g->conf;
+	unsigned char down[SESSION_MAX_SITES];
+	int next;
+
+	if (c->n_sites > SESSION_MAX_SITES)
+		return false;
+	s->failed_sites |= UINT64_C(1) << s->site;
+	for (unsigned i = 0; i < c->n_sites; i++)
+		down[i] = gen_site_down(s->g, (int)i) ||
+			  (s->failed_sites & (UINT64_C(1) << i));
+	next = route_fallback(c, down, s->site, NULL);
+	if (next < 0)
+		return false;
+	log_debug("site %s: no CAS took the connection; trying %s",
+		  c->sites[s->site].name, c->sites[next].name);
+	if (queued != NULL)
+		readdress_head(queued, s->g->sites[s->site].proxy_path,
+			       s->g->sites[next].proxy_path);
+	s->site = next;
+	s->tried = 0;
+	s->log.site = next;
+	s->log.decision = "proxy";
+	s->log.reason = "fallback";
+	return true;
+}
+
+/* Connects, or reconnects after a failed connect (nothing was sent, so a
+ * retry cannot duplicate a command): the site's other CAS, then its
+ * fallback. The queued request bytes are carried over. Returns -1 when no
+ * CAS is left to try. */
 static int connect_upstream(struct session *s)
 {
 	struct evbuffer *queued = NULL;
-	struct upconn *old = s->uc, *uc;
+	struct upconn *old = s->uc, *uc = NULL;
 	bool pooled = false;
 
 	if (old != NULL && !(s->flags & SESSION_F_LOCAL_FAIL))
 		upstream_failed(old);
 	s->flags &= ~SESSION_F_LOCAL_FAIL;
-	if (++s->tried > 2)
-		return -1;
-	uc = pick_upstream(s, &pooled);
-	if (uc == NULL)
-		return -1;
+	if (old != NULL)
+		queued = conn_output(old->conn);
+	while (uc == NULL) {
+		if (s->tried < site_attempts(&s->g->sites[s->site])) {
+			s->tried++;
+			uc = pick_upstream(s, &pooled);
+		} else if (!fall_back(s, queued)) {
+			return -1;
+		}
+	}
 	if (old != NULL) {
 		/* Nothing reached the old CAS: it never connected. */
-		queued = conn_output(old->conn);
 		evbuffer_add_buffer(conn_output(uc->conn), queued);
 		s->uc = NULL;
 		s->up.conn = NULL;
@@ -280,6 +360,7 @@ static void drop_replay(struct session *s)
 static bool replay_on_new_connection(struct session *s)
 {
 	struct evbuffer *head = s->replay;
+	int site = s->site;
 
 	if (head == NULL || (s->flags & SESSION_F_RESP_HEAD))
 		return false;
@@ -295,6 +376,9 @@ static bool replay_on_new_connection(struct session *s)
 		evbuffer_free(head);
 		return false;
 	}
+	if (s->site != site)
+		readdress_head(head, s->g->sites[site].proxy_path,
+			       s->g->sites[s->site].proxy_path);
 	evbuffer_add_buffer(conn_output(s->up.conn), head);
 	evbuffer_free(head);
 	return true;
@@ -308,13 +392,12 @@ void relay_start(struct session *s, const struct http_request *req, int site)
 void relay_start_with_body(struct session *s, const struct http_request *req,
 			   int site, struct evbuffer *body)
 {
-	const struct gen_site *gs = &s->g->sites[site];
+	int64_t fixed = body ? (int64_t)evbuffer_get_length(body) : -1;
 	size_t n;
 
 	s->site = site;
 	s->log.site = site;
-	n = build_request_head(s, req, gs,
-			       body ? (int64_t)evbuffer_get_length(body) : -1);
+	n = build_request_head(s, req, &s->g->sites[site], fixed);
 	if (n == 0) {
 		s->flags |= SESSION_F_CLOSE;
 		session_respond_error(s, 431, "PR");
@@ -327,6 +410,10 @@ void relay_start_with_body(struct session *s, const struct http_request *req,
 			session_respond_error(s, 503, "SC");
 			return;
 		}
+		/* No CAS of the site could even be asked: its fallback's. */
+		if (s->site != site)
+			n = build_request_head(s, req, &s->g->sites[s->site],
+					       fixed);
 	} else {
 		conn_setcb(s->uc->conn, relay_up_read_cb, relay_up_write_cb,
 			   relay_up_event_cb, s);
@@ -513,7 +600,7 @@ static void up_timeout(struct session *s, short what)
 		log_debug("upstream %s: connect timed out", s->log.upstream);
 		if (connect_upstream(s) == 0)
 			return;
-		fail_exchange(s, 504, "sC");
+		fail_exchange(s, 503, "sC");
 		return;
 	}
 	/* A CAS silent past the ordinary timeout counts against its health;
@@ -549,7 +636,7 @@ void relay_up_event_cb(struct conn *c, short what, void *arg)
 		log_debug("upstream %s: connect failed", s->log.upstream);
 		if (connect_upstream(s) == 0)
 			return;
-		fail_exchange(s, 502, "SC");
+		fail_exchange(s, 503, "SC");
 		return;
 	}
 	if (replay_on_new_connection(s))

@@ -239,6 +239,7 @@ static void session_reset_request(struct session *s)
 	if (!(s->flags & SESSION_F_PINNED))
 		s->site = -1;
 	s->tried = 0;
+	s->failed_sites = 0;
 	s->flags &= SESSION_F_PINNED | SESSION_F_HTTP10;
 }
 

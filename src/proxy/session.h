@@ -126,7 +126,10 @@ struct session {
 				    byte in case that connection was already
 				    dead; else NULL */
 	int site;		 /* site whose pool serves this request */
-	unsigned tried;		 /* CAS already tried for this request */
+	unsigned tried;		 /* connects tried at this site for this
+				    request */
+	uint64_t failed_sites;	 /* sites none of whose CAS took this
+				    request's connection (bit = index) */
 	enum http_method method;
 	char client_ip[46];
 	const char *sni;	 /* owned by the client's SSL */

@@ -45,6 +45,25 @@ static int fallback_of(const struct conf *c, int site)
 	return site_find(c, c->sites[site].fallback);
 }
 
+int route_fallback(const struct conf *c, const unsigned char *site_down,
+		   int site, unsigned *hops)
+{
+	unsigned n = 0;
+
+	while (site >= 0 && site_down != NULL && site_down[site]) {
+		if (n >= c->n_sites) {
+			site = -1;
+			break;
+		}
+		if ((site = fallback_of(c, site)) < 0)
+			break;
+		n++;
+	}
+	if (hops != NULL)
+		*hops = n;
+	return site;
+}
+
 static const char *site_name(const struct conf *c, int site)
 {
 	if (site < 0 || (unsigned)site >= c->n_sites || !c->sites[site].name)
@@ -212,11 +231,9 @@ void route_decide(const struct route_input *in, struct route_decision *out)
 		return;
 	/* a down site's users go to its fallback, proxied: the fallback's
 	 * front end would only send a redirected client back */
-	for (serve = out->home_site; site_down(in, serve); out->hops++) {
-		if (out->hops >= c->n_sites ||
-		    (serve = fallback_of(c, serve)) < 0)
-			return;
-	}
+	serve = route_fallback(c, in->site_down, out->home_site, &out->hops);
+	if (serve < 0)
+		return;
 	if (serve != out->home_site)
 		proxy(out, serve, "fallback");
 	else

@@ -99,6 +99,15 @@ void route_decide(const struct route_input *in, struct route_decision *out);
 size_t route_explain(const struct route_input *in,
                      const struct route_decision *d, char *buf, size_t cap);
 
+/*
+ * The site that serves site's users: site itself while site_down (n_sites
+ * flags, NULL: all up) does not mark it, else its fallback, followed along
+ * the chain past down sites (row 2 above). Returns -1 when the chain ends
+ * without an up site; *hops (may be NULL) gets the hops taken.
+ */
+int route_fallback(const struct conf *c, const unsigned char *site_down,
+		   int site, unsigned *hops);
+
 /* True when version (x 10) is one whose clients follow a 451 redirect. */
 bool route_version_redirects(unsigned version);
 

@@ -2,6 +2,7 @@
 that vanish mid-transfer; and request smuggling attempts, which must be
 rejected by easfront and never reach the CAS."""
 
+import json
 import os
 import socket
 import time
@@ -30,13 +31,16 @@ class Upstream(eftest.EfTestCase):
         self.assertEqual(r.status, 200, "easfront no longer serves")
         assert_passthrough(self, r, self.one_cas_request(cas, req.mark))
 
-    def test_refused_502_fast(self):
+    def test_refused_503_fast(self):
+        """No CAS took the connection and there is no fallback: a 503 the
+        client may retry (nothing reached any CAS), at once."""
         port = eftest.closed_port()
         d = self.start_daemon(["http://127.0.0.1:%d" % port],
                               wait_healthy=False, health=NO_PROBES)
         r, took = self.timed(d, eas_request("FolderSync"))
         print("\nrefused: %s after %.2f s" % (r.status_line, took))
-        self.assert_own_error(r, (502,))
+        self.assert_own_error(r, (503,))
+        self.assertRegex(r.header("Retry-After") or "", r"^[0-9]+$")
         self.assertLess(took, 2.0)
 
     def test_hang_504_after_upstream_response(self):
@@ -106,10 +110,14 @@ class Upstream(eftest.EfTestCase):
         self.assert_own_error(r, (503,))
         self.assertRegex(r.header("Retry-After") or "", r"^[0-9]+$",
                          "503 without Retry-After")
-        hc = d.roundtrip(http_request(
-            "GET", "/Microsoft-Server-ActiveSync/healthcheck.htm").raw)
-        self.assertNotEqual(hc.status, 200,
-                            "healthcheck.htm says 200 with no CAS reachable")
+        # Requests fail over at once; the health checks take up to `fall`
+        # intervals to agree that the front end has nothing to offer.
+        hc = eftest.wait_until(
+            lambda: (lambda x: x if x.status != 200 else None)(d.roundtrip(
+                http_request("GET", "/Microsoft-Server-ActiveSync/"
+                             "healthcheck.htm").raw)), 6, 0.5)
+        self.assertIsNotNone(hc, "healthcheck.htm says 200 with no CAS "
+                             "reachable")
         # the CAS comes back on the same port
         back = sc.StandinCAS(port=port).start()
         self.addCleanup(back.stop)
@@ -117,6 +125,65 @@ class Upstream(eftest.EfTestCase):
             lambda: (lambda x: x if x.status == 200 else None)(
                 d.roundtrip(eas_request("FolderSync").raw)), 10, 0.5)
         self.assertIsNotNone(r, "easfront did not notice the CAS came back")
+
+
+class FallbackAtOnce(eftest.EfTestCase):
+    """Every CAS of a site refuses connections right after start, before any
+    health check could say so: its users' very first requests are proxied to
+    the fallback site (never a 451 to it), and the dead CAS count against
+    nothing else."""
+
+    def start(self, site1_cas, site2):
+        dead = ["http://127.0.0.1:%d" % eftest.closed_port()
+                for _ in range(site1_cas)]
+        sites = [{"name": "site1", "cas": dead, "fallback": "site2",
+                  "health": NO_PROBES},
+                 {"name": "site2", "cas": [site2.url], "health": NO_PROBES,
+                  "proxy_path": "/microsoft-server-activesync",
+                  "external_url": "https://site2-eas.contoso.test/"
+                                  "Microsoft-Server-ActiveSync"}]
+        return self.start_daemon(dead, wait_healthy=False,
+                                 extra={"sites": sites})
+
+    def check_first_requests(self, d, site2):
+        for version in ("12.1", "14.1", "16.1"):
+            with self.subTest(version=version):
+                req = http_request(
+                    "POST", eas_target("Sync"),
+                    [("Authorization", basic("alice@contoso.test")),
+                     ("MS-ASProtocolVersion", version)], b"abc")
+                r, took = Upstream.timed(self, d, req)
+                self.assertEqual(r.status, 200, r.status_line)
+                self.assertLess(took, 3.0)
+                rec = self.one_cas_request(site2, req.mark)
+                assert_passthrough(self, r, rec)
+                self.assertEqual(rec.path, "/microsoft-server-activesync")
+                self.assertEqual(rec.body, b"abc")
+        lines = [json.loads(ln) for ln in d.access_log_lines()]
+        lines = [ln for ln in lines if ln.get("cmd") == "Sync"]
+        self.assertEqual(len(lines), 3)
+        for ln in lines:
+            self.assertEqual((ln["decision"], ln["reason"], ln["site"]),
+                             ("proxy", "fallback", "site2"), ln)
+
+    def test_one_dead_cas(self):
+        site2 = self.start_cas()
+        d = self.start(1, site2)
+        self.check_first_requests(d, site2)
+
+    def test_every_cas_of_three_dead(self):
+        site2 = self.start_cas()
+        d = self.start(3, site2)
+        self.check_first_requests(d, site2)
+
+    def test_fallback_dead_too(self):
+        site2 = self.start_cas()
+        d = self.start(1, site2)
+        site2.refuse()
+        r, took = Upstream.timed(self, d, eas_request("FolderSync"))
+        self.assert_own_error(r, (503,))
+        self.assertRegex(r.header("Retry-After") or "", r"^[0-9]+$")
+        self.assertLess(took, 3.0)
 
 
 class ClientAborts(eftest.EfTestCase):
