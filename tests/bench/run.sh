@@ -25,6 +25,9 @@
 # BENCH_KEEP=1 (keep the work directory), EASFRONT_BIN (smoke mode: use this
 # binary instead of building); for a quick look while tuning, not for the
 # table: BENCH_PROXIES (a subset of "direct easfront nginx haproxy"),
+# BENCH_BASELINE=BINARY (another easfront build, measured interleaved with
+# this one as "easfront-base" and reported beside it with their ratio: how a
+# change is judged), BENCH_HELD_BIG=0 (skip the held and big-body cells),
 # BENCH_MAP=0 (skip the site map).
 set -uo pipefail
 
@@ -118,9 +121,11 @@ ensure_pkg() { # binary package
 	fi
 	log "installing $2"
 	export DEBIAN_FRONTEND=noninteractive
-	apt-get install -y -q "$2" >"$WORK/apt.log" 2>&1 ||
-		{ apt-get update -q >>"$WORK/apt.log" 2>&1 &&
-			apt-get install -y -q "$2" >>"$WORK/apt.log" 2>&1; } ||
+	# Other tests may be installing at the same time: wait for dpkg's lock.
+	local lock=(-o DPkg::Lock::Timeout=300)
+	apt-get install "${lock[@]}" -y -q "$2" >"$WORK/apt.log" 2>&1 ||
+		{ apt-get update "${lock[@]}" -q >>"$WORK/apt.log" 2>&1 &&
+			apt-get install "${lock[@]}" -y -q "$2" >>"$WORK/apt.log" 2>&1; } ||
 		die "apt-get install $2 failed (see $WORK/apt.log)"
 }
 
@@ -167,6 +172,11 @@ build() {
 			cmake --build "$EF_BUILD" --target easfront >>"$WORK/cmake.log" 2>&1 ||
 			{ tail -30 "$WORK/cmake.log" >&2; die "easfront build failed"; }
 		EF_BIN=$EF_BUILD/src/easfront
+	fi
+	if [ -n "${BENCH_BASELINE:-}" ]; then
+		[ -x "$BENCH_BASELINE" ] || die "BENCH_BASELINE=$BENCH_BASELINE is not executable"
+		EF_BASE_BIN=$BENCH_BASELINE
+		EF_BASE_VERSION=${BENCH_BASELINE_NAME:-$(basename "$BENCH_BASELINE")}
 	fi
 	mkdir -p "$WORK/bin"
 	cc -O2 -Wall -o "$WORK/bin/backend" "$HERE/backend.c" -lssl -lcrypto ||
@@ -429,6 +439,10 @@ start_proxy() {
 		spawn easfront.log taskset -c 0 "$EF_BIN" run -c "$WORK/easfront-small.yaml"
 		PX_PORT=$P_EF
 		;;
+	easfront-base)
+		spawn easfront-base.log taskset -c 0 "$EF_BASE_BIN" run -c "$WORK/easfront-small.yaml"
+		PX_PORT=$P_EF
+		;;
 	easfront-map)
 		spawn easfront-map.log taskset -c 0 "$EF_BIN" run -c "$WORK/easfront-big.yaml"
 		PX_PORT=$P_EFMAP
@@ -469,7 +483,8 @@ stop_proxy() {
 	else
 		stop_pid "$PX_PID" TERM
 	fi
-	if [ "${PX_WHO}" = easfront ] || [ "${PX_WHO}" = easfront-map ]; then
+	if [ "${PX_WHO}" = easfront ] || [ "${PX_WHO}" = easfront-map ] ||
+		[ "${PX_WHO}" = easfront-base ]; then
 		# A fatal line, a sanitizer report, or the stand-in CAS judged
 		# down by the health checks (every request after it is a 503).
 		local bad='ERROR: AddressSanitizer|runtime error:|LeakSanitizer| error |is down'
@@ -681,7 +696,7 @@ measure_proxy() {
 		run_hs resumed
 	fi
 	stop_proxy
-	[ "$who" = direct ] && return 0
+	[ "$who" = direct ] || [ "${BENCH_HELD_BIG:-1}" = 0 ] && return 0
 	start_proxy "$who" && { run_held; stop_proxy; }
 	start_proxy "$who" && { run_big; stop_proxy; }
 }
@@ -825,13 +840,37 @@ best_name() {
 }
 
 NAMES=(direct easfront nginx haproxy)
+EF_NAMES=(easfront)
+if [ -n "${BENCH_BASELINE:-}" ]; then
+	NAMES=(direct easfront easfront-base nginx haproxy)
+	EF_NAMES=(easfront easfront-base)
+fi
 label() {
 	case $1 in
 	direct) echo "direct TLS backend (limit)" ;;
 	easfront) echo "easfront" ;;
+	easfront-base) echo "easfront baseline ($EF_BASE_VERSION)" ;;
 	nginx) echo "nginx" ;;
 	haproxy) echo "HAProxy" ;;
 	esac
+}
+
+# This build against BENCH_BASELINE, medians of the same interleaved runs.
+baseline_rows() {
+	local c a b
+	echo "## This build against the baseline ($EF_BASE_VERSION)"
+	echo
+	echo "| measure | this build | baseline | ratio |"
+	echo "|---|---|---|---|"
+	for c in $CONNS_LIST; do
+		for m in ka.$c.cpu r451.$c.cpu ka.$c.rps r451.$c.rps; do
+			a=$(med "$m" easfront) b=$(med "$m" easfront-base)
+			awk -v m="$m" -v a="$a" -v b="$b" 'BEGIN {
+				if (a == "" || b == "" || b == 0) exit
+				printf "| %s | %s | %s | %.3f |\n", m, a, b, a / b }'
+		done
+	done
+	echo
 }
 
 report() {
@@ -873,7 +912,7 @@ report() {
 			echo "| | req/s | % of direct TLS backend | p50 ms | p99 ms | proxy CPU µs/req |"
 			echo "|---|---|---|---|---|---|"
 			ref=$(med ka.$c.rps direct)
-			for w in easfront nginx haproxy; do
+			for w in "${EF_NAMES[@]}" nginx haproxy; do
 				v=$(med r451.$c.rps $w)
 				echo "| $(label $w) | $(cell r451.$c.rps $w 0) | $(awk -v a="$v" -v b="$ref" 'BEGIN { if (a == "" || b == "" || b == 0) printf "—"; else printf "%.0f %%", 100 * a / b }') | $(cell r451.$c.p50 $w 2) | $(cell r451.$c.p99 $w 2) | $(cell r451.$c.cpu $w 1) |"
 			done
@@ -895,7 +934,7 @@ report() {
 		echo
 		echo "| | RSS idle MiB | RSS with $HELD held MiB | KiB per held connection |"
 		echo "|---|---|---|---|"
-		for w in easfront nginx haproxy; do
+		for w in "${EF_NAMES[@]}" nginx haproxy; do
 			echo "| $(label $w) | $(cell held.idle $w 1) | $(cell held.rss $w 1) | $(cell held.kib $w 1) |"
 		done
 		echo
@@ -903,7 +942,7 @@ report() {
 		echo
 		echo "| | RSS idle MiB | peak RSS (VmHWM) MiB | peak growth per client KiB | seconds for all | proxy CPU µs per MiB carried |"
 		echo "|---|---|---|---|---|---|"
-		for w in easfront nginx haproxy; do
+		for w in "${EF_NAMES[@]}" nginx haproxy; do
 			echo "| $(label $w) | $(cell big.idle $w 1) | $(cell big.hwm $w 1) | $(cell big.kib $w 0) | $(cell big.secs $w 1) | $(cell big.cpu $w 0) |"
 		done
 		echo
@@ -921,6 +960,7 @@ report() {
 		echo "| p99 at 64 connections, 3 s window with a SIGHUP reload of the map, ms | $(cell map.p99hup easfront 2) |"
 		echo "| p99 moved by the reload, ms | $(cell map.p99delta easfront 2) |"
 		echo
+		[ -n "${BENCH_BASELINE:-}" ] && baseline_rows
 		echo "## Targets (easfront against the best of nginx and HAProxy)"
 		echo
 		echo "| target | measured | ratio | result |"
@@ -1018,12 +1058,16 @@ fi
 start_backend
 ORDER=(easfront nginx haproxy)
 PROXIES=" ${BENCH_PROXIES:-direct easfront nginx haproxy} "
+if [ -n "${BENCH_BASELINE:-}" ]; then
+	ORDER=(easfront easfront-base nginx haproxy)
+	PROXIES="$PROXIES easfront-base "
+fi
 for RUN in $(seq 1 "$RUNS"); do
 	[[ $PROXIES == *" direct "* ]] && measure_proxy direct
 	# A different proxy goes first in each run, so no one always gets the
 	# warmest (or the coldest) machine.
-	for i in 0 1 2; do
-		who=${ORDER[$(((i + RUN - 1) % 3))]}
+	for i in "${!ORDER[@]}"; do
+		who=${ORDER[$(((i + RUN - 1) % ${#ORDER[@]}))]}
 		[[ $PROXIES == *" $who "* ]] && measure_proxy "$who"
 	done
 done

@@ -95,9 +95,10 @@ def ensure_tool(name, package=None):
         return path
     pkg = package or name
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for cmd in (["apt-get", "install", "-y", "-q", pkg],
-                ["apt-get", "update", "-q"],
-                ["apt-get", "install", "-y", "-q", pkg]):
+    lock = ["-o", "DPkg::Lock::Timeout=300"]  # other tests may install too
+    for cmd in (["apt-get", "install", "-y", "-q"] + lock + [pkg],
+                ["apt-get", "update", "-q"] + lock,
+                ["apt-get", "install", "-y", "-q"] + lock + [pkg]):
         subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL, timeout=300, check=False)
         path = shutil.which(name)
