@@ -1211,7 +1211,7 @@ def attacks():
     for name, conn in ROUTING_NAMES:
         out.append(("routing: " + name, lambda mk, conn=conn:
                     build(mk, *cl_body_case(conn, mk))))
-    for name, line in NOT_TOKENS[:4]:
+    for name, line, *_ in NOT_TOKENS[:4]:
         out.append(("token: " + name, lambda mk, line=line:
                     build(mk, *cl_body_case([line], mk))))
     for name, lines, _, kind in OTHER_NAMES[:6]:
