@@ -14,9 +14,10 @@ declare -A allowed=(
   [ldap]="core ldap"
   [site]="core conf site"
   [tls]="core conf tls"
-  [proxy]="core http conf eas dns ldap site tls proxy"
-  [admin]="core http conf eas dns ldap site tls proxy admin"
-  [daemon]="core http conf eas dns ldap site tls proxy admin daemon"
+  [net]="core net"
+  [proxy]="core http conf eas dns ldap site tls net proxy"
+  [admin]="core http conf eas dns ldap site tls net proxy admin"
+  [daemon]="core http conf eas dns ldap site tls net proxy admin daemon"
 )
 pure="core http conf eas site"
 bad=0

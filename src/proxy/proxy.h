@@ -1,6 +1,6 @@
 /*
  * The data path: worker threads (one libevent base each, SO_REUSEPORT
- * listeners), client sessions over two connection ends (conn.c: raw events,
+ * listeners), client sessions over two connection ends (net/conn.c: raw events,
  * one write per response, no locks), upstream pools. The
  * daemon creates it, publishes generations into it and stops it.
  */

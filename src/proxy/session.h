@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include "proxy/conn.h"
+#include "net/conn.h"
 
 #include "http/http.h"
 #include "proxy/limits.h"

@@ -11,7 +11,7 @@
 
 #include <openssl/ssl.h>
 
-#include "proxy/conn.h"
+#include "net/conn.h"
 
 struct worker;
 struct cas_target;

@@ -14,7 +14,7 @@
 #include <event2/listener.h>
 
 #include "http/http.h"
-#include "proxy/conn.h"
+#include "net/conn.h"
 #include "proxy/limits.h"
 #include "proxy/stats.h"
 

@@ -1,1 +1,1 @@
-ef_unit_test(test_conn ef_proxy)
+ef_unit_test(test_conn ef_net)

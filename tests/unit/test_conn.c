@@ -32,7 +32,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
-#include "proxy/conn.h"
+#include "net/conn.h"
 
 /* Everything one test case watches. */
 struct probe {

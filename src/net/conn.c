@@ -1,7 +1,7 @@
 /*
  * Connection ends on raw events: see conn.h for why not bufferevents.
  */
-#include "proxy/conn.h"
+#include "net/conn.h"
 
 #include <errno.h>
 #include <netinet/in.h>

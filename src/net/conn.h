@@ -15,10 +15,11 @@
  *   timer is moved only when a deadline comes earlier, not per request;
  * - the worker's event base takes no locks (one thread per base).
  *
- * Internal to proxy/.
+ * The data path's sessions and, below them, anything that speaks to a CAS
+ * use it.
  */
-#ifndef EF_PROXY_CONN_H
-#define EF_PROXY_CONN_H
+#ifndef EF_NET_CONN_H
+#define EF_NET_CONN_H
 
 #include <stdbool.h>
 #include <stddef.h>
