@@ -138,7 +138,7 @@ static int format_json(const struct session *s, const struct logline *l,
 		(unsigned long long)s->client.bytes,
 		(unsigned long long)(s->log.bytes_out + s->up.bytes), l->ms_head,
 		l->ms_connect, l->ms_first, l->ms_total,
-		s->log.term ? s->log.term : "--");
+		term_code(s->log.term));
 }
 
 /* The text form, for operators who grep: fixed order, '-' for empty. */
@@ -157,7 +157,7 @@ static int format_text(const struct session *s, const struct logline *l,
 			s->log.status, (unsigned long long)s->client.bytes,
 			(unsigned long long)(s->log.bytes_out + s->up.bytes),
 			l->ms_head, l->ms_connect, l->ms_first, l->ms_total,
-			s->log.term ? s->log.term : "--");
+			term_code(s->log.term));
 #undef DASH
 }
 

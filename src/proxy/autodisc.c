@@ -52,7 +52,7 @@ static void too_large(struct session *s)
 {
 	s->log.decision = "reject";
 	s->log.reason = "body-too-large";
-	session_respond_error(s, 413, "PR");
+	session_respond_error(s, 413, TERM_LOCAL);
 }
 
 void autodisc_begin(struct session *s, const struct http_request *req,
@@ -70,7 +70,7 @@ void autodisc_begin(struct session *s, const struct http_request *req,
 	    (ad->body = evbuffer_new()) == NULL ||
 	    evbuffer_add(ad->head, head, len) != 0) {
 		autodisc_free(ad);
-		session_respond_error(s, 503, "PR");
+		session_respond_error(s, 503, TERM_LOCAL);
 		return;
 	}
 	if (f->user_src != EAS_USER_NONE && f->user_src != EAS_USER_QUERY)
@@ -108,7 +108,7 @@ static void route_user(struct session *s, const char *user,
 static void respond_xml(struct session *s, char *xml)
 {
 	if (xml == NULL) {
-		session_respond_error(s, 503, "PR");
+		session_respond_error(s, 503, TERM_LOCAL);
 		return;
 	}
 	session_respond(s, 200,
@@ -125,13 +125,13 @@ static void proxy_collected(struct session *s, const struct route_decision *d)
 	unsigned status = 400;
 
 	if (d->action == ROUTE_REJECT) {
-		session_respond_error(s, d->status, "PR");
+		session_respond_error(s, d->status, TERM_LOCAL);
 		return;
 	}
 	/* The head parsed once already; the views live in ad->head. */
 	if (http_request_parse(head, len, &http_default_limits, req, &status) <=
 	    0) {
-		session_respond_error(s, 400, "PR");
+		session_respond_error(s, 400, TERM_LOCAL);
 		return;
 	}
 	s->log.decision = "proxy";
@@ -175,7 +175,7 @@ void autodisc_read(struct session *s)
 	if (relay_body_into(&s->client, s->ad->body) != 0) {
 		s->flags |= SESSION_F_CLOSE;
 		drop(s);
-		session_respond_error(s, 400, "CR");
+		session_respond_error(s, 400, TERM_CLIENT_BODY);
 		return;
 	}
 	if (evbuffer_get_length(s->ad->body) > AD_MAX_BODY) {

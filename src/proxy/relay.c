@@ -400,14 +400,14 @@ void relay_start_with_body(struct session *s, const struct http_request *req,
 	n = build_request_head(s, req, &s->g->sites[site], fixed);
 	if (n == 0) {
 		s->flags |= SESSION_F_CLOSE;
-		session_respond_error(s, 431, "PR");
+		session_respond_error(s, 431, TERM_LOCAL);
 		return;
 	}
 	if (s->uc == NULL) {
 		/* Queue the head in a fresh connection's output; it leaves when
 		 * the connect completes. */
 		if (connect_upstream(s) != 0) {
-			session_respond_error(s, 503, "SC");
+			session_respond_error(s, 503, TERM_CAS_CONNECT);
 			return;
 		}
 		/* No CAS of the site could even be asked: its fallback's. */
@@ -441,15 +441,15 @@ static void response_done(struct session *s, bool up_keep)
 		s->flags |= SESSION_F_CLOSE;
 	else if (up_keep)
 		s->flags |= SESSION_F_UP_REUSE;
-	if (s->log.term == NULL)
-		s->log.term = "--";
+	if (s->log.term == TERM_UNSET)
+		s->log.term = TERM_OK;
 	session_request_done(s);
 }
 
 /* A failure of the CAS: an error response when the client has seen nothing
  * yet, else the client connection is cut, as the response already is. */
 static void fail_exchange(struct session *s, unsigned status,
-			    const char *term)
+			    enum term term)
 {
 	if (s->flags & SESSION_F_RESP_HEAD) {
 		session_close(s, term);
@@ -510,7 +510,7 @@ static int read_response_head(struct session *s)
 			log_debug("upstream %s: malformed response (%s)",
 				  s->log.upstream,
 				  resp->error ? resp->error : "syntax");
-			fail_exchange(s, 502, "SH");
+			fail_exchange(s, 502, TERM_CAS_HEAD);
 			return -1;
 		}
 		if (s->log.t_first == 0)
@@ -530,7 +530,7 @@ static int read_response_head(struct session *s)
 			s->flags |= SESSION_F_PINNED;
 		n = build_response_head(s, resp);
 		if (n == 0) {
-			fail_exchange(s, 502, "SH");
+			fail_exchange(s, 502, TERM_CAS_HEAD);
 			return -1;
 		}
 		s->log.status = resp->status;
@@ -557,7 +557,7 @@ static bool pinned_between_requests(struct session *s)
 {
 	if (s->g != NULL)
 		return false;
-	session_close(s, "SI");
+	session_close(s, TERM_CAS_IDLE);
 	return true;
 }
 
@@ -571,7 +571,7 @@ void relay_up_read_cb(struct conn *c, void *arg)
 	if (!(s->flags & SESSION_F_RESP_HEAD) && read_response_head(s) <= 0)
 		return;
 	if (relay_body(&s->up) != 0) {
-		session_close(s, "SD");
+		session_close(s, TERM_CAS_DATA);
 		return;
 	}
 	throttle(&s->up);
@@ -600,7 +600,7 @@ static void up_timeout(struct session *s, short what)
 		log_debug("upstream %s: connect timed out", s->log.upstream);
 		if (connect_upstream(s) == 0)
 			return;
-		fail_exchange(s, 503, "sC");
+		fail_exchange(s, 503, TERM_CAS_T_CONNECT);
 		return;
 	}
 	/* A CAS silent past the ordinary timeout counts against its health;
@@ -608,7 +608,8 @@ static void up_timeout(struct session *s, short what)
 	if (!(s->flags & (SESSION_F_HELD | SESSION_F_RESP_HEAD)) && s->uc)
 		upstream_failed(s->uc);
 	fail_exchange(s, 504,
-			(s->flags & SESSION_F_RESP_HEAD) ? "sD" : "sH");
+		      (s->flags & SESSION_F_RESP_HEAD) ? TERM_CAS_T_DATA
+							: TERM_CAS_T_HEAD);
 }
 
 void relay_up_event_cb(struct conn *c, short what, void *arg)
@@ -636,7 +637,7 @@ void relay_up_event_cb(struct conn *c, short what, void *arg)
 		log_debug("upstream %s: connect failed", s->log.upstream);
 		if (connect_upstream(s) == 0)
 			return;
-		fail_exchange(s, 503, "SC");
+		fail_exchange(s, 503, TERM_CAS_CONNECT);
 		return;
 	}
 	if (replay_on_new_connection(s))
@@ -648,7 +649,9 @@ void relay_up_event_cb(struct conn *c, short what, void *arg)
 		response_done(s, false);
 		return;
 	}
-	fail_exchange(s, 502, (s->flags & SESSION_F_RESP_HEAD) ? "SD" : "SH");
+	fail_exchange(s, 502,
+		      (s->flags & SESSION_F_RESP_HEAD) ? TERM_CAS_DATA
+							: TERM_CAS_HEAD);
 }
 
 void relay_client_read(struct session *s)
@@ -658,9 +661,9 @@ void relay_client_read(struct session *s)
 	if (relay_body(&s->client) != 0) {
 		s->flags |= SESSION_F_CLOSE;
 		if (s->state == SESSION_LOCAL)
-			session_close(s, "CR");
+			session_close(s, TERM_CLIENT_BODY);
 		else
-			fail_exchange(s, 400, "CR");
+			fail_exchange(s, 400, TERM_CLIENT_BODY);
 		return;
 	}
 	if (s->state != SESSION_LOCAL)

@@ -83,8 +83,8 @@ void session_respond(struct session *s, unsigned status, const char *extra,
 			     "Connection: close\r\n\r\n",
 			     status, http_reason(status), own);
 	s->log.status = status;
-	if (s->log.term == NULL)
-		s->log.term = status >= 400 ? "PR" : "--";
+	if (s->log.term == TERM_UNSET)
+		s->log.term = status >= 400 ? TERM_LOCAL : TERM_OK;
 	conn_write(s->client.conn, head, (size_t)n);
 	s->log.bytes_out += (size_t)n;
 	if (body != NULL && !(s->flags & SESSION_F_HEAD_REQ)) {
@@ -118,7 +118,7 @@ static const char *error_reason(unsigned status)
 }
 
 void session_respond_error(struct session *s, unsigned status,
-			   const char *term)
+			   enum term term)
 {
 	char body[64];
 	const char *extra = "Content-Type: text/plain\r\n";

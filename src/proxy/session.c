@@ -169,7 +169,7 @@ static void session_drop_upstream(struct session *s, bool reuse)
 		upstream_free(uc);
 }
 
-void session_close(struct session *s, const char *term)
+void session_close(struct session *s, enum term term)
 {
 	if (s->flags & SESSION_F_DEAD)
 		return;
@@ -179,7 +179,7 @@ void session_close(struct session *s, const char *term)
 	session_held_end(s);
 	/* A request cut short still gets its access log line. */
 	if (s->g != NULL) {
-		if (s->log.term == NULL)
+		if (s->log.term == TERM_UNSET)
 			s->log.term = term;
 		accesslog_write(s);
 		session_count_request(s);
@@ -210,7 +210,7 @@ void session_close_tls(struct session *s)
 
 	if (ssl != NULL && SSL_is_init_finished(ssl))
 		SSL_shutdown(ssl);
-	session_close(s, NULL);
+	session_close(s, TERM_UNSET);
 }
 
 void session_close_after_flush(struct session *s)
@@ -309,7 +309,7 @@ static void redirect(struct session *s, const char *url)
 	char hdr[1200];
 
 	/* A 451 is an answer, not a refusal. */
-	s->log.term = "--";
+	s->log.term = TERM_OK;
 	snprintf(hdr, sizeof(hdr), "X-MS-Location: %s\r\n", url);
 	session_respond(s, 451, hdr, NULL);
 }
@@ -357,7 +357,7 @@ static void dispatch_eas(struct session *s, const struct http_request *req,
 
 	if (req->method != HTTP_M_POST && req->method != HTTP_M_OPTIONS &&
 	    req->method != HTTP_M_GET && req->method != HTTP_M_HEAD) {
-		session_respond_error(s, 501, "PR");
+		session_respond_error(s, 501, TERM_LOCAL);
 		return;
 	}
 	in.conf = s->g->conf;
@@ -405,7 +405,7 @@ static void dispatch_eas(struct session *s, const struct http_request *req,
 		redirect(s, d.url);
 		break;
 	case ROUTE_REJECT:
-		session_respond_error(s, d.status, "PR");
+		session_respond_error(s, d.status, TERM_LOCAL);
 		break;
 	}
 }
@@ -432,7 +432,7 @@ static void session_dispatch(struct session *s, const struct http_request *req)
 		str_copy(s->log.method, sizeof(s->log.method),
 			 req->method_str);
 		s->log.reason = f.error;
-		session_respond_error(s, status, "PR");
+		session_respond_error(s, status, TERM_LOCAL);
 		return;
 	}
 	log_facts(s, req, &f);
@@ -443,14 +443,14 @@ static void session_dispatch(struct session *s, const struct http_request *req)
 		if (req->method == HTTP_M_GET || req->method == HTTP_M_HEAD)
 			healthcheck(s);
 		else
-			session_respond_error(s, 405, "PR");
+			session_respond_error(s, 405, TERM_LOCAL);
 		break;
 	case EAS_PATH_ACTIVESYNC:
 	case EAS_PATH_AUTODISCOVER:
 		dispatch_eas(s, req, &f);
 		break;
 	default:
-		session_respond_error(s, 404, "PR");
+		session_respond_error(s, 404, TERM_LOCAL);
 		break;
 	}
 }
@@ -500,7 +500,7 @@ void session_read_head(struct session *s)
 		s->log.reason = req->error;
 		s->flags |= SESSION_F_CLOSE;
 		s->client.body.done = true;
-		session_respond_error(s, status, "PR");
+		session_respond_error(s, status, TERM_LOCAL);
 		return;
 	}
 	s->w->head_buf = (const char *)buf;
@@ -586,7 +586,7 @@ static void handshake_done(struct session *s)
 		s->log.reason = "connection-limit";
 		s->flags |= SESSION_F_CLOSE;
 		s->client.body.done = true;
-		session_respond_error(s, 503, "PL");
+		session_respond_error(s, 503, TERM_LIMIT);
 		return;
 	}
 	session_set_state(s, SESSION_IDLE);
@@ -599,27 +599,28 @@ static void client_timeout(struct session *s, short what)
 		s->flags |= SESSION_F_CLOSE;
 		s->client.body.done = true;
 		s->g = gen_hold(s->w->gen);
-		session_respond_error(s, 408, "cR");
+		session_respond_error(s, 408, TERM_CLIENT_T_HEAD);
 		break;
 	case SESSION_COLLECT:
 		autodisc_free(s->ad);
 		s->ad = NULL;
 		s->flags |= SESSION_F_CLOSE;
 		s->client.body.done = true;
-		session_respond_error(s, 408, "cD");
+		session_respond_error(s, 408, TERM_CLIENT_T_DATA);
 		break;
 	case SESSION_EXCHANGE:
 	case SESSION_CONNECT:
 		if (!(s->flags & SESSION_F_RESP_HEAD) &&
 		    (what & CONN_READING)) {
 			s->flags |= SESSION_F_CLOSE;
-			session_respond_error(s, 408, "cD");
+			session_respond_error(s, 408, TERM_CLIENT_T_DATA);
 			break;
 		}
-		session_close(s, "cD");
+		session_close(s, TERM_CLIENT_T_DATA);
 		break;
 	default:
-		session_close(s, (what & CONN_WRITING) ? "cW" : "cI");
+		session_close(s, (what & CONN_WRITING) ? TERM_CLIENT_T_WRITE
+							: TERM_CLIENT_T_IDLE);
 		break;
 	}
 }
@@ -641,5 +642,6 @@ static void client_event_cb(struct conn *c, short what, void *arg)
 		stat_add(&s->w->stats.tls_failures, 1);
 		log_debug("%s: TLS handshake failed", s->client_ip);
 	}
-	session_close(s, s->state == SESSION_IDLE ? NULL : "CD");
+	session_close(s, s->state == SESSION_IDLE ? TERM_UNSET
+						  : TERM_CLIENT_GONE);
 }

@@ -14,6 +14,7 @@
 
 #include "http/http.h"
 #include "proxy/limits.h"
+#include "proxy/term.h"
 #include "site/route.h"
 
 struct worker;
@@ -96,7 +97,7 @@ struct reqlog {
 	unsigned cmd_slot;    /* stats slot of the command */
 	const char *decision; /* static strings */
 	const char *reason;
-	const char *term;     /* termination code, static */
+	enum term term;	      /* who ended it, in which phase */
 	int site;
 	unsigned status;
 	uint64_t bytes_out;   /* to the client */
@@ -146,7 +147,7 @@ void session_accept(struct worker *w, int fd, const struct sockaddr *sa,
 void session_set_state(struct session *s, enum session_state state);
 /* Closes both sides at once; the memory is freed later by the reaper, so
  * callers up the stack may still test SESSION_F_DEAD. */
-void session_close(struct session *s, const char *term);
+void session_close(struct session *s, enum term term);
 /* Closes after a TLS close_notify; for closes easfront chose. */
 void session_close_tls(struct session *s);
 /* Writes the rest of the output, then closes. */
@@ -163,7 +164,7 @@ void session_respond(struct session *s, unsigned status, const char *extra,
 		     const char *body);
 /* respond.c: the error answer for status (502/503/504/4xx/501), short. */
 void session_respond_error(struct session *s, unsigned status,
-			   const char *term);
+			   enum term term);
 
 /* relay.c: starts proxying the parsed request req to site. */
 void relay_start(struct session *s, const struct http_request *req, int site);

@@ -343,7 +343,7 @@ static void close_idle_sessions(struct worker *w)
 	for (; s != NULL; s = next) {
 		next = s->next;
 		if (s->state == SESSION_IDLE || s->state == SESSION_HANDSHAKE)
-			session_close(s, "stop");
+			session_close(s, TERM_STOP);
 	}
 }
 
@@ -354,7 +354,7 @@ static void drain_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 	for (; s != NULL; s = next) {
 		next = s->next;
-		session_close(s, "drain");
+		session_close(s, TERM_DRAIN);
 	}
 	event_base_loopexit(w->base, NULL);
 }

@@ -1,1 +1,6 @@
 ef_unit_test(test_conn ef_net)
+ef_unit_test(test_term ef_proxy)
+if(TARGET test_term)
+  # The table operators read must say what the code writes.
+  target_compile_definitions(test_term PRIVATE EF_README="${CMAKE_SOURCE_DIR}/README.md")
+endif()
