@@ -231,7 +231,8 @@ static void admin_update(struct daemon *d, const struct conf *c)
 	if (d->admin_listen != NULL && c->admin_listen != NULL &&
 	    strcmp(d->admin_listen, c->admin_listen) == 0)
 		return;
-	proxy_control_stop(d->proxy);
+	/* The health checks go on: they belong to the proxy, not to this
+	 * endpoint. */
 	admin_free(d->admin);
 	d->admin = NULL;
 	free(d->admin_listen);

@@ -378,7 +378,7 @@ static void worker_begin_stop(struct worker *w)
 static void wakeup_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker *w = arg;
-	struct gen *g;
+	struct gen *g, *old;
 	eventfd_t n;
 
 	eventfd_read(fd, &n);
@@ -389,9 +389,13 @@ static void wakeup_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	g = proxy_current(w->p);
-	gen_release(w->gen);
+	old = w->gen;
 	w->gen = g;
+	/* The directory client compares the new sitemap.ldap with the one it
+	 * was made from, which lives in the old generation: release it only
+	 * after. */
 	dir_worker_sync(w);
+	gen_release(old);
 }
 
 static void *worker_main(void *arg)
