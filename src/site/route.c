@@ -437,6 +437,11 @@ static void explain_why(struct explain *e, const struct route_input *in,
 		    "%s is down; its fallback serves, proxied (never "
 		    "redirected)",
 		    home);
+	else if (strcmp(r, "directory-down") == 0)
+		say(e,
+		    "the directory cannot be reached, so %s is a guess: "
+		    "proxied, never a 451 on a guess",
+		    home);
 	else if (d->home_site < 0)
 		say(e, "the config names no usable site");
 	else

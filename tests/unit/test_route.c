@@ -331,6 +331,13 @@ static void test_directory(void **state)
 		assert_int_equal(d.action, ROUTE_PROXY);
 		assert_int_equal(d.site, 1);
 		assert_string_equal(d.reason, "directory-down");
+		{
+			char text[2048];
+
+			route_explain(&in, &d, text, sizeof(text));
+			assert_non_null(strstr(text, "never a 451 on a guess"));
+			assert_null(strstr(text, "no fallback site is up"));
+		}
 		in.dir = ROUTE_DIR_NO_USER;
 		route_decide(&in, &d);
 		assert_int_equal(d.action, ROUTE_REDIRECT);
