@@ -19,6 +19,7 @@
 #include "proxy/dir.h"
 #include "proxy/gen.h"
 #include "proxy/proxy.h"
+#include "proxy/routing.h"
 #include "proxy/stats.h"
 #include "site/route.h"
 #include "site/sitemap.h"
@@ -27,6 +28,7 @@ struct admin {
 	struct evhttp *http; /* owned */
 	struct proxy *p;
 	struct admin_hooks *hooks;
+	struct routing_dir *dir; /* owned: the directory, for /route */
 };
 
 static void reply(struct evhttp_request *req, int code, const char *type,
@@ -235,45 +237,96 @@ static void reload_cb(struct evhttp_request *req, void *arg)
 	free(err);
 }
 
+/* One GET /route on its way: the facts it asked about, decided on the
+ * generation that was current when it came. */
+struct route_query {
+	struct evhttp_request *req; /* evhttp's; answered once, by
+	                               route_answer */
+	struct gen *g;              /* one reference */
+	struct route_input in;      /* points into g, sc, host and db */
+	struct routing_scratch sc;
+	char *host;               /* owned; NULL: none given */
+	char db[LDAP_SRC_DB_MAX]; /* the database the directory named */
+};
+
+/* Decides q, answers its request with the explanation (the text `easfront
+ * route` prints, as is) and frees q. */
+static void route_answer(struct route_query *q)
+{
+	struct route_decision d;
+	struct evbuffer *b = evbuffer_new();
+	char text[4096];
+	size_t n;
+
+	q->in.dir_database = q->db[0] ? q->db : NULL;
+	route_decide(&q->in, &d);
+	n = route_explain(&q->in, &d, text, sizeof(text));
+	if (n < sizeof(text))
+		route_explain_autodiscover(&q->in, text + n, sizeof(text) - n);
+	if (b != NULL)
+		evbuffer_add(b, text, strlen(text));
+	reply(q->req, b ? 200 : 503, "text/plain", b);
+	if (b != NULL)
+		evbuffer_free(b);
+	gen_release(q->g);
+	free(q->host);
+	free(q);
+}
+
+static void route_dir_answered(enum route_dir dir, const char *db, void *arg)
+{
+	struct route_query *q = arg;
+
+	q->in.dir = dir;
+	snprintf(q->db, sizeof(q->db), "%s", db ? db : "");
+	route_answer(q);
+}
+
+/* GET /route?user=U[&version=V][&host=H]: the decision a request of U
+ * would get now, from the same input the data path builds (routing_input):
+ * live site health, and the directory's word as a worker would get it (the
+ * shared cache, else a search on this loop, which the request waits for
+ * without blocking the loop). */
 static void route_cb(struct evhttp_request *req, void *arg)
 {
 	struct admin *a = arg;
 	struct evkeyvalq q = {0};
-	struct route_input in = {0};
-	struct route_decision d;
-	const char *query = evhttp_uri_get_query(
-		evhttp_request_get_evhttp_uri(req));
-	char key[256], text[4096];
+	const char *query =
+	    evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+	const char *host;
+	struct route_query *rq;
 	struct gen *g;
-	size_t n;
 
 	if (!method_is(req, EVHTTP_REQ_GET))
 		return;
 	if (query == NULL || evhttp_parse_query_str(query, &q) != 0 ||
 	    evhttp_find_header(&q, "user") == NULL) {
 		evhttp_clear_headers(&q);
-		return reply_text(req, 400, "usage: /route?user=U[&version=V][&host=H]");
+		return reply_text(req, 400,
+		                  "usage: /route?user=U[&version=V][&host=H]");
 	}
 	g = proxy_gen_hold(a->p);
-	if (g == NULL) {
+	rq = g != NULL ? calloc(1, sizeof(*rq)) : NULL;
+	host = evhttp_find_header(&q, "host");
+	if (rq == NULL || (host != NULL && (rq->host = strdup(host)) == NULL)) {
+		gen_release(g);
+		free(rq);
 		evhttp_clear_headers(&q);
-		return reply_text(req, 503, "not serving yet");
+		return reply_text(req, 503,
+		                  g ? "out of memory" : "not serving yet");
 	}
-	in.conf = g->conf;
-	in.map = g->map;
-	in.user = sitemap_normalise(g->conf, evhttp_find_header(&q, "user"), key,
-				    sizeof(key))
-			  ? key
-			  : NULL;
-	in.version = eas_version_parse(str_from(evhttp_find_header(&q, "version")));
-	in.host = evhttp_find_header(&q, "host");
-	route_decide(&in, &d);
-	n = route_explain(&in, &d, text, sizeof(text));
-	if (n < sizeof(text))
-		route_explain_autodiscover(&in, text + n, sizeof(text) - n);
-	reply_text(req, 200, text);
-	gen_release(g);
+	rq->req = req;
+	rq->g = g;
+	routing_input(
+	    &rq->in, g, evhttp_find_header(&q, "user"),
+	    eas_version_parse(str_from(evhttp_find_header(&q, "version"))),
+	    rq->host, &rq->sc);
 	evhttp_clear_headers(&q);
+	if (routing_wants_directory(&rq->in) &&
+	    routing_dir_ask(a->dir, g, rq->in.user, route_dir_answered, rq,
+	                    &rq->in.dir, rq->db, sizeof(rq->db)) == 0)
+		return; /* route_dir_answered answers it */
+	route_answer(rq);
 }
 
 struct admin *admin_new(struct event_base *base, const char *address,
@@ -296,8 +349,9 @@ struct admin *admin_new(struct event_base *base, const char *address,
 	}
 	a->p = p;
 	a->hooks = hooks;
+	a->dir = routing_dir_new(base, p);
 	a->http = evhttp_new(base);
-	if (a->http == NULL)
+	if (a->dir == NULL || a->http == NULL)
 		goto fail;
 	evhttp_set_max_headers_size(a->http, 16384);
 	evhttp_set_max_body_size(a->http, 4096);
@@ -323,6 +377,9 @@ void admin_free(struct admin *a)
 {
 	if (a == NULL)
 		return;
+	/* First: a /route still waiting for the directory is answered (its
+	 * request freed) before evhttp_free frees its connection. */
+	routing_dir_free(a->dir);
 	if (a->http != NULL)
 		evhttp_free(a->http);
 	free(a);

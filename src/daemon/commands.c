@@ -1,6 +1,7 @@
 /*
  * The one-shot commands: check, reload, route, preflight. They build what
- * `run` would build and report on it, serving nothing.
+ * `run` would build and report on it, serving nothing; `route` asks the
+ * running easfront first, when there is one.
  */
 #include "daemon/daemon.h"
 
@@ -9,6 +10,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/http.h>
 
 #include "conf/conf.h"
 #include "eas/eas.h"
@@ -16,6 +23,7 @@
 #include "proxy/dir.h"
 #include "daemon/generation.h"
 #include "proxy/gen.h"
+#include "proxy/routing.h"
 #include "site/route.h"
 #include "site/sitemap.h"
 #include "tls/tls.h"
@@ -112,29 +120,162 @@ int daemon_reload(const char *conf_path)
 	return 0;
 }
 
-int daemon_route(const char *conf_path, const char *user, const char *version,
-		 const char *host)
-{
-	struct route_input in = {0};
-	struct route_decision d;
-	struct gen *g;
-	char key[256], text[4096], db[256] = "";
-	char *err = NULL;
+/* How long `route` waits for the running easfront: a connect on loopback,
+ * then an answer that may wait for the directory (sitemap.ldap.timeout_ms)
+ * plus a margin. */
+#define ROUTE_CONNECT_MS 2000
+#define ROUTE_ANSWER_MARGIN_MS 3000
+#define ROUTE_ANSWER_MAX 65536 /* bytes of an answer read at the most */
 
-	g = generation_build(NULL, conf_path, 0, &err);
-	if (g == NULL) {
-		print_err(err);
-		free(err);
-		return 1;
+static void sock_timeout(int fd, int opt, unsigned ms)
+{
+	struct timeval tv = {.tv_sec = ms / 1000,
+	                     .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+
+	(void)setsockopt(fd, SOL_SOCKET, opt, &tv, sizeof(tv));
+}
+
+/* Appends sep, then value URL-encoded, to b; nothing when value is NULL. */
+static int add_param(struct evbuffer *b, const char *sep, const char *value)
+{
+	char *enc;
+
+	if (value == NULL)
+		return 0;
+	enc = evhttp_uriencode(value, -1, 0);
+	if (enc == NULL)
+		return -1;
+	evbuffer_add_printf(b, "%s%s", sep, enc);
+	free(enc);
+	return 0;
+}
+
+/* Connects to addr (an admin.listen address) with the timeouts above.
+ * Returns the socket, or -1 with a reason in why. */
+static int route_connect(const char *addr, unsigned answer_ms, char *why,
+                         size_t cap)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	const char *bad = NULL;
+	int fd;
+
+	if (conf_addr_parse(addr, &ss, &len, &bad) != 0) {
+		snprintf(why, cap, "%s", bad ? bad : "not an address");
+		return -1;
 	}
-	in.conf = g->conf;
-	in.map = g->map;
-	in.user = sitemap_normalise(g->conf, user, key, sizeof(key)) ? key
-								      : NULL;
-	in.version = eas_version_parse(str_from(version));
-	in.host = host;
-	if (g->conf->ldap != NULL && in.user != NULL)
-		in.dir = dir_lookup_once(g->conf->ldap, in.user, db, sizeof(db));
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(why, cap, "%s", strerror(errno));
+		return -1;
+	}
+	/* On Linux SO_SNDTIMEO bounds connect() too. */
+	sock_timeout(fd, SO_SNDTIMEO, ROUTE_CONNECT_MS);
+	sock_timeout(fd, SO_RCVTIMEO, answer_ms);
+	if (connect(fd, (struct sockaddr *)&ss, len) != 0) {
+		snprintf(why, cap, "%s", strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Sends the request in req over fd, then reads the whole answer (the server
+ * closes after it: Connection: close) into resp, NUL-terminated. Returns 0,
+ * or -1 with a reason in why. */
+static int route_exchange(int fd, struct evbuffer *req, struct evbuffer *resp,
+                          char *why, size_t cap)
+{
+	size_t len = evbuffer_get_length(req), off = 0;
+	const char *p = (const char *)evbuffer_pullup(req, -1);
+	int n;
+
+	while (off < len) {
+		ssize_t w = send(fd, p + off, len - off, MSG_NOSIGNAL);
+
+		if (w <= 0)
+			goto fail;
+		off += (size_t)w;
+	}
+	while ((n = evbuffer_read(resp, fd, 4096)) > 0)
+		if (evbuffer_get_length(resp) > ROUTE_ANSWER_MAX) {
+			snprintf(why, cap, "answer too long");
+			return -1;
+		}
+	if (n < 0)
+		goto fail;
+	evbuffer_add(resp, "", 1);
+	return 0;
+fail:
+	snprintf(why, cap, "%s",
+	         errno == EAGAIN ? "no answer in time" : strerror(errno));
+	return -1;
+}
+
+/*
+ * Asks the easfront answering on c's admin.listen for the route of user
+ * (GET /route) and writes its answer to standard output as it is. Returns
+ * 0, or -1 with the reason nothing usable came in why (cap bytes).
+ */
+static int route_ask_running(const struct conf *c, const char *user,
+                             const char *version, const char *host, char *why,
+                             size_t cap)
+{
+	struct evbuffer *req = evbuffer_new(), *resp = evbuffer_new();
+	unsigned wait_ms =
+	    (c->ldap ? c->ldap->timeout_ms : 0) + ROUTE_ANSWER_MARGIN_MS;
+	struct evbuffer_ptr end;
+	const char *text;
+	int fd = -1, rc = -1;
+
+	snprintf(why, cap, "out of memory");
+	if (req == NULL || resp == NULL ||
+	    evbuffer_add_printf(req, "GET /route") < 0 ||
+	    add_param(req, "?user=", user) != 0 ||
+	    add_param(req, "&version=", version) != 0 ||
+	    add_param(req, "&host=", host) != 0 ||
+	    evbuffer_add_printf(req,
+	                        " HTTP/1.1\r\nHost: %s\r\n"
+	                        "Connection: close\r\n\r\n",
+	                        c->admin_listen) < 0)
+		goto done;
+	fd = route_connect(c->admin_listen, wait_ms, why, cap);
+	if (fd < 0 || route_exchange(fd, req, resp, why, cap) != 0)
+		goto done;
+	end = evbuffer_search(resp, "\r\n\r\n", 4, NULL);
+	text = (const char *)evbuffer_pullup(resp, -1);
+	if (end.pos < 0 || strncmp(text, "HTTP/1.", 7) != 0 ||
+	    strncmp(text + 8, " 200 ", 5) != 0) {
+		snprintf(why, cap, "answered %.12s", text);
+		goto done;
+	}
+	fputs(text + end.pos + 4, stdout);
+	rc = 0;
+done:
+	if (fd >= 0)
+		close(fd);
+	if (req != NULL)
+		evbuffer_free(req);
+	if (resp != NULL)
+		evbuffer_free(resp);
+	return rc;
+}
+
+/* What the config alone says, with every site up and the directory asked
+ * once from here. */
+static void route_offline(const struct gen *g, const char *user,
+                          const char *version, const char *host)
+{
+	struct route_input in;
+	struct routing_scratch sc;
+	struct route_decision d;
+	char text[4096], db[LDAP_SRC_DB_MAX] = "";
+
+	routing_input(&in, g, user, eas_version_parse(str_from(version)), host,
+	              &sc);
+	if (routing_wants_directory(&in))
+		in.dir =
+		    dir_lookup_once(g->conf->ldap, in.user, db, sizeof(db));
 	in.dir_database = db[0] ? db : NULL;
 	route_decide(&in, &d);
 	route_explain(&in, &d, text, sizeof(text));
@@ -143,7 +284,33 @@ int daemon_route(const char *conf_path, const char *user, const char *version,
 		fputc('\n', stdout);
 	route_explain_autodiscover(&in, text, sizeof(text));
 	fputs(text, stdout);
+}
+
+int daemon_route(const char *conf_path, const char *user, const char *version,
+                 const char *host)
+{
+	struct gen *g;
+	char *err = NULL, why[128];
+
+	g = generation_build(NULL, conf_path, 0, &err);
+	if (g == NULL) {
+		print_err(err);
+		free(err);
+		return 1;
+	}
+	if (g->conf->admin_listen == NULL) {
+		printf("offline view: no admin.listen: site health is not "
+		       "known\n");
+	} else if (route_ask_running(g->conf, user, version, host, why,
+	                             sizeof(why)) != 0) {
+		printf("offline view: no easfront answers at %s (%s): site "
+		       "health is not known\n",
+		       g->conf->admin_listen, why);
+	} else {
+		gen_release(g);
+		return 0;
+	}
+	route_offline(g, user, version, host);
 	gen_release(g);
 	return 0;
 }
-

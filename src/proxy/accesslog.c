@@ -94,28 +94,28 @@ static void logline_fill(struct session *s, struct logline *l)
 	uint64_t now = clock_mono_us();
 	size_t n;
 
-	memcpy(user, s->log.user, sizeof(user));
-	memcpy(dev, s->log.device, sizeof(dev));
+	memcpy(user, s->txn.log.user, sizeof(user));
+	memcpy(dev, s->txn.log.device, sizeof(dev));
 	if (s->g->conf->log_hash_identities) {
 		hash_identity(s->g, user, sizeof(user));
 		hash_identity(s->g, dev, sizeof(dev));
 	}
 	json_str(l->user, sizeof(l->user), user);
 	json_str(l->dev, sizeof(l->dev), dev);
-	json_str(l->devt, sizeof(l->devt), s->log.device_type);
+	json_str(l->devt, sizeof(l->devt), s->txn.log.device_type);
 	json_str(l->sni, sizeof(l->sni), s->sni ? s->sni : "");
 	l->site = "-";
-	if (s->log.site >= 0 && (unsigned)s->log.site < s->g->conf->n_sites)
-		l->site = s->g->conf->sites[s->log.site].name;
+	if (s->txn.log.site >= 0 && (unsigned)s->txn.log.site < s->g->conf->n_sites)
+		l->site = s->g->conf->sites[s->txn.log.site].name;
 	clock_gettime(CLOCK_REALTIME, &rt);
 	gmtime_r(&rt.tv_sec, &tm);
 	n = strftime(l->ts, sizeof(l->ts), "%Y-%m-%dT%H:%M:%S", &tm);
 	snprintf(l->ts + n, sizeof(l->ts) - n, ".%03ldZ",
 		 rt.tv_nsec / 1000000);
-	l->ms_head = since_ms(s->log.t_start, s->log.t_head);
-	l->ms_connect = since_ms(s->log.t_head, s->log.t_connected);
-	l->ms_first = since_ms(s->log.t_head, s->log.t_first);
-	l->ms_total = since_ms(s->log.t_start, now);
+	l->ms_head = since_ms(s->txn.log.t_start, s->txn.log.t_head);
+	l->ms_connect = since_ms(s->txn.log.t_head, s->txn.log.t_connected);
+	l->ms_first = since_ms(s->txn.log.t_head, s->txn.log.t_first);
+	l->ms_total = since_ms(s->txn.log.t_start, now);
 }
 
 static int format_json(const struct session *s, const struct logline *l,
@@ -130,15 +130,15 @@ static int format_json(const struct session *s, const struct logline *l,
 		"\"upstream\":\"%s\",\"status\":%u,\"bytes_in\":%llu,"
 		"\"bytes_out\":%llu,\"ms_head\":%ld,\"ms_connect\":%ld,"
 		"\"ms_first_byte\":%ld,\"ms_total\":%ld,\"term\":\"%s\"}\n",
-		l->ts, s->client_ip, l->sni, s->log.method, s->log.cmd,
-		s->log.version, l->user, l->dev, l->devt,
-		s->log.decision ? s->log.decision : "-",
-		s->log.reason ? s->log.reason : "-", l->site,
-		s->log.upstream[0] ? s->log.upstream : "-", s->log.status,
+		l->ts, s->client_ip, l->sni, s->txn.log.method, s->txn.log.cmd,
+		s->txn.log.version, l->user, l->dev, l->devt,
+		s->txn.log.decision ? s->txn.log.decision : "-",
+		s->txn.log.reason ? s->txn.log.reason : "-", l->site,
+		s->txn.log.upstream[0] ? s->txn.log.upstream : "-", s->txn.log.status,
 		(unsigned long long)s->client.bytes,
-		(unsigned long long)(s->log.bytes_out + s->up.bytes), l->ms_head,
+		(unsigned long long)(s->txn.log.bytes_out + s->up.bytes), l->ms_head,
 		l->ms_connect, l->ms_first, l->ms_total,
-		term_code(s->log.term));
+		term_code(s->txn.log.term));
 }
 
 /* The text form, for operators who grep: fixed order, '-' for empty. */
@@ -150,14 +150,14 @@ static int format_text(const struct session *s, const struct logline *l,
 			"%s %s %s \"%s %s\" %u user=%s device=%s type=%s "
 			"%s/%s site=%s upstream=%s %u in=%llu out=%llu "
 			"ms=%ld/%ld/%ld/%ld %s\n",
-			l->ts, s->client_ip, DASH(l->sni), DASH(s->log.method),
-			DASH(s->log.cmd), s->log.version, DASH(l->user),
-			DASH(l->dev), DASH(l->devt), DASH(s->log.decision),
-			DASH(s->log.reason), l->site, DASH(s->log.upstream),
-			s->log.status, (unsigned long long)s->client.bytes,
-			(unsigned long long)(s->log.bytes_out + s->up.bytes),
+			l->ts, s->client_ip, DASH(l->sni), DASH(s->txn.log.method),
+			DASH(s->txn.log.cmd), s->txn.log.version, DASH(l->user),
+			DASH(l->dev), DASH(l->devt), DASH(s->txn.log.decision),
+			DASH(s->txn.log.reason), l->site, DASH(s->txn.log.upstream),
+			s->txn.log.status, (unsigned long long)s->client.bytes,
+			(unsigned long long)(s->txn.log.bytes_out + s->up.bytes),
 			l->ms_head, l->ms_connect, l->ms_first, l->ms_total,
-			term_code(s->log.term));
+			term_code(s->txn.log.term));
 #undef DASH
 }
 

@@ -10,7 +10,9 @@
 #include "core/log.h"
 #include "eas/autodiscover.h"
 #include "eas/eas.h"
+#include "proxy/dir.h"
 #include "proxy/gen.h"
+#include "proxy/routing.h"
 #include "proxy/session.h"
 #include "proxy/worker.h"
 #include "site/route.h"
@@ -44,14 +46,14 @@ void autodisc_free(struct autodisc *ad)
 
 static void drop(struct session *s)
 {
-	autodisc_free(s->ad);
-	s->ad = NULL;
+	autodisc_free(s->txn.ad);
+	s->txn.ad = NULL;
 }
 
 static void too_large(struct session *s)
 {
-	s->log.decision = "reject";
-	s->log.reason = "body-too-large";
+	s->txn.log.decision = "reject";
+	s->txn.log.reason = "body-too-large";
 	session_respond_error(s, 413, TERM_LOCAL);
 }
 
@@ -76,33 +78,30 @@ void autodisc_begin(struct session *s, const struct http_request *req,
 	if (f->user_src != EAS_USER_NONE && f->user_src != EAS_USER_QUERY)
 		str_copy(ad->user, sizeof(ad->user), str_from(f->user));
 	str_copy(ad->host, sizeof(ad->host), str_from(f->host));
-	s->ad = ad;
+	s->txn.ad = ad;
 	s->client.body.dechunk = true;
-	s->log.decision = "local";
-	s->log.reason = "autodiscover";
-	session_set_state(s, SESSION_COLLECT);
+	s->txn.log.decision = "local";
+	s->txn.log.reason = "autodiscover";
+	txn_set_state(s, TXN_COLLECT);
 }
 
-static void route_user(struct session *s, const char *user,
+/* Routes the Autodiscover request of user, with the directory's word like
+ * any request. Returns false while the directory is asked: autodisc_finish
+ * runs again with its answer. */
+static bool route_user(struct session *s, const char *user,
 		       struct route_decision *d)
 {
-	struct route_input in = {0};
-	unsigned char down[SESSION_MAX_SITES];
-	char key[256];
+	struct route_input in;
+	struct routing_scratch sc;
 
-	in.conf = s->g->conf;
-	in.map = s->g->map;
-	in.user = sitemap_normalise(s->g->conf, user, key, sizeof(key)) ? key
-									: NULL;
-	in.host = s->ad->host[0] ? s->ad->host : NULL;
-	if (s->g->conf->n_sites <= SESSION_MAX_SITES) {
-		for (unsigned i = 0; i < s->g->conf->n_sites; i++)
-			down[i] = gen_site_down(s->g, (int)i);
-		in.site_down = down;
-	}
 	/* Autodiscover carries no EAS version: the decision names the site. */
+	routing_input(&in, s->g, user, 0, s->txn.ad->host, &sc);
+	if (routing_needs_directory(&in) &&
+	    !dir_lookup(s, in.user, &in.dir, &in.dir_database))
+		return false;
 	route_decide(&in, d);
-	s->log.site = d->site;
+	s->txn.log.site = d->site;
+	return true;
 }
 
 static void respond_xml(struct session *s, char *xml)
@@ -120,8 +119,8 @@ static void respond_xml(struct session *s, char *xml)
 static void proxy_collected(struct session *s, const struct route_decision *d)
 {
 	struct http_request *req = &s->w->req;
-	size_t len = evbuffer_get_length(s->ad->head);
-	const char *head = (const char *)evbuffer_pullup(s->ad->head, -1);
+	size_t len = evbuffer_get_length(s->txn.ad->head);
+	const char *head = (const char *)evbuffer_pullup(s->txn.ad->head, -1);
 	unsigned status = 400;
 
 	if (d->action == ROUTE_REJECT) {
@@ -134,31 +133,33 @@ static void proxy_collected(struct session *s, const struct route_decision *d)
 		session_respond_error(s, 400, TERM_LOCAL);
 		return;
 	}
-	s->log.decision = "proxy";
-	s->log.reason = "autodiscover-proxied";
-	relay_start_with_body(s, req, d->site, s->ad->body);
+	s->txn.log.decision = "proxy";
+	s->txn.log.reason = "autodiscover-proxied";
+	relay_start_with_body(s, req, d->site, s->txn.ad->body);
 }
 
-static void finish(struct session *s)
+void autodisc_finish(struct session *s)
 {
 	struct ad_request r;
 	struct route_decision d;
-	size_t len = evbuffer_get_length(s->ad->body);
-	const char *body = (const char *)evbuffer_pullup(s->ad->body, -1);
+	size_t len = evbuffer_get_length(s->txn.ad->body);
+	const char *body = (const char *)evbuffer_pullup(s->txn.ad->body, -1);
 	const char *url;
 
 	/* pullup fails only when memory does: then there is nothing to read */
 	ad_request_parse(body ? body : "", body ? len : 0, &r);
-	route_user(s, s->ad->user[0] ? s->ad->user : r.email, &d);
-	str_copy(s->log.user, sizeof(s->log.user),
-		 str_from(s->ad->user[0] ? s->ad->user : r.email));
+	if (!route_user(s, s->txn.ad->user[0] ? s->txn.ad->user : r.email,
+			&d))
+		return;
+	str_copy(s->txn.log.user, sizeof(s->txn.log.user),
+		 str_from(s->txn.ad->user[0] ? s->txn.ad->user : r.email));
 	if (r.schema == AD_SCHEMA_MOBILESYNC && r.error_code == 0 &&
 	    d.action != ROUTE_REJECT && (url = route_answer_url(s->g->conf, &d)) != NULL) {
 		respond_xml(s, ad_response_settings(r.email[0] ? r.email
-							       : s->ad->user,
+							       : s->txn.ad->user,
 						    NULL, url, &len));
 	} else if (r.error_code != 0 && r.schema != AD_SCHEMA_OUTLOOK) {
-		s->log.reason = "autodiscover-error";
+		s->txn.log.reason = "autodiscover-error";
 		respond_xml(s, ad_response_error(r.error_code,
 						 r.error_code == AD_ERR_NO_SCHEMA
 							 ? "No provider for that response schema"
@@ -172,13 +173,13 @@ static void finish(struct session *s)
 
 void autodisc_read(struct session *s)
 {
-	if (relay_body_into(&s->client, s->ad->body) != 0) {
+	if (relay_body_into(&s->client, s->txn.ad->body) != 0) {
 		s->flags |= SESSION_F_CLOSE;
 		drop(s);
 		session_respond_error(s, 400, TERM_CLIENT_BODY);
 		return;
 	}
-	if (evbuffer_get_length(s->ad->body) > AD_MAX_BODY) {
+	if (evbuffer_get_length(s->txn.ad->body) > AD_MAX_BODY) {
 		s->flags |= SESSION_F_CLOSE;
 		s->client.body.done = true;
 		drop(s);
@@ -186,5 +187,5 @@ void autodisc_read(struct session *s)
 		return;
 	}
 	if (s->client.body.done)
-		finish(s);
+		autodisc_finish(s);
 }

@@ -27,6 +27,10 @@ void autodisc_begin(struct session *s, const struct http_request *req,
 
 /* Client bytes arrived while collecting. */
 void autodisc_read(struct session *s);
+/* Decides on the collected request (asking the directory first when it has
+ * a word: then it returns and runs again with the answer) and answers it or
+ * proxies it. */
+void autodisc_finish(struct session *s);
 
 /* Frees a collection; NULL is accepted. */
 void autodisc_free(struct autodisc *ad);

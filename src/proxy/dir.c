@@ -10,6 +10,7 @@
 #include "core/log.h"
 #include "ldap/ldap_src.h"
 #include "proxy/gen.h"
+#include "proxy/routing.h"
 #include "proxy/session.h"
 #include "proxy/worker.h"
 
@@ -81,38 +82,18 @@ static bool ldap_changed(const struct conf_ldap *a, const struct conf_ldap *b)
 	       !same_str(a->attribute, b->attribute);
 }
 
-static enum route_dir route_dir_of(enum ldap_answer a)
-{
-	switch (a) {
-	case LDAP_ANS_FOUND:
-		return ROUTE_DIR_FOUND;
-	case LDAP_ANS_STALE_FOUND:
-		return ROUTE_DIR_STALE;
-	case LDAP_ANS_NO_USER:
-	case LDAP_ANS_STALE_NO_USER:
-		return ROUTE_DIR_NO_USER;
-	default:
-		return ROUTE_DIR_DOWN;
-	}
-}
-
 /* The answer came: keep it on the session and dispatch the request again,
  * from its head still in the client's input. */
 static void answered(enum ldap_answer a, const char *db, void *arg)
 {
 	struct session *s = arg;
 
-	s->lookup = NULL;
-	s->dir_answered = true;
-	s->dir_answer = route_dir_of(a);
-	free(s->dir_db);
-	s->dir_db = db ? strdup(db) : NULL;
-	/* The head is parsed again under whatever generation is current. */
-	gen_release(s->g);
-	s->g = NULL;
-	session_set_state(s, SESSION_HEAD);
-	conn_enable(s->client.conn, EV_READ);
-	session_read_head(s);
+	s->txn.lookup = NULL;
+	s->txn.dir_answered = true;
+	s->txn.dir_answer = routing_dir_of(a);
+	free(s->txn.dir_db);
+	s->txn.dir_db = db ? strdup(db) : NULL;
+	txn_step(s, TXN_EV_DIRECTORY, 0);
 }
 
 void dir_worker_free(struct worker *w)
@@ -127,7 +108,7 @@ void dir_worker_free(struct worker *w)
 	/* Their lookups died with the client: "directory down" for them. */
 	for (s = w->sessions; s != NULL; s = next) {
 		next = s->next;
-		if (s->lookup != NULL)
+		if (s->txn.lookup != NULL)
 			answered(LDAP_ANS_ERROR, NULL, s);
 	}
 }
@@ -200,7 +181,7 @@ enum route_dir dir_lookup_once(const struct conf_ldap *l, const char *key,
 	if (o.base != NULL)
 		event_base_free(o.base);
 	snprintf(db, cap, "%s", o.db);
-	return route_dir_of(o.a);
+	return routing_dir_of(o.a);
 }
 
 bool dir_lookup(struct session *s, const char *key, enum route_dir *dir,
@@ -213,44 +194,44 @@ bool dir_lookup(struct session *s, const char *key, enum route_dir *dir,
 	*db = NULL;
 	if (s->g->conf->ldap == NULL || key == NULL)
 		return true;
-	if (s->dir_answered) {
-		*dir = s->dir_answer;
-		*db = s->dir_db;
+	if (s->txn.dir_answered) {
+		*dir = s->txn.dir_answer;
+		*db = s->txn.dir_db;
 		return true;
 	}
 	if (s->w->ldap == NULL) {
 		*dir = ROUTE_DIR_DOWN;
 		return true;
 	}
-	r = ldap_lookup(s->w->ldap, key, answered, s, &s->lookup, &now);
+	r = ldap_lookup(s->w->ldap, key, answered, s, &s->txn.lookup, &now);
 	if (r == 0) {
 		/* The head stays in the input until the answer; nothing
 		 * more is read meanwhile. */
 		conn_disable(s->client.conn, EV_READ);
-		session_set_state(s, SESSION_ROUTE);
+		txn_set_state(s, TXN_ROUTE);
 		return false;
 	}
-	s->lookup = NULL;
+	s->txn.lookup = NULL;
 	if (r < 0) {
 		*dir = ROUTE_DIR_DOWN;
 		return true;
 	}
-	s->dir_answered = true;
-	s->dir_answer = route_dir_of(now.answer);
-	free(s->dir_db);
-	s->dir_db = now.database[0] ? strdup(now.database) : NULL;
-	*dir = s->dir_answer;
-	*db = s->dir_db;
+	s->txn.dir_answered = true;
+	s->txn.dir_answer = routing_dir_of(now.answer);
+	free(s->txn.dir_db);
+	s->txn.dir_db = now.database[0] ? strdup(now.database) : NULL;
+	*dir = s->txn.dir_answer;
+	*db = s->txn.dir_db;
 	return true;
 }
 
 void dir_session_end(struct session *s)
 {
-	if (s->lookup != NULL) {
-		ldap_lookup_cancel(s->lookup);
-		s->lookup = NULL;
+	if (s->txn.lookup != NULL) {
+		ldap_lookup_cancel(s->txn.lookup);
+		s->txn.lookup = NULL;
 	}
-	free(s->dir_db);
-	s->dir_db = NULL;
-	s->dir_answered = false;
+	free(s->txn.dir_db);
+	s->txn.dir_db = NULL;
+	s->txn.dir_answered = false;
 }

@@ -111,7 +111,7 @@ int relay_body(struct side *from)
 	int r;
 
 	if (from->peer->conn != NULL &&
-	    !(from == &s->client && (s->flags & SESSION_F_DISCARD)))
+	    !(from == &s->client && (s->txn.flags & TXN_F_DISCARD)))
 		out = conn_output(from->peer->conn);
 	r = body_move(from, out);
 	conn_kick(from->conn);
@@ -167,14 +167,17 @@ static void throttle(struct side *from)
 		conn_disable(from->conn, EV_READ);
 }
 
+static void up_read_cb(struct conn *c, void *arg);
+static void up_write_cb(struct conn *c, void *arg);
+static void up_event_cb(struct conn *c, short what, void *arg);
+
 static void attach_upstream(struct session *s, struct upconn *uc)
 {
 	s->uc = uc;
 	s->up.conn = uc->conn;
-	conn_setcb(uc->conn, relay_up_read_cb, relay_up_write_cb,
-		   relay_up_event_cb, s);
+	conn_setcb(uc->conn, up_read_cb, up_write_cb, up_event_cb, s);
 	conn_set_watermarks(uc->conn, RELAY_HIGH_WATER, RELAY_LOW_WATER);
-	str_copy(s->log.upstream, sizeof(s->log.upstream), str_from(uc->addr));
+	str_copy(s->txn.log.upstream, sizeof(s->txn.log.upstream), str_from(uc->addr));
 }
 
 /* Finds a connection for the current request, round-robin over the site's
@@ -183,7 +186,7 @@ static void attach_upstream(struct session *s, struct upconn *uc)
 static struct upconn *pick_upstream(struct session *s, bool *pooled)
 {
 	struct worker *w = s->w;
-	const struct gen_site *gs = &s->g->sites[s->site];
+	const struct gen_site *gs = &s->g->sites[s->txn.site];
 	unsigned start = w->rr;
 
 	for (unsigned k = 0; k < gs->n_cas; k++) {
@@ -257,23 +260,23 @@ static bool fall_back(struct session *s, struct evbuffer *queued)
 
 	if (c->n_sites > SESSION_MAX_SITES)
 		return false;
-	s->failed_sites |= UINT64_C(1) << s->site;
+	s->txn.failed_sites |= UINT64_C(1) << s->txn.site;
 	for (unsigned i = 0; i < c->n_sites; i++)
 		down[i] = gen_site_down(s->g, (int)i) ||
-			  (s->failed_sites & (UINT64_C(1) << i));
-	next = route_fallback(c, down, s->site, NULL);
+			  (s->txn.failed_sites & (UINT64_C(1) << i));
+	next = route_fallback(c, down, s->txn.site, NULL);
 	if (next < 0)
 		return false;
 	log_debug("site %s: no CAS took the connection; trying %s",
-		  c->sites[s->site].name, c->sites[next].name);
+		  c->sites[s->txn.site].name, c->sites[next].name);
 	if (queued != NULL)
-		readdress_head(queued, s->g->sites[s->site].proxy_path,
+		readdress_head(queued, s->g->sites[s->txn.site].proxy_path,
 			       s->g->sites[next].proxy_path);
-	s->site = next;
-	s->tried = 0;
-	s->log.site = next;
-	s->log.decision = "proxy";
-	s->log.reason = "fallback";
+	s->txn.site = next;
+	s->txn.tried = 0;
+	s->txn.log.site = next;
+	s->txn.log.decision = "proxy";
+	s->txn.log.reason = "fallback";
 	return true;
 }
 
@@ -287,14 +290,14 @@ static int connect_upstream(struct session *s)
 	struct upconn *old = s->uc, *uc = NULL;
 	bool pooled = false;
 
-	if (old != NULL && !(s->flags & SESSION_F_LOCAL_FAIL))
+	if (old != NULL && !(s->txn.flags & TXN_F_LOCAL_FAIL))
 		upstream_failed(old);
-	s->flags &= ~SESSION_F_LOCAL_FAIL;
+	s->txn.flags &= ~TXN_F_LOCAL_FAIL;
 	if (old != NULL)
 		queued = conn_output(old->conn);
 	while (uc == NULL) {
-		if (s->tried < site_attempts(&s->g->sites[s->site])) {
-			s->tried++;
+		if (s->txn.tried < site_attempts(&s->g->sites[s->txn.site])) {
+			s->txn.tried++;
 			uc = pick_upstream(s, &pooled);
 		} else if (!fall_back(s, queued)) {
 			return -1;
@@ -310,22 +313,22 @@ static int connect_upstream(struct session *s)
 	attach_upstream(s, uc);
 	conn_enable(uc->conn, EV_READ | EV_WRITE);
 	if (pooled)
-		s->flags |= SESSION_F_UP_POOLED;
+		s->txn.flags |= TXN_F_UP_POOLED;
 	else
-		s->flags &= ~SESSION_F_UP_POOLED;
+		s->txn.flags &= ~TXN_F_UP_POOLED;
 	if (pooled)
 		relay_upstream_ready(s);
 	else
-		session_set_state(s, SESSION_CONNECT);
+		txn_set_state(s, TXN_CONNECT);
 	return 0;
 }
 
 void relay_upstream_ready(struct session *s)
 {
-	s->log.t_connected = conn_loop_now_us(&s->w->loop);
-	s->flags |= SESSION_F_REQ_SENT;
+	s->txn.log.t_connected = conn_loop_now_us(&s->w->loop);
+	s->txn.flags |= TXN_F_REQ_SENT;
 	session_held_begin(s);
-	session_set_state(s, SESSION_EXCHANGE);
+	txn_set_state(s, TXN_EXCHANGE);
 }
 
 /* A pooled connection may have died in the instant before it was reused.
@@ -337,20 +340,20 @@ static void keep_for_replay(struct session *s, const struct http_request *req,
 	bool safe = req->method == HTTP_M_OPTIONS ||
 		    req->method == HTTP_M_GET || req->method == HTTP_M_HEAD;
 
-	if (!(s->flags & SESSION_F_UP_POOLED) || !safe ||
+	if (!(s->txn.flags & TXN_F_UP_POOLED) || !safe ||
 	    req->framing != HTTP_BODY_NONE)
 		return;
-	s->replay = evbuffer_new();
-	if (s->replay != NULL)
-		evbuffer_add(s->replay, s->w->scratch, n);
+	s->txn.replay = evbuffer_new();
+	if (s->txn.replay != NULL)
+		evbuffer_add(s->txn.replay, s->w->scratch, n);
 }
 
 /* The CAS answered something: the head will not be sent again. */
 static void drop_replay(struct session *s)
 {
-	if (s->replay != NULL) {
-		evbuffer_free(s->replay);
-		s->replay = NULL;
+	if (s->txn.replay != NULL) {
+		evbuffer_free(s->txn.replay);
+		s->txn.replay = NULL;
 	}
 }
 
@@ -359,26 +362,26 @@ static void drop_replay(struct session *s)
  * to replay or no connection to be had. */
 static bool replay_on_new_connection(struct session *s)
 {
-	struct evbuffer *head = s->replay;
-	int site = s->site;
+	struct evbuffer *head = s->txn.replay;
+	int site = s->txn.site;
 
-	if (head == NULL || (s->flags & SESSION_F_RESP_HEAD))
+	if (head == NULL || (s->txn.flags & TXN_F_RESP_HEAD))
 		return false;
-	s->replay = NULL;
+	s->txn.replay = NULL;
 	log_debug("upstream %s: pooled connection was closed; sending again",
-		  s->log.upstream);
+		  s->txn.log.upstream);
 	/* A connection the CAS closed while idle is no mark against it. */
 	upstream_free(s->uc);
 	s->uc = NULL;
 	s->up.conn = NULL;
-	s->tried = 0;
+	s->txn.tried = 0;
 	if (connect_upstream(s) != 0) {
 		evbuffer_free(head);
 		return false;
 	}
-	if (s->site != site)
+	if (s->txn.site != site)
 		readdress_head(head, s->g->sites[site].proxy_path,
-			       s->g->sites[s->site].proxy_path);
+			       s->g->sites[s->txn.site].proxy_path);
 	evbuffer_add_buffer(conn_output(s->up.conn), head);
 	evbuffer_free(head);
 	return true;
@@ -395,8 +398,8 @@ void relay_start_with_body(struct session *s, const struct http_request *req,
 	int64_t fixed = body ? (int64_t)evbuffer_get_length(body) : -1;
 	size_t n;
 
-	s->site = site;
-	s->log.site = site;
+	s->txn.site = site;
+	s->txn.log.site = site;
 	n = build_request_head(s, req, &s->g->sites[site], fixed);
 	if (n == 0) {
 		s->flags |= SESSION_F_CLOSE;
@@ -411,12 +414,11 @@ void relay_start_with_body(struct session *s, const struct http_request *req,
 			return;
 		}
 		/* No CAS of the site could even be asked: its fallback's. */
-		if (s->site != site)
-			n = build_request_head(s, req, &s->g->sites[s->site],
+		if (s->txn.site != site)
+			n = build_request_head(s, req, &s->g->sites[s->txn.site],
 					       fixed);
 	} else {
-		conn_setcb(s->uc->conn, relay_up_read_cb, relay_up_write_cb,
-			   relay_up_event_cb, s);
+		conn_setcb(s->uc->conn, up_read_cb, up_write_cb, up_event_cb, s);
 		relay_upstream_ready(s);
 	}
 	evbuffer_add(conn_output(s->up.conn), s->w->scratch, n);
@@ -440,10 +442,10 @@ static void response_done(struct session *s, bool up_keep)
 	if (!s->client.body.done)
 		s->flags |= SESSION_F_CLOSE;
 	else if (up_keep)
-		s->flags |= SESSION_F_UP_REUSE;
-	if (s->log.term == TERM_UNSET)
-		s->log.term = TERM_OK;
-	session_request_done(s);
+		s->txn.flags |= TXN_F_UP_REUSE;
+	if (s->txn.log.term == TERM_UNSET)
+		s->txn.log.term = TERM_OK;
+	txn_done(s);
 }
 
 /* A failure of the CAS: an error response when the client has seen nothing
@@ -451,7 +453,7 @@ static void response_done(struct session *s, bool up_keep)
 static void fail_exchange(struct session *s, unsigned status,
 			    enum term term)
 {
-	if (s->flags & SESSION_F_RESP_HEAD) {
+	if (s->txn.flags & TXN_F_RESP_HEAD) {
 		session_close(s, term);
 		return;
 	}
@@ -500,7 +502,7 @@ static int read_response_head(struct session *s)
 								(ssize_t)want);
 		int r = avail ? http_response_parse(buf, want,
 						    &http_default_limits,
-						    s->method, resp, &status)
+						    s->txn.method, resp, &status)
 			      : 0;
 		size_t n;
 
@@ -508,13 +510,13 @@ static int read_response_head(struct session *s)
 			return 0;
 		if (r < 0 || resp->status == 101) {
 			log_debug("upstream %s: malformed response (%s)",
-				  s->log.upstream,
+				  s->txn.log.upstream,
 				  resp->error ? resp->error : "syntax");
 			fail_exchange(s, 502, TERM_CAS_HEAD);
 			return -1;
 		}
-		if (s->log.t_first == 0)
-			s->log.t_first = conn_loop_now_us(&s->w->loop);
+		if (s->txn.log.t_first == 0)
+			s->txn.log.t_first = conn_loop_now_us(&s->w->loop);
 		if (resp->status < 200) {
 			forward_interim(s, buf, (size_t)r);
 			evbuffer_drain(in, (size_t)r);
@@ -533,42 +535,47 @@ static int read_response_head(struct session *s)
 			fail_exchange(s, 502, TERM_CAS_HEAD);
 			return -1;
 		}
-		s->log.status = resp->status;
+		s->txn.log.status = resp->status;
 		s->up.body.done = resp->framing == HTTP_BODY_NONE ||
 				  (resp->framing == HTTP_BODY_LENGTH &&
 				   resp->content_length == 0);
-		s->log.bytes_out += n;
+		s->txn.log.bytes_out += n;
 		conn_write(s->client.conn, s->w->scratch, n);
-		s->flags |= SESSION_F_RESP_HEAD;
+		s->txn.flags |= TXN_F_RESP_HEAD;
 		session_held_end(s);
 		if (resp->flags & HTTP_F_KEEP_ALIVE &&
 		    resp->framing != HTTP_BODY_EOF)
-			s->flags |= SESSION_F_UP_REUSE;
+			s->txn.flags |= TXN_F_UP_REUSE;
 		evbuffer_drain(in, (size_t)r);
 		conn_kick(s->up.conn);
-		session_set_state(s, SESSION_EXCHANGE);
+		txn_set_state(s, TXN_EXCHANGE);
 		return 1;
 	}
 }
 
-/* Between requests only a pinned (NTLM) upstream stays attached; anything
- * it says then, or its closing, ends the client connection with it. */
-static bool pinned_between_requests(struct session *s)
+/* The upstream connection's callbacks: each is an event of the request's
+ * (txn_step). */
+static void up_read_cb(struct conn *c, void *arg)
 {
-	if (s->g != NULL)
-		return false;
-	session_close(s, TERM_CAS_IDLE);
-	return true;
+	txn_step(arg, TXN_EV_UP_DATA, 0);
 }
 
-void relay_up_read_cb(struct conn *c, void *arg)
+static void up_write_cb(struct conn *c, void *arg)
 {
-	struct session *s = arg;
+	txn_step(arg, TXN_EV_UP_DRAINED, 0);
+}
+
+static void up_event_cb(struct conn *c, short what, void *arg)
+{
+	txn_step(arg, TXN_EV_UP_EVENT, what);
+}
+
+void relay_up_read(struct session *s)
+{
+	struct conn *c = s->up.conn;
 	bool keep;
 
-	if (pinned_between_requests(s))
-		return;
-	if (!(s->flags & SESSION_F_RESP_HEAD) && read_response_head(s) <= 0)
+	if (!(s->txn.flags & TXN_F_RESP_HEAD) && read_response_head(s) <= 0)
 		return;
 	if (relay_body(&s->up) != 0) {
 		session_close(s, TERM_CAS_DATA);
@@ -577,16 +584,14 @@ void relay_up_read_cb(struct conn *c, void *arg)
 	throttle(&s->up);
 	if (!s->up.body.done)
 		return;
-	keep = (s->flags & SESSION_F_UP_REUSE) &&
+	keep = (s->txn.flags & TXN_F_UP_REUSE) &&
 	       evbuffer_get_length(conn_input(c)) == 0;
-	s->flags &= ~SESSION_F_UP_REUSE;
+	s->txn.flags &= ~TXN_F_UP_REUSE;
 	response_done(s, keep);
 }
 
-void relay_up_write_cb(struct conn *c, void *arg)
+void relay_up_drained(struct session *s)
 {
-	struct session *s = arg;
-
 	/* The CAS took what was queued: let the client's body flow again. */
 	if (s->client.conn != NULL && !s->client.body.done) {
 		conn_enable(s->client.conn, EV_READ);
@@ -596,8 +601,8 @@ void relay_up_write_cb(struct conn *c, void *arg)
 
 static void up_timeout(struct session *s, short what)
 {
-	if (s->state == SESSION_CONNECT) {
-		log_debug("upstream %s: connect timed out", s->log.upstream);
+	if (s->txn.state == TXN_CONNECT) {
+		log_debug("upstream %s: connect timed out", s->txn.log.upstream);
 		if (connect_upstream(s) == 0)
 			return;
 		fail_exchange(s, 503, TERM_CAS_T_CONNECT);
@@ -605,19 +610,17 @@ static void up_timeout(struct session *s, short what)
 	}
 	/* A CAS silent past the ordinary timeout counts against its health;
 	 * a held Ping's silence is the protocol working. */
-	if (!(s->flags & (SESSION_F_HELD | SESSION_F_RESP_HEAD)) && s->uc)
+	if (!(s->txn.flags & (TXN_F_HELD | TXN_F_RESP_HEAD)) && s->uc)
 		upstream_failed(s->uc);
 	fail_exchange(s, 504,
-		      (s->flags & SESSION_F_RESP_HEAD) ? TERM_CAS_T_DATA
+		      (s->txn.flags & TXN_F_RESP_HEAD) ? TERM_CAS_T_DATA
 							: TERM_CAS_T_HEAD);
 }
 
-void relay_up_event_cb(struct conn *c, short what, void *arg)
+void relay_up_event(struct session *s, short what)
 {
-	struct session *s = arg;
+	struct conn *c = s->up.conn;
 
-	if (pinned_between_requests(s))
-		return;
 	if (what & CONN_CONNECTED) {
 		relay_upstream_ready(s);
 		return;
@@ -626,15 +629,15 @@ void relay_up_event_cb(struct conn *c, short what, void *arg)
 		up_timeout(s, what);
 		return;
 	}
-	if (s->state == SESSION_CONNECT) {
+	if (s->txn.state == TXN_CONNECT) {
 		int err = conn_errno(c);
 
 		/* Out of ports or descriptors here: no mark against the CAS. */
 		if (err == EADDRNOTAVAIL || err == EMFILE || err == ENFILE ||
 		    err == ENOBUFS || err == ENOMEM)
-			s->flags |= SESSION_F_LOCAL_FAIL;
+			s->txn.flags |= TXN_F_LOCAL_FAIL;
 		stat_add(&s->w->stats.upstream_connect_failures, 1);
-		log_debug("upstream %s: connect failed", s->log.upstream);
+		log_debug("upstream %s: connect failed", s->txn.log.upstream);
 		if (connect_upstream(s) == 0)
 			return;
 		fail_exchange(s, 503, TERM_CAS_CONNECT);
@@ -642,7 +645,7 @@ void relay_up_event_cb(struct conn *c, short what, void *arg)
 	}
 	if (replay_on_new_connection(s))
 		return;
-	if ((what & CONN_EOF) && (s->flags & SESSION_F_RESP_HEAD) &&
+	if ((what & CONN_EOF) && (s->txn.flags & TXN_F_RESP_HEAD) &&
 	    s->up.body.framing == HTTP_BODY_EOF) {
 		relay_body(&s->up);
 		s->up.body.done = true;
@@ -650,7 +653,7 @@ void relay_up_event_cb(struct conn *c, short what, void *arg)
 		return;
 	}
 	fail_exchange(s, 502,
-		      (s->flags & SESSION_F_RESP_HEAD) ? TERM_CAS_DATA
+		      (s->txn.flags & TXN_F_RESP_HEAD) ? TERM_CAS_DATA
 							: TERM_CAS_HEAD);
 }
 
@@ -660,33 +663,33 @@ void relay_client_read(struct session *s)
 		return;
 	if (relay_body(&s->client) != 0) {
 		s->flags |= SESSION_F_CLOSE;
-		if (s->state == SESSION_LOCAL)
+		if (s->txn.state == TXN_LOCAL)
 			session_close(s, TERM_CLIENT_BODY);
 		else
 			fail_exchange(s, 400, TERM_CLIENT_BODY);
 		return;
 	}
-	if (s->state != SESSION_LOCAL)
+	if (s->txn.state != TXN_LOCAL)
 		throttle(&s->client);
 	if (!s->client.body.done)
 		return;
-	if (s->state == SESSION_LOCAL) {
+	if (s->txn.state == TXN_LOCAL) {
 		if (conn_output_length(s->client.conn) == 0)
-			session_request_done(s);
+			txn_done(s);
 		return;
 	}
 	/* The request is all up; the client's silence is now legitimate. */
-	session_set_state(s, s->state);
+	txn_set_state(s, s->txn.state);
 }
 
 void relay_client_drained(struct session *s)
 {
-	if (s->state == SESSION_LOCAL) {
+	if (s->txn.state == TXN_LOCAL) {
 		if (s->client.body.done)
-			session_request_done(s);
+			txn_done(s);
 		return;
 	}
-	if (s->up.conn != NULL && (s->flags & SESSION_F_RESP_HEAD)) {
+	if (s->up.conn != NULL && (s->txn.flags & TXN_F_RESP_HEAD)) {
 		conn_enable(s->up.conn, EV_READ);
 		conn_kick(s->up.conn);
 	}

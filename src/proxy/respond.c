@@ -24,10 +24,10 @@ static void settle_request_body(struct session *s, bool expect_100)
 {
 	if (s->client.body.done)
 		return;
-	if (expect_100 || (s->flags & SESSION_F_REQ_SENT))
+	if (expect_100 || (s->txn.flags & TXN_F_REQ_SENT))
 		s->flags |= SESSION_F_CLOSE;
 	else
-		s->flags |= SESSION_F_DISCARD;
+		s->txn.flags |= TXN_F_DISCARD;
 }
 
 /* Nothing easfront answers itself may be kept by a cache on the way; the
@@ -69,7 +69,7 @@ void session_respond(struct session *s, unsigned status, const char *extra,
 	/* Closing after this answer: the rest of the request is not read. */
 	if (s->flags & SESSION_F_CLOSE) {
 		s->client.body.done = true;
-		s->flags &= ~SESSION_F_DISCARD;
+		s->txn.flags &= ~TXN_F_DISCARD;
 	}
 	own_headers(s, status, own, sizeof(own));
 	n = snprintf(head, sizeof(head),
@@ -82,16 +82,16 @@ void session_respond(struct session *s, unsigned status, const char *extra,
 			     "HTTP/1.1 %u %s\r\nContent-Length: 0\r\n%s"
 			     "Connection: close\r\n\r\n",
 			     status, http_reason(status), own);
-	s->log.status = status;
-	if (s->log.term == TERM_UNSET)
-		s->log.term = status >= 400 ? TERM_LOCAL : TERM_OK;
+	s->txn.log.status = status;
+	if (s->txn.log.term == TERM_UNSET)
+		s->txn.log.term = status >= 400 ? TERM_LOCAL : TERM_OK;
 	conn_write(s->client.conn, head, (size_t)n);
-	s->log.bytes_out += (size_t)n;
-	if (body != NULL && !(s->flags & SESSION_F_HEAD_REQ)) {
+	s->txn.log.bytes_out += (size_t)n;
+	if (body != NULL && !(s->txn.flags & TXN_F_HEAD_REQ)) {
 		conn_write(s->client.conn, body, blen);
-		s->log.bytes_out += blen;
+		s->txn.log.bytes_out += blen;
 	}
-	session_set_state(s, SESSION_LOCAL);
+	txn_set_state(s, TXN_LOCAL);
 	conn_enable(s->client.conn, EV_READ | EV_WRITE);
 }
 
@@ -123,15 +123,15 @@ void session_respond_error(struct session *s, unsigned status,
 	char body[64];
 	const char *extra = "Content-Type: text/plain\r\n";
 
-	if (s->flags & SESSION_F_RESP_HEAD) {
+	if (s->txn.flags & TXN_F_RESP_HEAD) {
 		session_close(s, term);
 		return;
 	}
-	if (s->log.decision == NULL)
-		s->log.decision = "reject";
-	if (s->log.reason == NULL)
-		s->log.reason = error_reason(status);
-	s->log.term = term;
+	if (s->txn.log.decision == NULL)
+		s->txn.log.decision = "reject";
+	if (s->txn.log.reason == NULL)
+		s->txn.log.reason = error_reason(status);
+	s->txn.log.term = term;
 	/* A retry helps only when the trouble is ours or the CAS's. */
 	if (status == 502 || status == 503 || status == 504)
 		extra = "Content-Type: text/plain\r\nRetry-After: 30\r\n";

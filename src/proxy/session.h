@@ -25,23 +25,48 @@ struct autodisc;
 struct eas_facts;
 
 /*
- * The client connection's phase. Each phase owns a set of timeouts, set by
- * session_set_state() and nowhere else.
+ * The client connection's phase (the request on it has its own, below).
+ * Each phase owns a set of timeouts, set by session_set_state() and nowhere
+ * else.
  */
 enum session_state {
-	SESSION_HANDSHAKE, /* TLS handshake in progress */
-	SESSION_IDLE,	   /* between requests, no byte of the next one yet */
-	SESSION_HEAD,	   /* part of a request head has arrived */
-	SESSION_CONNECT,   /* request accepted; upstream connect under way */
-	SESSION_EXCHANGE,  /* request going up and/or response coming down */
-	SESSION_LOCAL,	   /* writing a response easfront made itself */
-	SESSION_COLLECT,   /* reading a small request body whole before
-			      deciding (Autodiscover answered here) */
-	SESSION_ROUTE,	   /* head parsed; waiting for the directory to say
-			      where the mailbox is (the head stays in the
-			      input and is parsed again then) */
-	SESSION_CLOSING,   /* flushing the last output, then close */
+	SESSION_HANDSHAKE, /* TLS handshake: hs_gen held, g NULL, no request */
+	SESSION_IDLE,	   /* between requests: no byte of the next yet; g
+			      NULL; only a pinned upstream may be attached */
+	SESSION_ACTIVE,	   /* a request is open: txn.state is not TXN_NONE */
+	SESSION_CLOSING,   /* flushing the last output, then close; no
+			      request, no upstream */
 };
+
+/*
+ * The phase of the request on a connection (struct txn). A request moves
+ * HEAD -> (ROUTE) -> (COLLECT) -> CONNECT -> EXCHANGE, or from any of them
+ * but EXCHANGE with a response head sent to LOCAL, and ends in txn_done()
+ * or with the connection. txn_set_state() is the only writer; it sets the
+ * phase's timeouts and logs the move at debug level.
+ */
+enum txn_state {
+	TXN_NONE = 0, /* no request open */
+	TXN_HEAD,     /* a part of a head has arrived: log.t_start set; g
+			 NULL; nothing parsed yet */
+	TXN_ROUTE,    /* head parsed, g held; lookup set: the directory is
+			 asked where the mailbox is; the head stays in the
+			 client's input (reading paused) to be parsed again
+			 with the answer */
+	TXN_COLLECT,  /* g held; ad set: an Autodiscover body is read whole
+			 before deciding */
+	TXN_CONNECT,  /* g held, site chosen; uc set and connecting; the
+			 forwarded head waits in uc's output */
+	TXN_EXCHANGE, /* g held; uc attached and connected (until the
+			 response ends): request up, response down */
+	TXN_LOCAL,    /* g held; no uc but a pinned one: an answer easfront
+			 made is being written (the rest of the request body,
+			 if any, is read and dropped) */
+};
+
+/* Names of the states, for logs. */
+const char *session_state_str(enum session_state st);
+const char *txn_state_str(enum txn_state st);
 
 /* How one message body is delimited and how far it has got. */
 struct body {
@@ -65,22 +90,24 @@ struct side {
 /* Sites whose health routing can see (more are always taken as up). */
 #define SESSION_MAX_SITES 64
 
-/* Session flags. */
+/* Connection flags (session.flags). */
 #define SESSION_F_CLOSE 0x001U	   /* close the client after this response */
 #define SESSION_F_PINNED 0x002U	   /* NTLM/Negotiate: upstream owned for life */
 #define SESSION_F_HTTP10 0x004U	   /* client spoke HTTP/1.0 */
-#define SESSION_F_HELD 0x008U	   /* request may be held (Ping, Sync) */
-#define SESSION_F_RESP_HEAD 0x010U /* response head was sent to the client */
-#define SESSION_F_REQ_SENT 0x020U  /* some request byte went to the CAS */
 #define SESSION_F_DEAD 0x040U	   /* closed; freed by the reaper */
-#define SESSION_F_HEAD_REQ 0x080U  /* request method is HEAD */
-#define SESSION_F_UP_REUSE 0x100U  /* upstream may go back to the pool */
-#define SESSION_F_DISCARD 0x200U   /* request body is read and dropped */
-#define SESSION_F_HELD_GAUGE 0x400U /* counted in the held_requests gauge */
 #define SESSION_F_OVERLIMIT 0x800U  /* beyond a connection cap: 503 only */
-#define SESSION_F_UP_POOLED 0x1000U /* the upstream came from the pool */
-#define SESSION_F_LOCAL_FAIL 0x2000U /* the last connect failed for want of
-					a local resource, not the CAS's fault */
+
+/* Request flags (txn.flags), cleared when a request ends. */
+#define TXN_F_HELD 0x001U	  /* request may be held (Ping, Sync) */
+#define TXN_F_RESP_HEAD 0x002U	  /* response head was sent to the client */
+#define TXN_F_REQ_SENT 0x004U	  /* some request byte went to the CAS */
+#define TXN_F_HEAD_REQ 0x008U	  /* request method is HEAD */
+#define TXN_F_UP_REUSE 0x010U	  /* upstream may go back to the pool */
+#define TXN_F_DISCARD 0x020U	  /* request body is read and dropped */
+#define TXN_F_HELD_GAUGE 0x040U  /* counted in the held_requests gauge */
+#define TXN_F_UP_POOLED 0x080U	  /* the upstream came from the pool */
+#define TXN_F_LOCAL_FAIL 0x100U  /* the last connect failed for want of a
+				    local resource, not the CAS's fault */
 
 /* What one request leaves for the access log. */
 struct reqlog {
@@ -104,16 +131,15 @@ struct reqlog {
 	char upstream[64];
 };
 
-struct session {
-	struct worker *w;
-	struct gen *g; /* held for the current request; NULL between them */
-	struct gen *hs_gen; /* held during the TLS handshake: its SNI callback
-			       reads that generation's certificates */
-	enum session_state state;
-	unsigned flags;
-	struct side client;
-	struct side up;
-	struct upconn *uc;	 /* attached upstream connection, or NULL */
+/* One request on the connection: everything that dies with it. */
+struct txn {
+	enum txn_state state;
+	unsigned flags;		 /* TXN_F_* */
+	enum http_method method;
+	int site;		 /* site whose pool serves this request */
+	unsigned tried;		 /* connects tried at this site */
+	uint64_t failed_sites;	 /* sites none of whose CAS took this
+				    request's connection (bit = index) */
 	struct ldap_lookup *lookup; /* the directory lookup waited on */
 	char *dir_db;		 /* owned: the directory's database for this
 				    request's user, kept for the re-dispatch */
@@ -126,15 +152,22 @@ struct session {
 				    connection, kept until the first response
 				    byte in case that connection was already
 				    dead; else NULL */
-	int site;		 /* site whose pool serves this request */
-	unsigned tried;		 /* connects tried at this site for this
-				    request */
-	uint64_t failed_sites;	 /* sites none of whose CAS took this
-				    request's connection (bit = index) */
-	enum http_method method;
+	struct reqlog log;	 /* its access-log line, written at its end */
+};
+
+struct session {
+	struct worker *w;
+	struct gen *g; /* held for the current request; NULL between them */
+	struct gen *hs_gen; /* held during the TLS handshake: its SNI callback
+			       reads that generation's certificates */
+	enum session_state state;
+	unsigned flags;		 /* SESSION_F_* */
+	struct side client;
+	struct side up;
+	struct upconn *uc;	 /* attached upstream connection, or NULL */
+	struct txn txn;		 /* the request, while state is ACTIVE */
 	char client_ip[46];
 	const char *sni;	 /* owned by the client's SSL */
-	struct reqlog log;
 	struct limits_ticket ticket; /* this connection's place in the caps */
 	struct session *prev, *next; /* worker's list of live sessions */
 	struct session *dead_next;   /* reaper's list */
@@ -143,8 +176,11 @@ struct session {
 /* Creates a session for an accepted socket fd (owned from now on). */
 void session_accept(struct worker *w, int fd, const struct sockaddr *sa,
 		    int salen);
-/* Moves to state and sets that state's timeouts on both sides. */
+/* Moves the connection to state and sets that state's timeouts. */
 void session_set_state(struct session *s, enum session_state state);
+/* Moves the request to state (the connection to ACTIVE) and sets that
+ * state's timeouts on both sides. */
+void txn_set_state(struct session *s, enum txn_state state);
 /* Closes both sides at once; the memory is freed later by the reaper, so
  * callers up the stack may still test SESSION_F_DEAD. */
 void session_close(struct session *s, enum term term);
@@ -152,11 +188,35 @@ void session_close(struct session *s, enum term term);
 void session_close_tls(struct session *s);
 /* Writes the rest of the output, then closes. */
 void session_close_after_flush(struct session *s);
-/* Ends the current request: access log, release the generation, then either
- * the next request or close. */
-void session_request_done(struct session *s);
-/* Parses and dispatches buffered request heads while in IDLE/HEAD. */
-void session_read_head(struct session *s);
+/* Detaches the upstream connection: back to the pool when reuse is set
+ * and it is not pinned, closed otherwise. */
+void session_drop_upstream(struct session *s, bool reuse);
+
+/* What happens to a request (txn_step). */
+enum txn_event {
+	TXN_EV_CLIENT_DATA,    /* the client sent bytes */
+	TXN_EV_CLIENT_DRAINED, /* the client's output fell below its mark */
+	TXN_EV_CLIENT_TIMEOUT, /* a client timeout (CONN_READING/WRITING) */
+	TXN_EV_UP_DATA,	       /* the CAS sent bytes */
+	TXN_EV_UP_DRAINED,     /* the CAS took what was queued */
+	TXN_EV_UP_EVENT,       /* the CAS connected, closed, failed or timed
+				  out (CONN_* in what) */
+	TXN_EV_DIRECTORY,      /* the directory answered (dir.c) */
+};
+
+/* txn.c: the one step function: every event of an open request (or of a
+ * connection between requests) goes through it. */
+void txn_step(struct session *s, enum txn_event ev, short what);
+/* txn.c: the request completed: its end, then the next request or the
+ * close. */
+void txn_done(struct session *s);
+/* txn.c: the one end of a request, wherever it ends: the term (the first
+ * one given wins), the access-log line, the counters, the generation
+ * released. Nothing to do when no request head was parsed. */
+void txn_end(struct session *s, enum term term);
+/* txn.c: parses and dispatches the request heads buffered in the client's
+ * input (state NONE or HEAD). */
+void txn_read_head(struct session *s);
 
 /* respond.c: a response easfront makes itself. extra: more header lines,
  * each ending in CRLF, or NULL. */
@@ -179,10 +239,10 @@ int relay_body(struct side *from);
 /* relay.c: the same into out (NULL drops them); chunked bodies arrive
  * de-chunked only when from->body.dechunk is set. */
 int relay_body_into(struct side *from, struct evbuffer *out);
-/* relay.c: callbacks of the upstream connection while attached. */
-void relay_up_read_cb(struct conn *c, void *arg);
-void relay_up_write_cb(struct conn *c, void *arg);
-void relay_up_event_cb(struct conn *c, short what, void *arg);
+/* relay.c: the events of the upstream connection while attached. */
+void relay_up_read(struct session *s);
+void relay_up_drained(struct session *s);
+void relay_up_event(struct session *s, short what);
 /* relay.c: the client's body data while a request is being proxied. */
 void relay_client_read(struct session *s);
 /* relay.c: the client's output drained below its low-water mark. */

@@ -41,7 +41,7 @@ static void count_latency(struct stats *st, const struct reqlog *l)
 void session_count_request(struct session *s)
 {
 	struct stats *st = &s->w->stats;
-	const struct reqlog *l = &s->log;
+	const struct reqlog *l = &s->txn.log;
 
 	stat_add(&st->requests_cmd[l->cmd_slot < STATS_CMDS ? l->cmd_slot
 							       : STATS_CMD_OTHER],
@@ -58,22 +58,22 @@ void session_count_request(struct session *s)
 	stat_add(&st->bytes_in, s->client.bytes);
 	stat_add(&st->bytes_out, l->bytes_out + s->up.bytes);
 	/* A held request's wait is the client's heartbeat, not latency. */
-	if (!(s->flags & SESSION_F_HELD))
+	if (!(s->txn.flags & TXN_F_HELD))
 		count_latency(st, l);
 }
 
 void session_held_begin(struct session *s)
 {
-	if ((s->flags & SESSION_F_HELD) && !(s->flags & SESSION_F_HELD_GAUGE)) {
-		s->flags |= SESSION_F_HELD_GAUGE;
+	if ((s->txn.flags & TXN_F_HELD) && !(s->txn.flags & TXN_F_HELD_GAUGE)) {
+		s->txn.flags |= TXN_F_HELD_GAUGE;
 		stat_add(&s->w->stats.held_requests, 1);
 	}
 }
 
 void session_held_end(struct session *s)
 {
-	if (s->flags & SESSION_F_HELD_GAUGE) {
-		s->flags &= ~SESSION_F_HELD_GAUGE;
+	if (s->txn.flags & TXN_F_HELD_GAUGE) {
+		s->txn.flags &= ~TXN_F_HELD_GAUGE;
 		stat_sub(&s->w->stats.held_requests, 1);
 	}
 }
