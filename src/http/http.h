@@ -119,6 +119,14 @@ int http_request_parse(const char *buf, size_t len,
 		       unsigned *status);
 
 /*
+ * Moves every view of req from the head at from to an identical copy of it
+ * at to (req->head_len bytes), so that the parse outlives the buffer it was
+ * made from without being made again.
+ */
+void http_request_rebase(struct http_request *req, const char *from,
+			 const char *to);
+
+/*
  * Parses a response head to a request whose method was req_method (a response
  * to HEAD, 1xx, 204 and 304 have no body; no length and no chunked means
  * HTTP_BODY_EOF). Returns as http_request_parse; on error *status is 502.

@@ -216,6 +216,31 @@ static void request_reset(struct http_request *req)
 	req->nheaders = 0;
 }
 
+/* A view inside [from, from + len] moves with the bytes; any other (an
+ * empty constant) stays. */
+static void rebase(struct str *v, const char *from, size_t len,
+                   const char *to)
+{
+	if (v->p != NULL && v->p >= from && v->p <= from + len)
+		v->p = to + (v->p - from);
+}
+
+void http_request_rebase(struct http_request *req, const char *from,
+                         const char *to)
+{
+	size_t len = req->head_len;
+
+	rebase(&req->method_str, from, len, to);
+	rebase(&req->target, from, len, to);
+	rebase(&req->path, from, len, to);
+	rebase(&req->query, from, len, to);
+	rebase(&req->host, from, len, to);
+	for (unsigned i = 0; i < req->nheaders; i++) {
+		rebase(&req->headers[i].name, from, len, to);
+		rebase(&req->headers[i].value, from, len, to);
+	}
+}
+
 /* head_len counts skipped leading empty lines too, so that buf + head_len is
  * always where the body starts. */
 int http_request_parse(const char *buf, size_t len,

@@ -19,7 +19,6 @@
 #include "site/sitemap.h"
 
 struct autodisc {
-	struct evbuffer *head; /* owned: the request head as received */
 	struct evbuffer *body; /* owned: the body so far, de-chunked */
 	char user[256];	       /* from the credentials; "" when none */
 	char host[256];	       /* the host the client used */
@@ -37,8 +36,6 @@ void autodisc_free(struct autodisc *ad)
 {
 	if (ad == NULL)
 		return;
-	if (ad->head != NULL)
-		evbuffer_free(ad->head);
 	if (ad->body != NULL)
 		evbuffer_free(ad->body);
 	free(ad);
@@ -58,7 +55,7 @@ static void too_large(struct session *s)
 }
 
 void autodisc_begin(struct session *s, const struct http_request *req,
-		    const struct eas_facts *f, const char *head, size_t len)
+		    const struct eas_facts *f)
 {
 	struct autodisc *ad;
 
@@ -68,9 +65,8 @@ void autodisc_begin(struct session *s, const struct http_request *req,
 		return;
 	}
 	ad = calloc(1, sizeof(*ad));
-	if (ad == NULL || (ad->head = evbuffer_new()) == NULL ||
-	    (ad->body = evbuffer_new()) == NULL ||
-	    evbuffer_add(ad->head, head, len) != 0) {
+	if (ad == NULL || (ad->body = evbuffer_new()) == NULL ||
+	    !txn_keep_head(s, req, f)) {
 		autodisc_free(ad);
 		session_respond_error(s, 503, TERM_LOCAL);
 		return;
@@ -118,24 +114,14 @@ static void respond_xml(struct session *s, char *xml)
 /* Sends the collected request on, as a proxied request of the site d names. */
 static void proxy_collected(struct session *s, const struct route_decision *d)
 {
-	struct http_request *req = &s->w->req;
-	size_t len = evbuffer_get_length(s->txn.ad->head);
-	const char *head = (const char *)evbuffer_pullup(s->txn.ad->head, -1);
-	unsigned status = 400;
-
 	if (d->action == ROUTE_REJECT) {
 		session_respond_error(s, d->status, TERM_LOCAL);
 		return;
 	}
-	/* The head parsed once already; the views live in ad->head. */
-	if (http_request_parse(head, len, &http_default_limits, req, &status) <=
-	    0) {
-		session_respond_error(s, 400, TERM_LOCAL);
-		return;
-	}
 	s->txn.log.decision = "proxy";
 	s->txn.log.reason = "autodiscover-proxied";
-	relay_start_with_body(s, req, d->site, s->txn.ad->body);
+	/* The head was parsed once; the views live in the kept copy. */
+	relay_start_with_body(s, &s->txn.head->req, d->site, s->txn.ad->body);
 }
 
 void autodisc_finish(struct session *s)

@@ -20,10 +20,10 @@ struct autodisc;
 bool autodisc_wanted(const struct session *s, const struct http_request *req,
 		     const struct eas_facts *f);
 
-/* Starts collecting the body of req, whose head is head[0..len); answers
+/* Starts collecting the body of req (its head kept: txn_keep_head); answers
  * 413 at once when the body is announced larger than Autodiscover allows. */
 void autodisc_begin(struct session *s, const struct http_request *req,
-		    const struct eas_facts *f, const char *head, size_t len);
+		    const struct eas_facts *f);
 
 /* Client bytes arrived while collecting. */
 void autodisc_read(struct session *s);

@@ -17,8 +17,6 @@
 
 #include "conf/conf.h"
 #include "core/log.h"
-#include "proxy/autodisc.h"
-#include "proxy/dir.h"
 #include "proxy/gen.h"
 #include "proxy/stats.h"
 #include "proxy/upstream.h"
@@ -228,13 +226,7 @@ void session_close(struct session *s, enum term term)
 	s->client.conn = NULL;
 	gen_release(s->hs_gen);
 	s->hs_gen = NULL;
-	if (s->txn.replay != NULL) {
-		evbuffer_free(s->txn.replay);
-		s->txn.replay = NULL;
-	}
-	autodisc_free(s->txn.ad);
-	s->txn.ad = NULL;
-	dir_session_end(s);
+	txn_release(s);
 	worker_session_dead(s->w, s);
 }
 

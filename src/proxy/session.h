@@ -12,6 +12,7 @@
 
 #include "net/conn.h"
 
+#include "eas/eas.h"
 #include "http/http.h"
 #include "proxy/limits.h"
 #include "proxy/term.h"
@@ -22,7 +23,6 @@ struct gen;
 struct upconn;
 struct ldap_lookup;
 struct autodisc;
-struct eas_facts;
 
 /*
  * The client connection's phase (the request on it has its own, below).
@@ -131,6 +131,15 @@ struct reqlog {
 	char upstream[64];
 };
 
+/* What a request that waits (for the directory, for its Autodiscover body)
+ * keeps of its head, so that nothing is parsed twice: the bytes, the parse
+ * moved onto them, the facts read from it. */
+struct txn_head {
+	struct http_request req; /* views into bytes */
+	struct eas_facts facts;
+	char bytes[];
+};
+
 /* One request on the connection: everything that dies with it. */
 struct txn {
 	enum txn_state state;
@@ -147,6 +156,8 @@ struct txn {
 	enum route_dir dir_answer;
 	struct autodisc *ad;	 /* owned: an Autodiscover request being
 				    collected, or NULL */
+	struct txn_head *head;	 /* owned: the head kept while the request
+				    waits (ROUTE, COLLECT), else NULL */
 	struct evbuffer *replay; /* owned: the head of an idempotent request
 				    without a body sent over a pooled
 				    connection, kept until the first response
@@ -217,6 +228,14 @@ void txn_end(struct session *s, enum term term);
 /* txn.c: parses and dispatches the request heads buffered in the client's
  * input (state NONE or HEAD). */
 void txn_read_head(struct session *s);
+/* txn.c: keeps the head being dispatched (req and f parsed from it in this
+ * pass of txn_read_head) in s->txn.head for a request that must wait;
+ * nothing when it is kept already. Returns false when out of memory. */
+bool txn_keep_head(struct session *s, const struct http_request *req,
+		   const struct eas_facts *f);
+/* txn.c: frees what a request owns (the kept head, the replay head, the
+ * Autodiscover collection, the directory lookup). */
+void txn_release(struct session *s);
 
 /* respond.c: a response easfront makes itself. extra: more header lines,
  * each ending in CRLF, or NULL. */

@@ -41,6 +41,37 @@ void txn_end(struct session *s, enum term term)
 	s->g = NULL;
 }
 
+bool txn_keep_head(struct session *s, const struct http_request *req,
+		   const struct eas_facts *f)
+{
+	struct txn_head *h;
+
+	if (s->txn.head != NULL)
+		return true;
+	h = malloc(sizeof(*h) + s->w->head_len);
+	if (h == NULL)
+		return false;
+	memcpy(h->bytes, s->w->head_buf, s->w->head_len);
+	h->req = *req;
+	http_request_rebase(&h->req, s->w->head_buf, h->bytes);
+	h->facts = *f;
+	s->txn.head = h;
+	return true;
+}
+
+void txn_release(struct session *s)
+{
+	free(s->txn.head);
+	s->txn.head = NULL;
+	if (s->txn.replay != NULL) {
+		evbuffer_free(s->txn.replay);
+		s->txn.replay = NULL;
+	}
+	autodisc_free(s->txn.ad);
+	s->txn.ad = NULL;
+	dir_session_end(s);
+}
+
 /* Clears what one request left behind so the next starts clean. */
 static void txn_reset(struct session *s)
 {
@@ -49,11 +80,7 @@ static void txn_reset(struct session *s)
 	memset(&s->up.body, 0, sizeof(s->up.body));
 	s->client.bytes = 0;
 	s->up.bytes = 0;
-	if (s->txn.replay != NULL) {
-		evbuffer_free(s->txn.replay);
-		s->txn.replay = NULL;
-	}
-	dir_session_end(s);
+	txn_release(s);
 	/* A pinned upstream belongs to one site for the connection's life. */
 	if (!(s->flags & SESSION_F_PINNED))
 		s->txn.site = -1;
@@ -170,8 +197,15 @@ static void dispatch_eas(struct session *s, const struct http_request *req,
 		      f->path == EAS_PATH_AUTODISCOVER ? 0 : f->version, f->host,
 		      &sc);
 	if (routing_needs_directory(&in) &&
-	    !dir_lookup(s, in.user, &in.dir, &in.dir_database))
-		return; /* dispatched again when the directory answers */
+	    !dir_lookup(s, in.user, &in.dir, &in.dir_database)) {
+		/* Dispatched again when the directory answers, from the head
+		 * kept here rather than parsed again. */
+		if (!txn_keep_head(s, req, f)) {
+			dir_session_end(s);
+			session_respond_error(s, 503, TERM_LOCAL);
+		}
+		return;
+	}
 	route_decide(&in, &d);
 	s->txn.log.decision = d.action == ROUTE_PROXY	 ? "proxy"
 			  : d.action == ROUTE_REDIRECT ? "redirect"
@@ -179,7 +213,7 @@ static void dispatch_eas(struct session *s, const struct http_request *req,
 	s->txn.log.reason = d.reason;
 	s->txn.log.site = d.site;
 	if (autodisc_wanted(s, req, f) && s->uc == NULL) {
-		autodisc_begin(s, req, f, s->w->head_buf, s->w->head_len);
+		autodisc_begin(s, req, f);
 		return;
 	}
 	if (f->auth == EAS_AUTH_NTLM || f->auth == EAS_AUTH_NEGOTIATE)
@@ -264,6 +298,17 @@ static void log_method_token(struct session *s, const char *buf, size_t len)
 			 (struct str){buf, n});
 }
 
+/* Body bytes that came with the head go where the request's state says;
+ * while the directory is asked they wait in the input (reading paused). */
+static void body_bytes(struct session *s)
+{
+	if (s->txn.state == TXN_CONNECT || s->txn.state == TXN_EXCHANGE ||
+	    s->txn.state == TXN_LOCAL)
+		relay_client_read(s);
+	else if (s->txn.state == TXN_COLLECT)
+		autodisc_read(s);
+}
+
 void txn_read_head(struct session *s)
 {
 	struct evbuffer *in = conn_input(s->client.conn);
@@ -301,18 +346,13 @@ void txn_read_head(struct session *s)
 	s->w->head_buf = (const char *)buf;
 	s->w->head_len = (size_t)r;
 	txn_dispatch(s, req);
-	/* Waiting for the directory: the head stays in the input, to be
-	 * parsed again with the answer. */
-	if ((s->flags & SESSION_F_DEAD) || s->txn.state == TXN_ROUTE)
+	if (s->flags & SESSION_F_DEAD)
 		return;
-	/* The views into buf die here: whoever needed bytes copied them. */
+	/* The views into buf die here: whoever needed the head later kept
+	 * it (txn_keep_head). */
 	evbuffer_drain(in, (size_t)r);
 	conn_kick(s->client.conn);
-	if (s->txn.state == TXN_CONNECT || s->txn.state == TXN_EXCHANGE ||
-	    s->txn.state == TXN_LOCAL)
-		relay_client_read(s);
-	else if (s->txn.state == TXN_COLLECT)
-		autodisc_read(s);
+	body_bytes(s);
 }
 
 /* A client timeout while a request is open: its phase says what the
@@ -351,11 +391,13 @@ static void client_timeout(struct session *s, short what)
 }
 
 
-/* The directory answered (dir.c kept the answer on the request): the head,
- * still in the client's input, is parsed again under whatever generation
- * is current. */
+/* The directory answered (dir.c kept the answer on the request): the
+ * request is dispatched again from its kept head, on the generation it
+ * started with. */
 static void directory_answered(struct session *s)
 {
+	struct txn_head *h = s->txn.head;
+
 	conn_enable(s->client.conn, EV_READ);
 	/* An Autodiscover request waited with its body read whole. */
 	if (s->txn.ad != NULL) {
@@ -363,10 +405,9 @@ static void directory_answered(struct session *s)
 		autodisc_finish(s);
 		return;
 	}
-	gen_release(s->g);
-	s->g = NULL;
-	txn_set_state(s, TXN_HEAD);
-	txn_read_head(s);
+	dispatch_eas(s, &h->req, &h->facts);
+	if (!(s->flags & SESSION_F_DEAD))
+		body_bytes(s);
 }
 
 void txn_step(struct session *s, enum txn_event ev, short what)

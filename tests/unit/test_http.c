@@ -649,6 +649,49 @@ static void test_request_views_in_input(void **state)
 	assert_string_equal(http_method_str(req.method), "POST");
 }
 
+/* A parse moved to a copy of its head reads the same, from the copy only,
+ * while the original is overwritten. */
+static void test_request_rebase(void **state)
+{
+	static const char *const heads[] = {
+	    EAS_SYNC,
+	    "OPTIONS HTTPS://Mail.Contoso.com:443 HTTP/1.1\r\nHost: a\r\n\r\n",
+	    "\r\nGET http://h?x=1 HTTP/1.1\r\nHost: a\r\nX-Empty:\r\n\r\n",
+	};
+	static struct http_request req, again;
+	char orig[1024], copy[1024];
+	unsigned status;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(heads) / sizeof(heads[0]); i++) {
+		size_t len = strlen(heads[i]);
+
+		memcpy(orig, heads[i], len);
+		assert_int_equal(http_request_parse(orig, len, NULL, &req,
+		                                    &status),
+		                 (int)len);
+		memcpy(copy, orig, len);
+		http_request_rebase(&req, orig, copy);
+		memset(orig, 'x', len);
+		assert_int_equal(http_request_parse(copy, len, NULL, &again,
+		                                    &status),
+		                 (int)len);
+		assert_int_equal(req.nheaders, again.nheaders);
+		assert_ptr_equal(req.method_str.p, again.method_str.p);
+		assert_ptr_equal(req.target.p, again.target.p);
+		assert_ptr_equal(req.path.p, again.path.p);
+		assert_int_equal(req.path.len, again.path.len);
+		assert_ptr_equal(req.query.p, again.query.p);
+		assert_ptr_equal(req.host.p, again.host.p);
+		for (unsigned k = 0; k < req.nheaders; k++) {
+			assert_ptr_equal(req.headers[k].name.p,
+			                 again.headers[k].name.p);
+			assert_ptr_equal(req.headers[k].value.p,
+			                 again.headers[k].value.p);
+		}
+	}
+}
+
 struct resp_case {
 	const char *name;
 	const char *in;
@@ -1173,6 +1216,7 @@ int main(void)
 	    cmocka_unit_test(test_request_leading_lines),
 	    cmocka_unit_test(test_request_byte_positions),
 	    cmocka_unit_test(test_request_views_in_input),
+	    cmocka_unit_test(test_request_rebase),
 	    cmocka_unit_test(test_response_table),
 	    cmocka_unit_test(test_chunked_table),
 	    cmocka_unit_test(test_chunked_sticky),
