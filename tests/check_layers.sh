@@ -14,12 +14,13 @@ declare -A allowed=(
   [ldap]="core ldap"
   [site]="core conf site"
   [tls]="core conf tls"
+  [guard]="core http conf eas guard"
   [net]="core net"
-  [proxy]="core http conf eas dns ldap site tls net proxy"
-  [admin]="core http conf eas dns ldap site tls net proxy admin"
-  [daemon]="core http conf eas dns ldap site tls net proxy admin daemon"
+  [proxy]="core http conf eas dns ldap site tls guard net proxy"
+  [admin]="core http conf eas dns ldap site tls guard net proxy admin"
+  [daemon]="core http conf eas dns ldap site tls guard net proxy admin daemon"
 )
-pure="core http conf eas site"
+pure="core http conf eas site guard"
 bad=0
 for part in "${!allowed[@]}"; do
   [ -d "$part" ] || continue

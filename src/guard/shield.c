@@ -1,0 +1,309 @@
+/*
+ * The shield's table: open addressing with linear probing over a power of
+ * two of slots (at most three quarters full), backward-shift deletion, so a
+ * lookup is a few cache lines and the memory is fixed at creation: about 60
+ * bytes per entry of max_entries.
+ */
+#include "guard/shield.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+enum kind {
+	K_EMPTY = 0,
+	K_PASS, /* a (user, password) pair */
+	K_USER, /* a user */
+};
+
+/* Times are seconds of the caller's clock, kept in 32 bits. */
+struct entry {
+	uint8_t id[SHIELD_ID_LEN];
+	uint8_t user[8];       /* K_PASS: its user's id, for clearing */
+	uint8_t kind;	       /* enum kind */
+	uint16_t count;	       /* refusals in the current window */
+	uint32_t window_start; /* when that window began */
+	uint32_t hold_until;   /* answered locally until then */
+	uint32_t good_until;   /* K_PASS: known good until then */
+	uint32_t last;	       /* last touched, for eviction */
+};
+
+struct shield {
+	struct entry *slot; /* owned: mask + 1 slots */
+	size_t mask;
+	size_t n, max;
+	uint64_t evictions;
+	uint64_t rng; /* where eviction samples next */
+};
+
+/* Entries looked at for each eviction. */
+#define SHIELD_SAMPLE 8
+
+struct shield *shield_new(size_t max_entries)
+{
+	struct shield *sh = calloc(1, sizeof(*sh));
+	size_t cap = 16;
+
+	if (max_entries < 16)
+		max_entries = 16;
+	while (cap < max_entries + max_entries / 3)
+		cap <<= 1;
+	if (sh == NULL || (sh->slot = calloc(cap, sizeof(*sh->slot))) == NULL) {
+		free(sh);
+		return NULL;
+	}
+	sh->mask = cap - 1;
+	sh->max = max_entries;
+	sh->rng = 0x9e3779b97f4a7c15ULL;
+	return sh;
+}
+
+void shield_free(struct shield *sh)
+{
+	if (sh == NULL)
+		return;
+	free(sh->slot);
+	free(sh);
+}
+
+void shield_ids(const unsigned char *key, size_t key_len, const char *user,
+		const char *pass, size_t pass_len,
+		uint8_t user_id[SHIELD_ID_LEN], uint8_t pass_id[SHIELD_ID_LEN])
+{
+	unsigned char mac[EVP_MAX_MD_SIZE], buf[512];
+	size_t ul = strlen(user);
+	unsigned int n = 0;
+
+	/* "u" + user, and user + NUL + password: the two never collide. */
+	buf[0] = 'u';
+	if (ul > sizeof(buf) - 1)
+		ul = sizeof(buf) - 1;
+	memcpy(buf + 1, user, ul);
+	memset(mac, 0, sizeof(mac));
+	HMAC(EVP_sha256(), key, (int)key_len, buf, ul + 1, mac, &n);
+	memcpy(user_id, mac, SHIELD_ID_LEN);
+	if (pass_len > sizeof(buf) - ul - 1)
+		pass_len = sizeof(buf) - ul - 1;
+	memcpy(buf, user, ul);
+	buf[ul] = '\0';
+	memcpy(buf + ul + 1, pass, pass_len);
+	memset(mac, 0, sizeof(mac));
+	HMAC(EVP_sha256(), key, (int)key_len, buf, ul + 1 + pass_len, mac, &n);
+	memcpy(pass_id, mac, SHIELD_ID_LEN);
+	OPENSSL_cleanse(buf, sizeof(buf));
+}
+
+/* The ids are HMAC output: their first bytes are as good as any hash. */
+static size_t home(const struct shield *sh, enum kind k, const uint8_t *id)
+{
+	uint64_t h;
+
+	memcpy(&h, id, sizeof(h));
+	return (size_t)(h ^ (uint64_t)k) & sh->mask;
+}
+
+static struct entry *find(struct shield *sh, enum kind k, const uint8_t *id)
+{
+	for (size_t i = home(sh, k, id);; i = (i + 1) & sh->mask) {
+		struct entry *e = &sh->slot[i];
+
+		if (e->kind == K_EMPTY)
+			return NULL;
+		if (e->kind == k && memcmp(e->id, id, SHIELD_ID_LEN) == 0)
+			return e;
+	}
+}
+
+/* Empties slot i and moves later entries of its run back, so that every
+ * entry stays reachable from its home slot. */
+static void remove_at(struct shield *sh, size_t i)
+{
+	size_t j = i;
+
+	for (;;) {
+		size_t k;
+
+		j = (j + 1) & sh->mask;
+		if (sh->slot[j].kind == K_EMPTY)
+			break;
+		k = home(sh, sh->slot[j].kind, sh->slot[j].id);
+		/* Move j back to i unless its home lies cyclically in
+		 * (i, j]. */
+		if (i <= j ? (k <= i || k > j) : (k <= i && k > j)) {
+			sh->slot[i] = sh->slot[j];
+			i = j;
+		}
+	}
+	memset(&sh->slot[i], 0, sizeof(sh->slot[i]));
+	sh->n--;
+}
+
+/* 0 plain, 1 a known-good password, 2 a hold: evicted in that order. */
+static int worth(const struct entry *e, uint32_t now)
+{
+	if (e->hold_until > now)
+		return 2;
+	if (e->good_until > now)
+		return 1;
+	return 0;
+}
+
+static void evict_one(struct shield *sh, uint32_t now)
+{
+	size_t i, best = SIZE_MAX, seen = 0;
+
+	sh->rng ^= sh->rng << 13;
+	sh->rng ^= sh->rng >> 7;
+	sh->rng ^= sh->rng << 17;
+	i = (size_t)sh->rng & sh->mask;
+	for (size_t k = 0; k <= sh->mask && seen < SHIELD_SAMPLE; k++) {
+		const struct entry *e = &sh->slot[(i + k) & sh->mask];
+		const struct entry *b;
+
+		if (e->kind == K_EMPTY)
+			continue;
+		seen++;
+		b = best == SIZE_MAX ? NULL : &sh->slot[best];
+		if (b == NULL || worth(e, now) < worth(b, now) ||
+		    (worth(e, now) == worth(b, now) && e->last < b->last))
+			best = (i + k) & sh->mask;
+	}
+	if (best != SIZE_MAX) {
+		remove_at(sh, best);
+		sh->evictions++;
+	}
+}
+
+static struct entry *find_or_add(struct shield *sh, enum kind k,
+				 const uint8_t *id, uint32_t now)
+{
+	struct entry *e = find(sh, k, id);
+	size_t i;
+
+	if (e != NULL)
+		return e;
+	if (sh->n >= sh->max)
+		evict_one(sh, now);
+	for (i = home(sh, k, id); sh->slot[i].kind != K_EMPTY;
+	     i = (i + 1) & sh->mask)
+		;
+	e = &sh->slot[i];
+	memset(e, 0, sizeof(*e));
+	e->kind = (uint8_t)k;
+	memcpy(e->id, id, SHIELD_ID_LEN);
+	e->window_start = now;
+	sh->n++;
+	return e;
+}
+
+/* One more refusal within the window (a new window when it has passed);
+ * returns true when it is the first of its window. */
+static bool count_refusal(struct entry *e, const struct shield_conf *c,
+			  uint32_t now)
+{
+	if (e->count == 0 || now - e->window_start >= c->window) {
+		e->count = 0;
+		e->window_start = now;
+	}
+	if (e->count < UINT16_MAX)
+		e->count++;
+	return e->count == 1;
+}
+
+enum shield_verdict shield_check(struct shield *sh, const struct shield_conf *c,
+				 const uint8_t user[SHIELD_ID_LEN],
+				 const uint8_t pass[SHIELD_ID_LEN], uint64_t now)
+{
+	uint32_t t = (uint32_t)now;
+	const struct entry *p = find(sh, K_PASS, pass);
+	const struct entry *u;
+
+	if (p != NULL && p->hold_until > t)
+		return SHIELD_STALE_PASSWORD;
+	if (c->user_failures == 0)
+		return SHIELD_PASS;
+	u = find(sh, K_USER, user);
+	if (u == NULL || u->hold_until <= t)
+		return SHIELD_PASS;
+	/* A password that worked lately still does: the owner is not the
+	 * one guessing. */
+	return p != NULL && p->good_until > t ? SHIELD_PASS : SHIELD_GUESSING;
+}
+
+void shield_feed(struct shield *sh, const struct shield_conf *c,
+		 const uint8_t user[SHIELD_ID_LEN],
+		 const uint8_t pass[SHIELD_ID_LEN], bool refused,
+		 uint64_t now)
+{
+	uint32_t t = (uint32_t)now;
+	struct entry *p = find_or_add(sh, K_PASS, pass, t);
+	struct entry *u;
+	bool first;
+
+	memcpy(p->user, user, sizeof(p->user));
+	p->last = t;
+	if (!refused) {
+		p->count = 0;
+		p->hold_until = 0;
+		/* Known good for as long as a hold would last, at least a
+		 * window. */
+		p->good_until = t + (c->hold > c->window ? c->hold : c->window);
+		return;
+	}
+	p->good_until = 0;
+	first = count_refusal(p, c, t);
+	if (c->password_failures > 0 && p->count >= c->password_failures)
+		p->hold_until = t + c->hold;
+	if (!first || c->user_failures == 0)
+		return;
+	/* A password refused for the first time in its window: one more
+	 * different password tried for the user. */
+	u = find_or_add(sh, K_USER, user, t);
+	u->last = t;
+	count_refusal(u, c, t);
+	if (u->count >= c->user_failures)
+		u->hold_until = t + c->hold;
+}
+
+size_t shield_clear_user(struct shield *sh, const uint8_t user[SHIELD_ID_LEN])
+{
+	size_t removed = 0, i = 0;
+
+	while (i <= sh->mask) {
+		const struct entry *e = &sh->slot[i];
+
+		if ((e->kind == K_USER &&
+		     memcmp(e->id, user, SHIELD_ID_LEN) == 0) ||
+		    (e->kind == K_PASS &&
+		     memcmp(e->user, user, sizeof(e->user)) == 0)) {
+			/* The entry moved into slot i is looked at next. */
+			remove_at(sh, i);
+			removed++;
+			continue;
+		}
+		i++;
+	}
+	return removed;
+}
+
+void shield_get_stats(const struct shield *sh, uint64_t now,
+		      struct shield_stats *out)
+{
+	uint32_t t = (uint32_t)now;
+
+	memset(out, 0, sizeof(*out));
+	out->entries = sh->n;
+	out->evictions = sh->evictions;
+	for (size_t i = 0; i <= sh->mask; i++) {
+		const struct entry *e = &sh->slot[i];
+
+		if (e->hold_until <= t)
+			continue;
+		if (e->kind == K_PASS)
+			out->held_passwords++;
+		else if (e->kind == K_USER)
+			out->held_users++;
+	}
+}

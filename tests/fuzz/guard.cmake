@@ -1,0 +1,1 @@
+ef_fuzz(shield ef_guard)
