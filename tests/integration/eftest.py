@@ -8,7 +8,9 @@
   a fatal log line, an unclean exit or a daemon that died on its own;
 - raw TLS connections: send exact bytes, read raw responses, parse heads;
 - http.client over TLS with a given SNI and the test CA;
-- the byte-exact pass-through comparison used by the proxy tests.
+- the byte-exact pass-through comparison used by the proxy tests;
+- SitesWorld: sites with a stand-in CAS each, a site map and a daemon, the
+  set-up of the routing, Autodiscover and directory suites.
 
 Environment: EASFRONT_BIN (required by every daemon test), EFTEST_KEEP=1
 keeps temporary directories, EFTEST_VERBOSE=1 prints every daemon's stderr.
@@ -992,3 +994,162 @@ class EfTestCase(unittest.TestCase):
                          resp.status_line)
         self.assertEqual(resp.headers_named("X-Content-Type-Options"),
                          ["nosniff"], resp.status_line)
+
+
+# --------------------------------------------------------------------------
+# a world of sites (the routing, Autodiscover and directory suites)
+
+FAST_HEALTH = {"path": "/Microsoft-Server-ActiveSync/healthcheck.htm",
+               "interval": 1, "timeout": 1, "rise": 1, "fall": 2}
+SITES_SANS = ["DNS:eas.contoso.test", "DNS:site1-eas.contoso.test",
+              "DNS:site2-eas.contoso.test", "DNS:site3-eas.contoso.test",
+              "DNS:autodiscover.contoso.test"]
+_SITES_CERTS = {}
+_SITES_CERTS_LOCK = threading.Lock()
+
+
+def sites_certs():
+    """The per-process certificates of SitesWorld: (the front end's, for
+    every name of SITES_SANS; {site: its stand-in CAS's} for site1
+    (standard_pki().cas) and site2 (cas1.site2.test + IP:127.0.0.1)), each
+    a (cert, key) pair."""
+    with _SITES_CERTS_LOCK:
+        if not _SITES_CERTS:
+            pki = standard_pki()
+            _SITES_CERTS["fe"] = pki.leaf("sites-eas", SITES_SANS)
+            _SITES_CERTS["cas"] = {"site1": pki.cas, "site2": pki.leaf(
+                "sites-cas-site2", ["DNS:cas1.site2.test", "IP:127.0.0.1"])}
+        return _SITES_CERTS["fe"], _SITES_CERTS["cas"]
+
+
+class SitesWorld:
+    """Sites around one daemon, for one case: site1 is this front end's
+    own site. Each site of sites gets a stand-in CAS of its own (named
+    cas1.SITE.test; over TLS with its sites_certs() certificate when the
+    site is in tls, plain HTTP otherwise), its external URL from
+    external_urls (none where that says nothing), health (DEFAULT_HEALTH
+    unless given) and site_opts[site] added last. The site map `lines` is
+    a TSV file in the daemon's directory (sitemap.file, netbios CONTOSO ->
+    contoso.test, default_site when given, then the keys of sitemap);
+    autodiscover, when not None, is the `autodiscover:` mode; extra: more
+    top-level keys. The daemon (one front-end certificate for every name,
+    workers, timeouts) is started unless start is False: then only its
+    config is written."""
+
+    def __init__(self, tc, lines, sites=("site1", "site2"), tls=("site2",),
+                 external_urls=None, default_site=None, site_opts=None,
+                 health=None, autodiscover=None, sitemap=None, extra=None,
+                 timeouts=None, workers=1, start=True):
+        self.tc = tc
+        fe_cert, self.cas_certs = sites_certs()
+        self.tls = set(tls)
+        self.cas = {}
+        for site in sites:
+            self.cas[site] = self.start_cas(site)
+        external_urls = external_urls or {}
+        site_opts = site_opts or {}
+        conf_sites = []
+        for site in sites:
+            s = {"name": site}
+            if external_urls.get(site):
+                s["external_url"] = external_urls[site]
+            s["cas"] = [self.cas[site].url]
+            s["health"] = dict(health or DEFAULT_HEALTH)
+            s.update(site_opts.get(site, {}))
+            conf_sites.append(s)
+        self.d = Daemon(tc, [self.cas["site1"].url], workers=workers,
+                        timeouts=timeouts, certs=[fe_cert])
+        self.map_path = os.path.join(self.d.dir, "sitemap.tsv")
+        self.lines = list(lines)
+        self.write_map(self.lines)
+        conf_map = {"file": self.map_path,
+                    "netbios": {"CONTOSO": "contoso.test"}}
+        if default_site:
+            conf_map["default_site"] = default_site
+        conf_map.update(sitemap or {})
+        self.d.extra = {"sites": conf_sites, "sitemap": conf_map}
+        if autodiscover is not None:
+            self.d.extra["autodiscover"] = autodiscover
+        self.d.extra.update(extra or {})
+        if start:
+            self.d.start()
+        else:
+            self.d.write_config()
+
+    def start_cas(self, site, port=0):
+        """A started stand-in CAS for site (stopped at cleanup), on port
+        when given (a CAS that comes back)."""
+        ctx = None
+        if site in self.tls:
+            pki = standard_pki()
+            ctx = pki.server_context(*self.cas_certs[site])
+        cas = standin_cas.StandinCAS(name="cas1.%s.test" % site,
+                                     tls_context=ctx, port=port).start()
+        self.tc.addCleanup(cas.stop)
+        return cas
+
+    def write_map(self, lines):
+        """Replaces the site map file (written aside, then renamed)."""
+        text = lines if isinstance(lines, str) else "\n".join(lines) + "\n"
+        tmp = self.map_path + ".new"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.rename(tmp, self.map_path)
+
+    # ---- talking to the daemon
+
+    def send(self, req, sni=None, timeout=10):
+        raw = req.raw if hasattr(req, "raw") else req
+        return self.d.roundtrip(raw, sni=sni, timeout=timeout)
+
+    def where(self, mark):
+        """Names of the sites whose CAS received a request with mark."""
+        return sorted(s for s, c in self.cas.items() if c.find(mark))
+
+    def cas_saw_path(self, path):
+        """Names of the sites whose CAS received a request for path."""
+        return sorted(s for s, c in self.cas.items()
+                      if any((r.path or "") == path for r in c.requests))
+
+    # ---- reload
+
+    def reloads(self, word):
+        return self.d.stderr_text().count(word)
+
+    def sighup(self, expect="reloaded", timeout=10):
+        """SIGHUP; waits until the daemon logs one more line containing
+        expect ("reloaded" or "reload refused"); returns the log text."""
+        before = self.reloads(expect)
+        os.kill(self.d.pid, signal.SIGHUP)
+        ok = wait_until(lambda: self.reloads(expect) > before, timeout)
+        text = self.d.stderr_text()
+        if not ok:
+            raise AssertionError("no %r in the daemon log within %d s of "
+                                 "SIGHUP:\n%s" % (expect, timeout,
+                                                  text[-3000:]))
+        return text
+
+    # ---- access log
+
+    def log_lines(self):
+        """The access log's records so far (lines that are not JSON
+        left out)."""
+        out = []
+        for ln in self.d.access_log_lines():
+            try:
+                out.append(json.loads(ln))
+            except ValueError:
+                pass
+        return out
+
+    def log_entry(self, device, timeout=5):
+        """The access-log record of the request from device."""
+        def find():
+            for rec in self.log_lines():
+                if rec.get("device") == device:
+                    return rec
+            return None
+        rec = wait_until(find, timeout)
+        if rec is None:
+            raise AssertionError("no access-log line for device %s" % device)
+        return rec

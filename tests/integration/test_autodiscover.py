@@ -22,7 +22,6 @@ nobody@ is unknown (sitemap.default_site).
 import base64
 import json
 import os
-import threading
 import time
 import unittest
 import urllib.parse
@@ -30,14 +29,12 @@ import xml.etree.ElementTree as ET
 
 import eftest
 import standin_cas as sc
-from eftest import assert_passthrough, basic, http_request
+from eftest import FAST_HEALTH, assert_passthrough, basic, http_request
 
 EXT1 = "https://site1-eas.contoso.test/Microsoft-Server-ActiveSync"
 # A port in the URL: a client sends it in Host, the loop guard must still
 # see site2's own name.
 EXT2 = "https://site2-eas.contoso.test:8443/Microsoft-Server-ActiveSync"
-HOST1 = "site1-eas.contoso.test"
-HOST2 = "site2-eas.contoso.test"
 AD_HOST = "autodiscover.contoso.test"
 AD_PATH = "/autodiscover/autodiscover.xml"
 EAS_PATH = "/Microsoft-Server-ActiveSync"
@@ -59,11 +56,6 @@ NS_OL_REQ = "http://schemas.microsoft.com/exchange/autodiscover/" \
 NS_OL_RESP = "http://schemas.microsoft.com/exchange/autodiscover/" \
              "outlook/responseschema/2006a"
 AD_MAX = 64 * 1024
-
-HEALTH = {"path": "/Microsoft-Server-ActiveSync/healthcheck.htm",
-          "interval": 2, "timeout": 1, "rise": 1, "fall": 3}
-FAST_HEALTH = {"path": "/Microsoft-Server-ActiveSync/healthcheck.htm",
-               "interval": 1, "timeout": 1, "rise": 1, "fall": 2}
 
 
 # --------------------------------------------------------------------------
@@ -174,88 +166,18 @@ MAP_LINES = [
     "user\tfar@contoso.test\tsite3",
 ]
 
-_CERTS = {}
-_CERTS_LOCK = threading.Lock()
 
-
-def certs():
-    """(front-end cert for every name used here, site2 CAS cert)."""
-    with _CERTS_LOCK:
-        if not _CERTS:
-            pki = eftest.standard_pki()
-            _CERTS["fe"] = pki.leaf("ad-eas", [
-                "DNS:eas.contoso.test", "DNS:" + HOST1, "DNS:" + HOST2,
-                "DNS:site3-eas.contoso.test", "DNS:" + AD_HOST])
-            _CERTS["cas2"] = pki.leaf("ad-cas-site2", [
-                "DNS:cas1.site2.test", "IP:127.0.0.1"])
-        return _CERTS["fe"], _CERTS["cas2"]
-
-
-class World:
+class World(eftest.SitesWorld):
     """site1 (own, plain CAS, external URL own_ext), site2 (TLS CAS, EXT2),
     site3 (plain CAS, no external URL), the map and a started daemon in
-    `mode`. site_opts: {site: {key: value}} added to that site."""
+    `mode`: eftest.SitesWorld, whose other keywords (default_site,
+    site_opts: {site: {key: value}} added to that site, health) pass
+    through."""
 
-    def __init__(self, tc, mode, default_site=None, own_ext=EXT1,
-                 site_opts=None, health=None):
-        self.tc = tc
-        fe_cert, cas2_cert = certs()
-        pki = eftest.standard_pki()
-        self.cas = {}
-        for site in ("site1", "site2", "site3"):
-            self.cas[site] = self.start_cas(
-                site, pki.server_context(*cas2_cert)
-                if site == "site2" else None)
-        ext = {"site1": own_ext, "site2": EXT2, "site3": None}
-        site_opts = site_opts or {}
-        sites = []
-        for site in ("site1", "site2", "site3"):
-            s = {"name": site}
-            if ext[site]:
-                s["external_url"] = ext[site]
-            s["cas"] = [self.cas[site].url]
-            s["health"] = dict(health or HEALTH)
-            s.update(site_opts.get(site, {}))
-            sites.append(s)
-        self.d = eftest.Daemon(tc, [self.cas["site1"].url], certs=[fe_cert])
-        self.map_path = os.path.join(self.d.dir, "sitemap.tsv")
-        with open(self.map_path, "w") as f:
-            f.write("\n".join(MAP_LINES) + "\n")
-        sitemap = {"file": self.map_path,
-                   "netbios": {"CONTOSO": "contoso.test"}}
-        if default_site:
-            sitemap["default_site"] = default_site
-        self.d.extra = {"sites": sites, "sitemap": sitemap}
-        if mode is not None:
-            self.d.extra["autodiscover"] = mode
-        self.d.start()
-
-    def start_cas(self, site, ctx, port=0):
-        cas = sc.StandinCAS(name="cas1.%s.test" % site, tls_context=ctx,
-                            port=port).start()
-        self.tc.addCleanup(cas.stop)
-        return cas
-
-    def send(self, req, sni=None, timeout=10):
-        raw = req.raw if hasattr(req, "raw") else req
-        return self.d.roundtrip(raw, sni=sni, timeout=timeout)
-
-    def where(self, mark):
-        """Names of the sites whose CAS received a request with mark."""
-        return sorted(s for s, c in self.cas.items() if c.find(mark))
-
-    def cas_saw_path(self, path):
-        return sorted(s for s, c in self.cas.items()
-                      if any((r.path or "") == path for r in c.requests))
-
-    def log_lines(self):
-        out = []
-        for ln in self.d.access_log_lines():
-            try:
-                out.append(json.loads(ln))
-            except ValueError:
-                pass
-        return out
+    def __init__(self, tc, mode, own_ext=EXT1, **kw):
+        super().__init__(tc, MAP_LINES, sites=("site1", "site2", "site3"),
+                         external_urls={"site1": own_ext, "site2": EXT2},
+                         autodiscover=mode, **kw)
 
 
 class AdCase(eftest.EfTestCase):
@@ -632,9 +554,7 @@ class AnswerMode(AdCase):
         req = mobilesync(REMOTE)
         self.assert_settings(w, req, w.send(req), EXT1, REMOTE)
         # site2 comes back: its own URL again
-        w.cas["site2"] = w.start_cas(
-            "site2", eftest.standard_pki().server_context(*certs()[1]),
-            port=port)
+        w.cas["site2"] = w.start_cas("site2", port=port)
 
         def back():
             r = w.send(mobilesync(REMOTE))

@@ -55,15 +55,10 @@ class ViewsWorld(td.DirWorld):
     default_site site2."""
 
     def __init__(self, tc, slapd, fallback=True):
-        super().__init__(tc, slapd, default_site="site2", start=False)
-        self.cas.pop("site3").stop()
-        sites = [s for s in self.d.extra["sites"] if s["name"] != "site3"]
-        for s in sites:
-            s["health"] = dict(tr.FAST_HEALTH)
-        if fallback:
-            sites[1]["fallback"] = "site1"
-        self.d.extra["sites"] = sites
-        self.d.start()
+        super().__init__(tc, slapd, default_site="site2", site3=False,
+                         health=eftest.FAST_HEALTH,
+                         site_opts={"site2": {"fallback": "site1"}}
+                         if fallback else None)
 
 
 class RouteViews(tr.RoutingCase):

@@ -17,7 +17,6 @@ import base64
 import json
 import os
 import re
-import signal
 import threading
 import time
 import unittest
@@ -25,7 +24,8 @@ import uuid
 
 import eftest
 import standin_cas as sc
-from eftest import SNI, assert_passthrough, basic, http_request
+from eftest import FAST_HEALTH, SNI, assert_passthrough, basic, \
+    http_request
 
 EXT1 = "https://site1-eas.contoso.test/Microsoft-Server-ActiveSync"
 # Mixed case and a port: X-MS-Location must carry this text byte for byte.
@@ -45,11 +45,6 @@ CMD_CODE = {name: code for code, name in sc.COMMAND_CODES.items()}
 SYNC_BODY = sc.wbxml_encode((sc.PAGE_AIRSYNC, 0x05, [
     (sc.PAGE_AIRSYNC, 0x1C, None)]))
 UA = "Apple-iPhone9C1/1602.92"
-
-HEALTH = {"path": "/Microsoft-Server-ActiveSync/healthcheck.htm",
-          "interval": 2, "timeout": 1, "rise": 1, "fall": 3}
-FAST_HEALTH = {"path": "/Microsoft-Server-ActiveSync/healthcheck.htm",
-               "interval": 1, "timeout": 1, "rise": 1, "fall": 2}
 
 
 # --------------------------------------------------------------------------
@@ -232,133 +227,19 @@ def ntlm_challenge_of(resp):
 # --------------------------------------------------------------------------
 # the world of one case
 
-_CERTS = {}
-_CERTS_LOCK = threading.Lock()
-
-
-def routing_certs():
-    """(front-end cert covering every name the tests use, site2 CAS cert)."""
-    with _CERTS_LOCK:
-        if not _CERTS:
-            pki = eftest.standard_pki()
-            _CERTS["eas"] = pki.leaf("routing-eas", [
-                "DNS:eas.contoso.test", "DNS:" + HOST1, "DNS:" + HOST2,
-                "DNS:site3-eas.contoso.test", "DNS:autodiscover.contoso.test"])
-            _CERTS["cas2"] = pki.leaf("routing-cas-site2", [
-                "DNS:cas1.site2.test", "IP:127.0.0.1"])
-        return _CERTS["eas"], _CERTS["cas2"]
-
-
-class World:
+class World(eftest.SitesWorld):
     """site1 (own; plain CAS unless tls_own), site2 (TLS CAS, external URL
     EXT2; plain when tls_own), optionally site3 (plain CAS, no external URL),
-    the site map and a daemon (started unless start is False: then only
-    its config is written). site_opts: {site: {key: value}} added to that
-    site's config."""
+    the site map (map_lines() unless lines) and a daemon: eftest.SitesWorld,
+    whose other keywords (default_site, site_opts, health, timeouts,
+    workers, start: False writes only the config, ...) pass through."""
 
-    def __init__(self, tc, default_site=None, site3=False, site_opts=None,
-                 health=None, timeouts=None, tls_own=False, workers=1,
-                 start=True):
-        self.tc = tc
-        eas_cert, cas2_cert = routing_certs()
-        pki = eftest.standard_pki()
-        self.health = dict(health or HEALTH)
-        self.tls = {"site1": tls_own, "site2": not tls_own, "site3": False}
-        self.tls_ctx = {"site1": pki.server_context(*pki.cas),
-                        "site2": pki.server_context(*cas2_cert)}
-        self.cas = {}
-        names = ["site1", "site2"] + (["site3"] if site3 else [])
-        for site in names:
-            self.cas[site] = self.start_cas(site)
-        site_opts = site_opts or {}
-        sites = []
-        for site in names:
-            s = {"name": site}
-            if site == "site1":
-                s["external_url"] = EXT1
-            elif site == "site2":
-                s["external_url"] = EXT2
-            s["cas"] = [self.cas[site].url]
-            s["health"] = self.health
-            s.update(site_opts.get(site, {}))
-            sites.append(s)
-        self.d = eftest.Daemon(tc, [self.cas["site1"].url], workers=workers,
-                               timeouts=timeouts, certs=[eas_cert])
-        self.map_path = os.path.join(self.d.dir, "sitemap.tsv")
-        self.lines = map_lines(site3=site3)
-        self.write_map(self.lines)
-        sitemap = {"file": self.map_path,
-                   "netbios": {"CONTOSO": "contoso.test"}}
-        if default_site:
-            sitemap["default_site"] = default_site
-        self.d.extra = {"sites": sites, "sitemap": sitemap}
-        if start:
-            self.d.start()
-        else:
-            self.d.write_config()
-
-    def start_cas(self, site, port=0):
-        """A started stand-in CAS for site (stopped at cleanup)."""
-        ctx = self.tls_ctx[site] if self.tls[site] else None
-        cas = sc.StandinCAS(name="cas1.%s.test" % site, tls_context=ctx,
-                            port=port).start()
-        self.tc.addCleanup(cas.stop)
-        return cas
-
-    def write_map(self, lines):
-        """Replaces the site map file (written aside, then renamed)."""
-        text = lines if isinstance(lines, str) else "\n".join(lines) + "\n"
-        tmp = self.map_path + ".new"
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.rename(tmp, self.map_path)
-
-    # ---- talking to the daemon
-
-    def send(self, req, sni=None, timeout=10):
-        raw = req.raw if hasattr(req, "raw") else req
-        return self.d.roundtrip(raw, sni=sni, timeout=timeout)
-
-    def where(self, mark):
-        """Names of the sites whose CAS received a request with mark."""
-        return sorted(s for s, c in self.cas.items() if c.find(mark))
-
-    # ---- reload
-
-    def reloads(self, word):
-        return self.d.stderr_text().count(word)
-
-    def sighup(self, expect="reloaded", timeout=10):
-        """SIGHUP; waits until the daemon logs one more line containing
-        expect ("reloaded" or "reload refused"); returns the log text."""
-        before = self.reloads(expect)
-        os.kill(self.d.pid, signal.SIGHUP)
-        ok = eftest.wait_until(lambda: self.reloads(expect) > before,
-                               timeout)
-        text = self.d.stderr_text()
-        if not ok:
-            raise AssertionError("no %r in the daemon log within %d s of "
-                                 "SIGHUP:\n%s" % (expect, timeout,
-                                                  text[-3000:]))
-        return text
-
-    # ---- access log
-
-    def log_entry(self, device, timeout=5):
-        """The access-log record of the request from device."""
-        def find():
-            for ln in self.d.access_log_lines():
-                try:
-                    rec = json.loads(ln)
-                except ValueError:
-                    continue
-                if rec.get("device") == device:
-                    return rec
-            return None
-        rec = eftest.wait_until(find, timeout)
-        if rec is None:
-            raise AssertionError("no access-log line for device %s" % device)
-        return rec
+    def __init__(self, tc, site3=False, tls_own=False, lines=None, **kw):
+        super().__init__(
+            tc, map_lines(site3=site3) if lines is None else lines,
+            sites=("site1", "site2", "site3")[:3 if site3 else 2],
+            tls=("site1",) if tls_own else ("site2",),
+            external_urls={"site1": EXT1, "site2": EXT2}, **kw)
 
 
 class RoutingCase(eftest.EfTestCase):
