@@ -3,6 +3,7 @@
  */
 #include "admin/admin.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 #include <event2/buffer.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 
 #include "admin/metrics.h"
 #include "conf/conf.h"
@@ -329,24 +331,42 @@ static void route_cb(struct evhttp_request *req, void *arg)
 	route_answer(rq);
 }
 
+/* The listening socket of address, bound with the sockaddr conf/ parsed
+ * (IPv6 too): NULL with a reason in why. */
+static struct evconnlistener *admin_listener(struct event_base *base,
+                                             const char *address, char *why,
+                                             size_t cap)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	const char *bad = NULL;
+	struct evconnlistener *lev;
+
+	if (conf_addr_parse(address, &ss, &len, &bad) != 0) {
+		snprintf(why, cap, "%s", bad);
+		return NULL;
+	}
+	/* What evhttp_bind_socket did: SO_REUSEADDR, listen(128). */
+	errno = 0;
+	lev = evconnlistener_new_bind(
+	    base, NULL, NULL,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE,
+	    -1, (struct sockaddr *)&ss, (int)len);
+	if (lev == NULL)
+		snprintf(why, cap, "cannot listen%s%s", errno ? ": " : "",
+		         errno ? strerror(errno) : "");
+	return lev;
+}
+
 struct admin *admin_new(struct event_base *base, const char *address,
 			struct proxy *p, struct admin_hooks *hooks, char **err)
 {
 	struct admin *a = calloc(1, sizeof(*a));
-	char host[64];
-	const char *colon = strrchr(address, ':');
-	size_t hl = colon ? (size_t)(colon - address) : 0;
+	struct evconnlistener *lev = NULL;
+	char why[256] = "out of memory";
 
-	if (a == NULL || colon == NULL || hl == 0 || hl >= sizeof(host))
+	if (a == NULL)
 		goto fail;
-	/* evhttp wants the address without IPv6 brackets. */
-	if (address[0] == '[' && address[hl - 1] == ']') {
-		memcpy(host, address + 1, hl - 2);
-		host[hl - 2] = '\0';
-	} else {
-		memcpy(host, address, hl);
-		host[hl] = '\0';
-	}
 	a->p = p;
 	a->hooks = hooks;
 	a->dir = routing_dir_new(base, p);
@@ -361,14 +381,20 @@ struct admin *admin_new(struct event_base *base, const char *address,
 	evhttp_set_cb(a->http, "/reload", reload_cb, a);
 	evhttp_set_cb(a->http, "/route", route_cb, a);
 	evhttp_set_cb(a->http, "/cache/flush", flush_cb, a);
-	if (evhttp_bind_socket(a->http, host,
-			       (unsigned short)atoi(colon + 1)) != 0)
+	lev = admin_listener(base, address, why, sizeof(why));
+	if (lev == NULL)
 		goto fail;
+	/* From here evhttp owns lev (evhttp_free frees it). */
+	if (evhttp_bind_listener(a->http, lev) == NULL) {
+		evconnlistener_free(lev);
+		snprintf(why, sizeof(why), "cannot listen");
+		goto fail;
+	}
 	return a;
 fail:
 	*err = malloc(300);
 	if (*err != NULL)
-		snprintf(*err, 300, "admin.listen %s: cannot listen", address);
+		snprintf(*err, 300, "admin.listen %s: %s", address, why);
 	admin_free(a);
 	return NULL;
 }

@@ -209,6 +209,14 @@ static const void *out_span(struct conn *c, size_t n)
 	return c->loop->wbuf;
 }
 
+/* Keeps OpenSSL's reason for the TLS call that failed c, then empties the
+ * thread's error queue (see read_tls_once). */
+static void tls_error_keep(struct conn *c)
+{
+	c->tls_err = ERR_peek_last_error();
+	ERR_clear_error();
+}
+
 static enum io_result write_tls(struct conn *c)
 {
 	size_t len;
@@ -234,7 +242,7 @@ static enum io_result write_tls(struct conn *c)
 			return IO_BLOCKED;
 		default:
 			c->err = errno ? errno : EPROTO;
-			ERR_clear_error();
+			tls_error_keep(c);
 			return IO_ERROR;
 		}
 	}
@@ -325,7 +333,7 @@ static enum io_result read_tls_once(struct conn *c, size_t *got)
 		return IO_ERROR;
 	default:
 		c->err = EPROTO;
-		ERR_clear_error();
+		tls_error_keep(c);
 		return IO_ERROR;
 	}
 }
@@ -418,7 +426,7 @@ static void do_handshake(struct conn *c)
 		break;
 	default:
 		r = errno;
-		ERR_clear_error();
+		tls_error_keep(c);
 		fail(c, 0, r ? r : EPROTO);
 		return;
 	}

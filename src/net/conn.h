@@ -92,6 +92,7 @@ struct conn {
 	unsigned busy;	   /* callbacks of this connection on the stack */
 	int err;	   /* errno of the last failure, 0 if none */
 	int wlen;	   /* length of a TLS write to be retried, else 0 */
+	unsigned long tls_err; /* OpenSSL's error of a failed TLS call, or 0 */
 	size_t read_high;  /* input at or above this stops reading; 0: none */
 	size_t write_low;  /* write_cb once output drains to this */
 	unsigned rd_tmo, wr_tmo;  /* seconds, 0: none */
@@ -149,6 +150,14 @@ static inline int conn_fd(const struct conn *c)
 static inline int conn_errno(const struct conn *c)
 {
 	return c->err;
+}
+/* OpenSSL's error code (ERR_peek_last_error()'s) of the TLS handshake,
+ * read or write that failed the connection, for ERR_reason_error_string();
+ * 0 when no TLS call failed or OpenSSL gave no reason (then conn_errno()
+ * says why). */
+static inline unsigned long conn_tls_error(const struct conn *c)
+{
+	return c->tls_err;
 }
 
 /* Microseconds on the monotonic clock (clock_mono_us()'s), read once per

@@ -5,13 +5,12 @@
  * body starts with that text), and passive ejection from the failures the
  * workers report. Workers only read what this writes.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/util.h>
 #include <openssl/err.h>
@@ -20,6 +19,7 @@
 #include "core/log.h"
 #include "dns/dns.h"
 #include "http/http.h"
+#include "net/conn.h"
 #include "proxy/cas.h"
 #include "proxy/control.h"
 #include "proxy/gen.h"
@@ -40,14 +40,18 @@ struct control {
 	struct event *tick;		/* owned: passive failures, 1 s */
 	SSL_CTX *ssl_ctx;		/* one reference: TLS to CAS */
 	struct http_response resp;	/* scratch */
+	struct conn_loop loop;		/* the checks' connections, on base */
 };
 
 struct hcheck {
 	struct control *c;
 	struct cas_entry *e;
 	struct cas_member *m;
-	struct event *timer;	  /* owned: the next check */
-	struct bufferevent *bev;  /* owned: the check under way, or NULL */
+	/* owned: while no check is under way, when the next one starts;
+	 * while one is, its deadline (health.timeout, for connect, TLS
+	 * handshake and answer together) */
+	struct event *timer;
+	struct conn *conn; /* owned: the check under way, or NULL */
 };
 
 static void hcheck_arm(struct hcheck *hc, unsigned seconds)
@@ -62,10 +66,8 @@ static void hcheck_finish(struct hcheck *hc, bool ok, const char *why)
 	struct cas_entry *e = hc->e;
 	struct cas_member *m = hc->m;
 
-	if (hc->bev != NULL) {
-		bufferevent_free(hc->bev);
-		hc->bev = NULL;
-	}
+	conn_free(hc->conn);
+	hc->conn = NULL;
 	if (!ok)
 		log_debug("CAS %s (%s): health check failed: %s", e->url,
 		          m->name, why);
@@ -116,7 +118,7 @@ static int hcheck_verdict(const char *expect, unsigned status, const char *body,
  * (more bytes may come), -1 failed with the reason in why. */
 static int hcheck_judge(struct hcheck *hc, bool eof, char *why, size_t why_len)
 {
-	struct evbuffer *in = bufferevent_get_input(hc->bev);
+	struct evbuffer *in = conn_input(hc->conn);
 	struct http_response *resp = &hc->c->resp;
 	unsigned status = 502;
 	const char *buf = NULL;
@@ -156,7 +158,7 @@ static int hcheck_judge(struct hcheck *hc, bool eof, char *why, size_t why_len)
 	                      len - (size_t)r, eof, why, why_len);
 }
 
-static void hcheck_read_cb(struct bufferevent *bev, void *arg)
+static void hcheck_read_cb(struct conn *conn, void *arg)
 {
 	struct hcheck *hc = arg;
 	char why[HCHECK_WHY_MAX] = "";
@@ -170,34 +172,30 @@ static void hcheck_read_cb(struct bufferevent *bev, void *arg)
  * one, else the socket error. */
 static void hcheck_conn_error(struct hcheck *hc, char *why, size_t why_len)
 {
-	int err = EVUTIL_SOCKET_ERROR();
-	unsigned long tls_err =
-	    hc->e->tls ? bufferevent_get_openssl_error(hc->bev) : 0;
+	int err = conn_errno(hc->conn);
+	unsigned long tls_err = conn_tls_error(hc->conn);
 	const char *reason = tls_err ? ERR_reason_error_string(tls_err) : NULL;
 
 	if (tls_err != 0)
 		snprintf(why, why_len, "TLS failed: %s",
 		         reason ? reason : "unknown error");
 	else if (err != 0)
-		snprintf(why, why_len, "connection failed: %s",
-		         evutil_socket_error_to_string(err));
+		snprintf(why, why_len, "connection failed: %s", strerror(err));
 	else
 		snprintf(why, why_len, "connection failed");
 }
 
-static void hcheck_event_cb(struct bufferevent *bev, short what, void *arg)
+static void hcheck_event_cb(struct conn *conn, short what, void *arg)
 {
 	struct hcheck *hc = arg;
 	char why[HCHECK_WHY_MAX] = "";
 	int v;
 
-	if (what & BEV_EVENT_CONNECTED)
+	if (what & CONN_CONNECTED)
 		return;
-	if (what & BEV_EVENT_TIMEOUT) {
-		hcheck_finish(hc, false, "health check timed out");
-		return;
-	}
-	if (what & BEV_EVENT_ERROR) {
+	/* A reset reads as the end of input, with its errno kept: it is a
+	 * failed connection, as when it breaks a write. */
+	if ((what & CONN_ERROR) || conn_errno(conn) != 0) {
 		hcheck_conn_error(hc, why, sizeof(why));
 		hcheck_finish(hc, false, why);
 		return;
@@ -206,56 +204,66 @@ static void hcheck_event_cb(struct bufferevent *bev, short what, void *arg)
 	hcheck_finish(hc, v > 0, why);
 }
 
-static struct bufferevent *hcheck_bev(struct hcheck *hc)
+/* A connection to the member, with TLS (SNI and the name check for the
+ * entry's host) when the entry is https; NULL with the reason in why. */
+static struct conn *hcheck_connect(struct hcheck *hc, char *why, size_t why_len)
 {
 	struct control *c = hc->c;
-	SSL *ssl;
+	SSL *ssl = NULL;
+	struct conn *conn;
 
-	if (!hc->e->tls)
-		return bufferevent_socket_new(c->base, -1,
-					      BEV_OPT_CLOSE_ON_FREE);
-	if (c->ssl_ctx == NULL)
-		return NULL;
-	ssl = tls_client_ssl_new(c->ssl_ctx, hc->e->host);
-	if (ssl == NULL)
-		return NULL;
-	return bufferevent_openssl_socket_new(c->base, -1, ssl,
-					      BUFFEREVENT_SSL_CONNECTING,
-					      BEV_OPT_CLOSE_ON_FREE);
+	if (hc->e->tls) {
+		ssl = c->ssl_ctx ? tls_client_ssl_new(c->ssl_ctx, hc->e->host)
+		                 : NULL;
+		if (ssl == NULL) {
+			snprintf(why, why_len, "cannot set up a connection");
+			return NULL;
+		}
+	}
+	conn = conn_connect(&c->loop, (struct sockaddr *)&hc->m->addr,
+	                    hc->m->len, ssl);
+	if (conn == NULL)
+		snprintf(why, why_len, "connection failed: %s",
+		         strerror(errno));
+	return conn;
 }
 
-static void hcheck_start(evutil_socket_t fd, short what, void *arg)
+static void hcheck_start(struct hcheck *hc)
 {
-	struct hcheck *hc = arg;
-	struct timeval tv = {hc->e->timeout, 0};
+	char why[HCHECK_WHY_MAX] = "";
 
-	if (hc->bev != NULL)
-		return;
-	hc->bev = hcheck_bev(hc);
-	if (hc->bev == NULL) {
-		hcheck_finish(hc, false, "cannot set up a connection");
+	hc->conn = hcheck_connect(hc, why, sizeof(why));
+	if (hc->conn == NULL) {
+		hcheck_finish(hc, false, why);
 		return;
 	}
-	bufferevent_setcb(hc->bev, hcheck_read_cb, NULL, hcheck_event_cb, hc);
-	bufferevent_set_timeouts(hc->bev, &tv, &tv);
-	evbuffer_add_printf(bufferevent_get_output(hc->bev),
-			    "GET %s HTTP/1.1\r\nHost: %s\r\n"
-			    "User-Agent: easfront-health\r\n"
-			    "Connection: close\r\n\r\n",
-			    hc->e->check_path ? hc->e->check_path : "/",
-			    hc->e->host);
-	bufferevent_enable(hc->bev, EV_READ | EV_WRITE);
-	if (bufferevent_socket_connect(hc->bev, (struct sockaddr *)&hc->m->addr,
-				       (int)hc->m->len) != 0)
-		hcheck_finish(hc, false, "connection failed");
+	conn_setcb(hc->conn, hcheck_read_cb, NULL, hcheck_event_cb, hc);
+	/* Written once connected (and through TLS). */
+	evbuffer_add_printf(conn_output(hc->conn),
+	                    "GET %s HTTP/1.1\r\nHost: %s\r\n"
+	                    "User-Agent: easfront-health\r\n"
+	                    "Connection: close\r\n\r\n",
+	                    hc->e->check_path ? hc->e->check_path : "/",
+	                    hc->e->host);
+	conn_enable(hc->conn, EV_READ);
+	hcheck_arm(hc, hc->e->timeout);
+}
+
+static void hcheck_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct hcheck *hc = arg;
+
+	if (hc->conn != NULL)
+		hcheck_finish(hc, false, "health check timed out");
+	else
+		hcheck_start(hc);
 }
 
 static void hcheck_free(struct hcheck *hc)
 {
 	if (hc == NULL)
 		return;
-	if (hc->bev != NULL)
-		bufferevent_free(hc->bev);
+	conn_free(hc->conn);
 	if (hc->timer != NULL)
 		event_free(hc->timer);
 	free(hc);
@@ -283,7 +291,7 @@ static void ensure_checks(struct control *c, struct cas_entry *e)
 		hc->c = c;
 		hc->e = e;
 		hc->m = m;
-		hc->timer = evtimer_new(c->base, hcheck_start, hc);
+		hc->timer = evtimer_new(c->base, hcheck_timer_cb, hc);
 		if (hc->timer == NULL) {
 			free(hc);
 			return;
@@ -401,6 +409,11 @@ struct control *control_new(struct proxy *p, struct event_base *base,
 		return NULL;
 	c->p = p;
 	c->base = base;
+	if (conn_loop_init(&c->loop, base) != 0) {
+		*err = strdup("cannot set up the health checks' loop");
+		free(c);
+		return NULL;
+	}
 	c->resolver = dns_resolver_new(base, g->conf->dns_servers,
 				       g->conf->n_dns_servers, err);
 	if (c->resolver == NULL) {
@@ -431,6 +444,8 @@ void control_free(struct control *c)
 		e->watch = NULL;
 		e->in_use = false;
 	}
+	/* After the checks: their connections are freed. */
+	conn_loop_done(&c->loop);
 	if (c->tick != NULL)
 		event_free(c->tick);
 	dns_resolver_free(c->resolver);

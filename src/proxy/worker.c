@@ -4,10 +4,8 @@
  */
 #include "proxy/worker.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,60 +74,20 @@ fail:
 	return NULL;
 }
 
-/* Splits "IP:PORT" / "[IPv6]:PORT" into a socket address. */
-static int parse_listen(const char *s, struct sockaddr_storage *ss,
-			socklen_t *len)
-{
-	char host[64];
-	const char *colon = strrchr(s, ':');
-	const char *h = s;
-	size_t hl;
-	long port;
-	char *end;
-
-	if (colon == NULL)
-		return -1;
-	hl = (size_t)(colon - s);
-	if (hl > 0 && s[0] == '[' && s[hl - 1] == ']') {
-		h = s + 1;
-		hl -= 2;
-	}
-	if (hl >= sizeof(host))
-		return -1;
-	memcpy(host, h, hl);
-	host[hl] = '\0';
-	port = strtol(colon + 1, &end, 10);
-	if (*end != '\0' || port <= 0 || port > 65535)
-		return -1;
-	memset(ss, 0, sizeof(*ss));
-	if (inet_pton(AF_INET, host, &((struct sockaddr_in *)ss)->sin_addr) ==
-	    1) {
-		((struct sockaddr_in *)ss)->sin_family = AF_INET;
-		((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
-		*len = sizeof(struct sockaddr_in);
-		return 0;
-	}
-	if (inet_pton(AF_INET6, host,
-		      &((struct sockaddr_in6 *)ss)->sin6_addr) == 1) {
-		((struct sockaddr_in6 *)ss)->sin6_family = AF_INET6;
-		((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
-		*len = sizeof(struct sockaddr_in6);
-		return 0;
-	}
-	return -1;
-}
-
 /* One listening socket; SO_REUSEPORT lets the kernel spread connections over
  * the workers' sockets for the same address. */
 static int open_listener(const char *addr, char **err)
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
+	const char *why = NULL;
+	char buf[512];
 	int fd, one = 1;
 
-	if (parse_listen(addr, &ss, &len) != 0) {
-		errno = EINVAL;
-		*err = errdup("bad address", addr);
+	/* conf_load checked it already: this only says why again. */
+	if (conf_addr_parse(addr, &ss, &len, &why) != 0) {
+		snprintf(buf, sizeof(buf), "listen %s: %s", addr, why);
+		*err = strdup(buf);
 		return -1;
 	}
 	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,

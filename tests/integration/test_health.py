@@ -214,6 +214,12 @@ class Unreachable(HealthCase):
             *other.leaf("cas-untrusted", ["IP:127.0.0.1"])))
         untrusted.start()
         self.addCleanup(untrusted.stop)
+        # an https:// CAS whose port speaks plain HTTP: OpenSSL's reason
+        # for the failed handshake reaches the log, not only for
+        # verification
+        plain = FixedAnswer(b"HTTP/1.1 400 Bad Request\r\n"
+                            b"Content-Length: 0\r\n\r\n", whole_head=False)
+        self.addCleanup(plain.stop)
         kinds = {
             "refused": ("http://127.0.0.1:%d" % eftest.closed_port(),
                         r"^connection failed(: .*refused.*)?$", START_BOUND),
@@ -221,6 +227,8 @@ class Unreachable(HealthCase):
                      START_BOUND + HEALTH["fall"] * HEALTH["timeout"]),
             "tls": (untrusted.url, r"^TLS failed: certificate verify failed$",
                     START_BOUND),
+            "notls": (plain.url.replace("http:", "https:"),
+                      r"^TLS failed: wrong version number$", START_BOUND),
             "garbage": (garbage.url, r"^malformed health response$",
                         START_BOUND),
         }
@@ -237,12 +245,13 @@ class Unreachable(HealthCase):
 
 
 class FixedAnswer:
-    """A server on 127.0.0.1 that reads a request head, sends the same
-    bytes on every connection and closes: for answers the stand-in does
-    not make."""
+    """A server on 127.0.0.1 that reads a request head (or, without
+    whole_head, what the first read brings), sends the same bytes on every
+    connection and closes: for answers the stand-in does not make."""
 
-    def __init__(self, answer):
+    def __init__(self, answer, whole_head=True):
         self.answer = answer
+        self.whole_head = whole_head
         self.served = 0
         self.ls = socket.create_server(("127.0.0.1", 0))
         self.url = "http://127.0.0.1:%d" % self.ls.getsockname()[1]
@@ -263,6 +272,8 @@ class FixedAnswer:
                         if not data:
                             break
                         head += data
+                        if not self.whole_head:
+                            break
                     s.sendall(self.answer)
                     self.served += 1
                 except OSError:

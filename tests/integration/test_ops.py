@@ -51,6 +51,7 @@ class OpsDaemon(eftest.Daemon):
         self.site2_url = SITE2_URL
         self.sitemap_lines = list(sitemap) if sitemap is not None else None
         self.sitemap_path = os.path.join(self.dir, "sitemap.tsv")
+        self.admin_host = "127.0.0.1"
         self.admin_port = free_port() if admin else None
         self.log_extra = dict(log or {})
         self.limits = limits
@@ -92,7 +93,7 @@ class OpsDaemon(eftest.Daemon):
 
     def admin(self, method, path, timeout=10):
         """(status, body text) of one admin request."""
-        c = http.client.HTTPConnection("127.0.0.1", self.admin_port,
+        c = http.client.HTTPConnection(self.admin_host, self.admin_port,
                                        timeout=timeout)
         try:
             c.request(method, path)
@@ -1406,6 +1407,66 @@ class ListenersAcrossReload(OpsCase):
                              re.escape(d.conf_path) + r".*listen.*restart",
                              "a listen change that was not applied was not "
                              "reported in the log")
+
+
+def free_port6():
+    """A TCP port on [::1] that was free a moment ago."""
+    s = socket.socket(socket.AF_INET6)
+    s.bind(("::1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class V6Daemon(OpsDaemon):
+    """An OpsDaemon that also listens on [::1]:port6 and has its admin
+    endpoint on [::1]:admin_port (127.0.0.1:port stays, for the
+    harness)."""
+
+    def __init__(self, tc, cas_urls, **kw):
+        super().__init__(tc, cas_urls, **kw)
+        self.port6 = free_port6()
+        self.admin_host = "::1"
+        self.admin_port = free_port6()
+
+    def config(self):
+        c = super().config()
+        c["listen"].append({"address": "[::1]:%d" % self.port6})
+        c["admin"] = {"listen": "[::1]:%d" % self.admin_port}
+        return c
+
+
+class Ipv6Loopback(OpsCase):
+
+    def test_ipv6_listener_and_admin(self):
+        """listen and admin.listen as [::1]:PORT (parsed by conf/ into an
+        IPv6 socket address): both serve on ::1, and only there."""
+        cas = self.start_cas()
+        d = V6Daemon(self, [cas.url]).start()
+        s = socket.create_connection(("::1", d.port6), timeout=10)
+        c = eftest.RawConn(eftest.client_context().wrap_socket(
+            s, server_hostname=SNI))
+        try:
+            for user in ("alice@contoso.test", "bob@contoso.test"):
+                c.send(eas_request("FolderSync", user=user).raw)
+                r = c.read_response()
+                self.assertEqual(r.status, 200, r.status_line)
+                self.assertEqual(r.body, sc.FOLDERSYNC_BODY)
+        finally:
+            c.close()
+        self.assertEqual(d.status()["generation"], 1)
+        code, text = d.admin("POST", "/reload")
+        self.assertEqual((code, text.strip()), (200, "reloaded"))
+        self.assertEqual(d.generation(), 2)
+        self.assertIn("easfront_config_generation 2", d.metrics_text())
+        # still served after the reload (an unchanged admin.listen)
+        code, text = d.admin("GET", "/route?user=alice%40contoso.test")
+        self.assertEqual(code, 200)
+        self.assertIn("decision:", text)
+        # bound to ::1, not to the IPv4 loopback or the wildcard
+        self.assertTrue(refused(d.port6), "[::1] listener on 127.0.0.1")
+        self.assertTrue(refused(d.admin_port), "[::1] admin on 127.0.0.1")
+        self.assertNotIn("cannot listen", d.stderr_text())
 
 
 class CertificateReload(OpsCase):

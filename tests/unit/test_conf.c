@@ -750,10 +750,14 @@ static void test_url_parse(void **state)
 
 static void test_addr_parse(void **state)
 {
+	/* The last row: no zone (scope) on an IPv6 address. A zone names an
+	 * interface of one host, and listen and admin.listen bind what this
+	 * gives; a link-local listener is not a front end's. */
 	static const char *const bad[] = {
 	    "",      "1.2.3.4",    "1.2.3.4:", "1.2.3.4:0",  "1.2.3.4:65536",
 	    "a.b:1", "::1:443",    "[::1]",    "[::1]:",     "[::1:443",
 	    "[x]:1", "1.2.3.4:1x", "1.2.3:1",  " 1.2.3.4:1", "1.2.3.4: 1",
+	    "[::1%1]:1", "[::1%lo]:1", "[fe80::1%2]:1", "[fe80::1%eth0]:443",
 	    NULL,
 	};
 	struct sockaddr_storage ss;
@@ -771,6 +775,10 @@ static void test_addr_parse(void **state)
 	assert_int_equal(len, sizeof(struct sockaddr_in6));
 	assert_int_equal(sin6->sin6_family, AF_INET6);
 	assert_int_equal(ntohs(sin6->sin6_port), 65535);
+	assert_int_equal(conf_addr_parse("[::1]:1", &ss, &len, &why), 0);
+	assert_int_equal(sin6->sin6_scope_id, 0);
+	assert_memory_equal(&sin6->sin6_addr, &in6addr_loopback,
+	                    sizeof(in6addr_loopback));
 	assert_int_equal(conf_addr_parse("[::1]:1", NULL, NULL, NULL), 0);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		why = NULL;
