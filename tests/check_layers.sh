@@ -16,9 +16,10 @@ declare -A allowed=(
   [tls]="core conf tls"
   [guard]="core http conf eas guard"
   [net]="core net"
-  [proxy]="core http conf eas dns ldap site tls guard net proxy"
-  [admin]="core http conf eas dns ldap site tls guard net proxy admin"
-  [daemon]="core http conf eas dns ldap site tls guard net proxy admin daemon"
+  [upstream]="core http conf dns site tls net upstream"
+  [proxy]="core http conf eas dns ldap site tls guard net upstream proxy"
+  [admin]="core http conf eas dns ldap site tls guard net upstream proxy admin"
+  [daemon]="core http conf eas dns ldap site tls guard net upstream proxy admin daemon"
 )
 pure="core http conf eas site guard"
 bad=0

@@ -11,7 +11,7 @@
 
 #include "conf/conf.h"
 #include "core/log.h"
-#include "proxy/cas.h"
+#include "upstream/cas.h"
 #include "proxy/gen.h"
 #include "proxy/proxy.h"
 #include "site/sitemap.h"

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 
 #include "conf/conf.h"
-#include "proxy/cas.h"
+#include "upstream/cas.h"
 #include "site/sitemap.h"
 #include "tls/tls.h"
 

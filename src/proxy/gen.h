@@ -15,25 +15,13 @@
 #include <openssl/ssl.h>
 
 #include "core/str.h"
+#include "upstream/cas.h"
 
 struct conf;
 struct sitemap;
 struct tls_server;
 
-struct cas_entry;
 
-/* One CAS base URL of a site. */
-struct cas_target {
-	char *url;	/* as configured; owned */
-	bool tls;	/* https:// */
-	char host[256]; /* host part without brackets, for SNI and checks */
-	uint16_t port;
-	unsigned id; /* index of this target's pools in every worker; equal
-			URLs share an id across generations */
-	struct cas_entry *entry; /* the process-wide state of this URL: its
-				    addresses and their health; NULL in
-				    commands that serve nothing */
-};
 
 /* What the proxy needs of one configured site, derived once per load. */
 struct gen_site {

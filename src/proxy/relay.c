@@ -16,7 +16,7 @@
 #include "proxy/forward.h"
 #include "proxy/gen.h"
 #include "proxy/stats.h"
-#include "proxy/upstream.h"
+#include "upstream/upstream.h"
 #include "proxy/worker.h"
 
 /* A side's output above this pauses reading from its peer. */
@@ -195,10 +195,10 @@ static struct upconn *pick_upstream(struct session *s, bool *pooled)
 		struct upconn *uc;
 
 		w->rr = i + 1;
-		uc = upstream_take(w, t);
+		uc = upstream_take(&w->pools, t);
 		*pooled = uc != NULL;
 		if (uc == NULL)
-			uc = upstream_connect(w, s->g, t);
+			uc = upstream_connect(&w->pools, s->g->client_ctx, t);
 		if (uc != NULL)
 			return uc;
 	}

@@ -14,7 +14,7 @@
 
 #include "core/log.h"
 #include "proxy/gen.h"
-#include "proxy/upstream.h"
+#include "upstream/upstream.h"
 #include "proxy/worker.h"
 
 /* A request body nobody will read: drop it and keep the connection, unless

@@ -19,7 +19,7 @@
 #include "core/log.h"
 #include "proxy/gen.h"
 #include "proxy/stats.h"
-#include "proxy/upstream.h"
+#include "upstream/upstream.h"
 #include "proxy/worker.h"
 #include "tls/tls.h"
 
@@ -207,7 +207,7 @@ void session_drop_upstream(struct session *s, bool reuse)
 	s->uc = NULL;
 	s->up.conn = NULL;
 	if (reuse && !(s->flags & SESSION_F_PINNED))
-		upstream_release(s->w, uc);
+		upstream_release(&s->w->pools, uc);
 	else
 		upstream_free(uc);
 }

@@ -6,8 +6,9 @@
 #ifndef EF_PROXY_STATS_H
 #define EF_PROXY_STATS_H
 
-#include <stdatomic.h>
 #include <stdint.h>
+
+#include "core/stat.h"
 
 /* Command slots: EAS codes 0..23, then the four legacy commands, then
  * OPTIONS, Autodiscover, anything else. */
@@ -24,8 +25,6 @@
  * are not counted (their latency is the client's heartbeat). */
 #define STATS_BUCKETS 12
 extern const unsigned stats_bucket_ms[STATS_BUCKETS];
-
-typedef _Atomic uint64_t stat_t;
 
 struct stats {
 	stat_t requests_cmd[STATS_CMDS];
@@ -49,19 +48,6 @@ struct stats {
 	stat_t upstream_connections;
 	stat_t held_requests;
 };
-
-/* Adds n from the owning worker: no lock prefix, single writer. */
-static inline void stat_add(stat_t *c, uint64_t n)
-{
-	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
-			      memory_order_relaxed);
-}
-
-static inline void stat_sub(stat_t *c, uint64_t n)
-{
-	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) - n,
-			      memory_order_relaxed);
-}
 
 /* The slot of a command code (enum eas_cmd, -1 none). */
 unsigned stats_cmd_slot(int cmd);

@@ -21,7 +21,7 @@
 #include "proxy/gen.h"
 #include "proxy/routing.h"
 #include "proxy/stats.h"
-#include "proxy/upstream.h"
+#include "upstream/upstream.h"
 #include "proxy/worker.h"
 #include "site/route.h"
 #include "site/sitemap.h"

@@ -18,15 +18,15 @@
 #include "conf/conf.h"
 #include "core/log.h"
 #include "proxy/accesslog.h"
-#include "proxy/cas.h"
-#include "proxy/control.h"
+#include "upstream/cas.h"
+#include "upstream/control.h"
 #include "proxy/dir.h"
 #include "ldap/ldap_src.h"
 #include "proxy/gen.h"
 #include "proxy/proxy.h"
 #include "proxy/session.h"
 #include "proxy/stats.h"
-#include "proxy/upstream.h"
+#include "upstream/upstream.h"
 
 static struct gen *proxy_current(struct proxy *p);
 
@@ -129,24 +129,30 @@ int proxy_listen(struct proxy *p, const struct conf *c, char **err)
 
 struct cas_entry *proxy_cas(struct proxy *p, const char *url)
 {
-	struct cas_entry *e = NULL, **n;
+	struct cas_entry *e;
 
 	pthread_mutex_lock(&p->lock);
-	for (unsigned id = 0; id < p->n_cas; id++)
-		if (strcmp(p->cas[id]->url, url) == 0) {
-			e = p->cas[id];
-			goto out;
-		}
-	n = realloc(p->cas, (p->n_cas + 1) * sizeof(*n));
-	if (n == NULL)
-		goto out;
-	p->cas = n;
-	e = cas_entry_new(p->n_cas, url);
-	if (e != NULL)
-		p->cas[p->n_cas++] = e;
-out:
+	e = cas_registry_get(&p->cas, url);
 	pthread_mutex_unlock(&p->lock);
 	return e;
+}
+
+/* The control loop follows the generation: the CAS it names are in use,
+ * each with the health settings of the first site that names it. */
+static void control_follow(struct proxy *p, const struct gen *g)
+{
+	const struct conf *c = g->conf;
+
+	for (unsigned i = 0; i < p->cas.n; i++)
+		p->cas.cas[i]->in_use = false;
+	for (unsigned i = 0; i < c->n_sites; i++)
+		for (unsigned j = 0; j < g->sites[i].n_cas; j++) {
+			struct cas_entry *e = g->sites[i].cas[j].entry;
+
+			if (e != NULL && !e->in_use)
+				cas_entry_configure(e, &c->sites[i].health);
+		}
+	control_sync(p->control, g->client_ctx, c->dns_min_ttl, c->dns_max_ttl);
 }
 
 int proxy_control_start(struct proxy *p, struct event_base *base, char **err)
@@ -155,8 +161,12 @@ int proxy_control_start(struct proxy *p, struct event_base *base, char **err)
 		*err = strdup("no generation to watch");
 		return -1;
 	}
-	p->control = control_new(p, base, p->gen, err);
-	return p->control ? 0 : -1;
+	p->control = control_new(&p->cas, base, p->gen->conf->dns_servers,
+				 p->gen->conf->n_dns_servers, err);
+	if (p->control == NULL)
+		return -1;
+	control_follow(p, p->gen);
+	return 0;
 }
 
 void proxy_control_stop(struct proxy *p)
@@ -174,7 +184,7 @@ void proxy_publish(struct proxy *p, struct gen *g)
 	p->gen = g;
 	pthread_mutex_unlock(&p->lock);
 	if (p->control != NULL)
-		control_sync(p->control, g);
+		control_follow(p, g);
 	dir_publish(p, g);
 	gen_release(old);
 	if (!p->started)
@@ -203,21 +213,6 @@ static struct gen *proxy_current(struct proxy *p)
 	g = p->gen ? gen_hold(p->gen) : NULL;
 	pthread_mutex_unlock(&p->lock);
 	return g;
-}
-
-struct pool *worker_pool(struct worker *w, unsigned id)
-{
-	if (id >= w->n_pools) {
-		unsigned n = id + 8;
-		struct pool *np = realloc(w->pools, n * sizeof(*np));
-
-		if (np == NULL)
-			return NULL;
-		memset(np + w->n_pools, 0, (n - w->n_pools) * sizeof(*np));
-		w->pools = np;
-		w->n_pools = n;
-	}
-	return &w->pools[id];
 }
 
 void worker_session_add(struct worker *w, struct session *s)
@@ -322,12 +317,13 @@ static void worker_begin_stop(struct worker *w)
 	struct timeval tv = {w->drain_seconds, 0};
 
 	w->stopping = true;
+	w->pools.stopping = true;
 	for (unsigned i = 0; i < w->n_lev; i++) {
 		evconnlistener_free(w->lev[i]);
 		w->lev[i] = NULL;
 	}
 	close_idle_sessions(w);
-	upstream_pools_free(w);
+	upstream_pools_free(&w->pools);
 	evtimer_add(w->drain_timer, &tv);
 	worker_maybe_exit(w);
 }
@@ -375,6 +371,12 @@ static int worker_setup(struct worker *w, char **err)
 	w->base = cfg ? event_base_new_with_config(cfg) : NULL;
 	event_config_free(cfg);
 	w->wakeup_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	w->pools = (struct upstream_pools){
+		.loop = &w->loop,
+		.connects = &w->stats.upstream_connects,
+		.reused = &w->stats.upstream_reused,
+		.connections = &w->stats.upstream_connections,
+	};
 	if (w->base == NULL || w->wakeup_fd < 0 ||
 	    conn_loop_init(&w->loop, w->base) != 0)
 		goto fail;
@@ -450,7 +452,7 @@ static void worker_free(struct worker *w)
 	}
 	free(w->lev);
 	free(w->lfd);
-	upstream_pools_free(w);
+	upstream_pools_free(&w->pools);
 	dir_worker_free(w);
 	gen_release(w->gen);
 	if (w->wakeup)
@@ -478,9 +480,7 @@ void proxy_free(struct proxy *p)
 		worker_free(&p->workers[i]);
 	free(p->workers);
 	gen_release(p->gen);
-	for (unsigned i = 0; i < p->n_cas; i++)
-		cas_entry_free(p->cas[i]);
-	free(p->cas);
+	cas_registry_free(&p->cas);
 	limits_destroy(&p->limits);
 	ldap_cache_free(p->ldap_cache);
 	pthread_mutex_destroy(&p->lock);

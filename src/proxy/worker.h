@@ -17,11 +17,12 @@
 #include "net/conn.h"
 #include "proxy/limits.h"
 #include "proxy/stats.h"
+#include "upstream/cas.h"
+#include "upstream/upstream.h"
 
 struct proxy;
 struct gen;
 struct session;
-struct pool;
 struct ldap_client;
 struct ldap_cache;
 struct conf_ldap;
@@ -49,8 +50,7 @@ struct worker {
 	struct session *sessions;	 /* live sessions */
 	struct session *dead;		 /* closed, to be freed */
 	unsigned n_sessions;
-	struct pool *pools;		 /* owned; indexed by cas id */
-	unsigned n_pools;
+	struct upstream_pools pools;	 /* owned: idle CAS connections */
 	unsigned rr;			 /* round-robin cursor over CAS */
 	struct ldap_client *ldap;	 /* owned: the directory, or NULL */
 	const struct conf_ldap *ldap_conf; /* what ldap was made from (in
@@ -78,8 +78,7 @@ struct proxy {
 	unsigned n_workers;
 	pthread_mutex_t lock;	/* guards gen and the cas registry */
 	struct gen *gen;	/* the published generation; one ref */
-	struct cas_entry **cas; /* id -> entry; owned; only grows */
-	unsigned n_cas;
+	struct cas_registry cas; /* id -> entry; owned; only grows */
 	struct control *control; /* DNS and health checks; owned */
 	struct limits limits;	/* connection caps, shared */
 	struct ldap_cache *ldap_cache; /* owned: the directory's answers,
@@ -87,10 +86,6 @@ struct proxy {
 	atomic_bool stopping;
 	bool started;
 };
-
-/* The worker's pool for cas id, grown on demand. NULL on allocation
- * failure. */
-struct pool *worker_pool(struct worker *w, unsigned id);
 
 /* Adds s to the worker's session list / removes and schedules its free. */
 void worker_session_add(struct worker *w, struct session *s);

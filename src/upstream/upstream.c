@@ -1,4 +1,4 @@
-#include "proxy/upstream.h"
+#include "upstream/upstream.h"
 
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -11,9 +11,7 @@
 
 #include "core/clock.h"
 #include "core/log.h"
-#include "proxy/cas.h"
-#include "proxy/gen.h"
-#include "proxy/worker.h"
+#include "upstream/cas.h"
 #include "tls/tls.h"
 
 /* An idle connection reads nothing: any event means the CAS closed it or
@@ -90,9 +88,26 @@ static bool idle_conn_dead(struct upconn *uc)
 	return r >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
 }
 
-struct upconn *upstream_take(struct worker *w, const struct cas_target *t)
+/* The pool of target id, grown on first use. NULL without memory. */
+static struct pool *pool_of(struct upstream_pools *ps, unsigned id)
 {
-	struct pool *pool = worker_pool(w, t->id);
+	if (id >= ps->n) {
+		unsigned n = id + 1;
+		struct pool *np = realloc(ps->pools, n * sizeof(*np));
+
+		if (np == NULL)
+			return NULL;
+		memset(np + ps->n, 0, (n - ps->n) * sizeof(*np));
+		ps->pools = np;
+		ps->n = n;
+	}
+	return &ps->pools[id];
+}
+
+struct upconn *upstream_take(struct upstream_pools *ps,
+			     const struct cas_target *t)
+{
+	struct pool *pool = pool_of(ps, t->id);
 	struct upconn *uc;
 
 	while (pool != NULL && pool->idle != NULL) {
@@ -109,7 +124,7 @@ struct upconn *upstream_take(struct worker *w, const struct cas_target *t)
 			upstream_free(uc);
 			continue;
 		}
-		stat_add(&w->stats.upstream_reused, 1);
+		stat_add(ps->reused, 1);
 		return uc;
 	}
 	return NULL;
@@ -117,7 +132,7 @@ struct upconn *upstream_take(struct worker *w, const struct cas_target *t)
 
 /* The TLS half of a new connection to t, or NULL for plain TCP; *ok is
  * false when TLS was wanted and cannot be had. */
-static SSL *connect_ssl(struct gen *g, struct pool *pool,
+static SSL *connect_ssl(SSL_CTX *ctx, struct pool *pool,
 			const struct cas_target *t, bool *ok)
 {
 	SSL *ssl;
@@ -125,7 +140,7 @@ static SSL *connect_ssl(struct gen *g, struct pool *pool,
 	*ok = true;
 	if (!t->tls)
 		return NULL;
-	ssl = tls_client_ssl_new(g->client_ctx, t->host);
+	ssl = tls_client_ssl_new(ctx, t->host);
 	if (ssl == NULL) {
 		*ok = false;
 		return NULL;
@@ -135,10 +150,10 @@ static SSL *connect_ssl(struct gen *g, struct pool *pool,
 	return ssl;
 }
 
-struct upconn *upstream_connect(struct worker *w, struct gen *g,
+struct upconn *upstream_connect(struct upstream_pools *ps, SSL_CTX *ctx,
 				const struct cas_target *t)
 {
-	struct pool *pool = worker_pool(w, t->id);
+	struct pool *pool = pool_of(ps, t->id);
 	struct upconn *uc;
 	bool ok;
 	SSL *ssl;
@@ -149,16 +164,16 @@ struct upconn *upstream_connect(struct worker *w, struct gen *g,
 	if (uc == NULL)
 		return NULL;
 	uc->pool = pool;
-	uc->w = w;
+	uc->ps = ps;
 	uc->entry = t->entry;
 	if (cas_pick(t->entry, &pool->next_addr, &uc->sa, &uc->salen, uc->addr,
 		     sizeof(uc->addr)) != 0) {
 		free(uc);
 		return NULL;
 	}
-	ssl = connect_ssl(g, pool, t, &ok);
+	ssl = connect_ssl(ctx, pool, t, &ok);
 	if (ok)
-		uc->conn = conn_connect(&w->loop, (struct sockaddr *)&uc->sa,
+		uc->conn = conn_connect(ps->loop, (struct sockaddr *)&uc->sa,
 					uc->salen, ssl);
 	if (uc->conn == NULL) {
 		log_debug("upstream %s: no socket: %s", uc->addr,
@@ -166,8 +181,8 @@ struct upconn *upstream_connect(struct worker *w, struct gen *g,
 		free(uc);
 		return NULL;
 	}
-	stat_add(&w->stats.upstream_connects, 1);
-	stat_add(&w->stats.upstream_connections, 1);
+	stat_add(ps->connects, 1);
+	stat_add(ps->connections, 1);
 	uc->counted = true;
 	return uc;
 }
@@ -192,19 +207,19 @@ static void keep_tls_session(struct upconn *uc)
 	uc->pool->tls_sess = sess;
 }
 
-void upstream_release(struct worker *w, struct upconn *uc)
+void upstream_release(struct upstream_pools *ps, struct upconn *uc)
 {
 	struct pool *pool = uc->pool;
 
-	if (w->stopping || pool->n_idle >= POOL_IDLE_MAX ||
-	    conn_loop_now_us(&w->loop) < pool->no_reuse_until ||
+	if (ps->stopping || pool->n_idle >= POOL_IDLE_MAX ||
+	    conn_loop_now_us(ps->loop) < pool->no_reuse_until ||
 	    evbuffer_get_length(conn_input(uc->conn)) != 0 ||
 	    conn_output_length(uc->conn) != 0) {
 		upstream_free(uc);
 		return;
 	}
 	keep_tls_session(uc);
-	uc->released_at = conn_loop_now_us(&w->loop);
+	uc->released_at = conn_loop_now_us(ps->loop);
 	conn_setcb(uc->conn, idle_read_cb, NULL, idle_event_cb, uc);
 	conn_set_timeouts(uc->conn, POOL_IDLE_SECONDS, 0);
 	conn_set_watermarks(uc->conn, 0, 0);
@@ -237,14 +252,14 @@ void upstream_free(struct upconn *uc)
 		conn_free(uc->conn);
 	}
 	if (uc->counted)
-		stat_sub(&uc->w->stats.upstream_connections, 1);
+		stat_sub(uc->ps->connections, 1);
 	free(uc);
 }
 
-void upstream_pools_free(struct worker *w)
+void upstream_pools_free(struct upstream_pools *ps)
 {
-	for (unsigned i = 0; i < w->n_pools; i++) {
-		struct pool *pool = &w->pools[i];
+	for (unsigned i = 0; i < ps->n; i++) {
+		struct pool *pool = &ps->pools[i];
 
 		while (pool->idle != NULL) {
 			struct upconn *uc = pool->idle;
@@ -256,7 +271,7 @@ void upstream_pools_free(struct worker *w)
 		SSL_SESSION_free(pool->tls_sess);
 		pool->tls_sess = NULL;
 	}
-	free(w->pools);
-	w->pools = NULL;
-	w->n_pools = 0;
+	free(ps->pools);
+	ps->pools = NULL;
+	ps->n = 0;
 }

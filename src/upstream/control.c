@@ -20,11 +20,8 @@
 #include "dns/dns.h"
 #include "http/http.h"
 #include "net/conn.h"
-#include "proxy/cas.h"
-#include "proxy/control.h"
-#include "proxy/gen.h"
-#include "proxy/proxy.h"
-#include "proxy/worker.h"
+#include "upstream/cas.h"
+#include "upstream/control.h"
 #include "site/health.h"
 #include "tls/tls.h"
 
@@ -34,7 +31,7 @@
 #define HCHECK_WHY_MAX 128
 
 struct control {
-	struct proxy *p;
+	struct cas_registry *reg;	/* not owned: the proxy's */
 	struct event_base *base;	/* the daemon's */
 	struct dns_resolver *resolver;	/* owned */
 	struct event *tick;		/* owned: passive failures, 1 s */
@@ -323,10 +320,9 @@ static void watch_changed(const struct dns_addrs *a, void *arg)
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct control *c = arg;
-	struct proxy *p = c->p;
 
-	for (unsigned i = 0; i < p->n_cas; i++) {
-		struct cas_entry *e = p->cas[i];
+	for (unsigned i = 0; i < c->reg->n; i++) {
+		struct cas_entry *e = c->reg->cas[i];
 
 		for (unsigned j = 0; e->in_use && j < e->n_members; j++) {
 			struct cas_member *m = e->members[j];
@@ -343,79 +339,48 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-/* Copies the health settings of the first site naming e. */
-static void entry_settings(struct cas_entry *e, const struct gen *g)
+void control_sync(struct control *c, SSL_CTX *ctx, unsigned min_ttl,
+		  unsigned max_ttl)
 {
-	const struct conf *cf = g->conf;
-
-	for (unsigned i = 0; i < cf->n_sites; i++)
-		for (unsigned j = 0; j < g->sites[i].n_cas; j++) {
-			const struct conf_health *h = &cf->sites[i].health;
-
-			if (g->sites[i].cas[j].entry != e)
-				continue;
-			free(e->check_path);
-			e->check_path = h->path ? strdup(h->path) : NULL;
-			free(e->check_expect);
-			e->check_expect = h->expect ? strdup(h->expect) : NULL;
-			e->interval = h->interval ? h->interval : 5;
-			e->timeout = h->timeout ? h->timeout : 2;
-			e->rise = h->rise;
-			e->fall = h->fall;
-			e->in_use = true;
-			return;
-		}
-}
-
-void control_sync(struct control *c, const struct gen *g)
-{
-	struct proxy *p = c->p;
-
 	if (c->ssl_ctx != NULL)
 		SSL_CTX_free(c->ssl_ctx);
-	c->ssl_ctx = g->client_ctx;
+	c->ssl_ctx = ctx;
 	SSL_CTX_up_ref(c->ssl_ctx);
-	for (unsigned i = 0; i < p->n_cas; i++) {
-		struct cas_entry *e = p->cas[i];
-		bool was = e->in_use;
+	for (unsigned i = 0; i < c->reg->n; i++) {
+		struct cas_entry *e = c->reg->cas[i];
 
-		e->in_use = false;
-		entry_settings(e, g);
 		if (!e->in_use) {
-			if (was) {
-				stop_checks(e);
-				dns_watch_free(e->watch);
-				e->watch = NULL;
-			}
+			/* No longer named: nothing to check or follow. */
+			stop_checks(e);
+			dns_watch_free(e->watch);
+			e->watch = NULL;
 			continue;
 		}
 		e->watch_ctx = c;
 		if (!e->literal && e->watch == NULL && c->resolver != NULL)
-			e->watch = dns_watch_new(c->resolver, e->host,
-						 g->conf->dns_min_ttl,
-						 g->conf->dns_max_ttl,
-						 watch_changed, e);
+			e->watch = dns_watch_new(c->resolver, e->host, min_ttl,
+						 max_ttl, watch_changed, e);
 		ensure_checks(c, e);
 	}
 }
 
-struct control *control_new(struct proxy *p, struct event_base *base,
-			    const struct gen *g, char **err)
+struct control *control_new(struct cas_registry *reg, struct event_base *base,
+			    char *const *dns_servers, unsigned n_dns_servers,
+			    char **err)
 {
 	struct control *c = calloc(1, sizeof(*c));
 	struct timeval sec = {1, 0};
 
 	if (c == NULL)
 		return NULL;
-	c->p = p;
+	c->reg = reg;
 	c->base = base;
 	if (conn_loop_init(&c->loop, base) != 0) {
 		*err = strdup("cannot set up the health checks' loop");
 		free(c);
 		return NULL;
 	}
-	c->resolver = dns_resolver_new(base, g->conf->dns_servers,
-				       g->conf->n_dns_servers, err);
+	c->resolver = dns_resolver_new(base, dns_servers, n_dns_servers, err);
 	if (c->resolver == NULL) {
 		/* Without a resolver the seeded addresses still serve; the
 		 * names are just not followed. */
@@ -428,7 +393,6 @@ struct control *control_new(struct proxy *p, struct event_base *base,
 		control_free(c);
 		return NULL;
 	}
-	control_sync(c, g);
 	return c;
 }
 
@@ -436,8 +400,8 @@ void control_free(struct control *c)
 {
 	if (c == NULL)
 		return;
-	for (unsigned i = 0; i < c->p->n_cas; i++) {
-		struct cas_entry *e = c->p->cas[i];
+	for (unsigned i = 0; i < c->reg->n; i++) {
+		struct cas_entry *e = c->reg->cas[i];
 
 		stop_checks(e);
 		dns_watch_free(e->watch);

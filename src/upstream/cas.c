@@ -1,4 +1,4 @@
-#include "proxy/cas.h"
+#include "upstream/cas.h"
 
 #include <arpa/inet.h>
 #include <netdb.h>
@@ -156,6 +156,45 @@ void cas_entry_free(struct cas_entry *e)
 	pthread_mutex_destroy(&e->lock);
 	free(e->url);
 	free(e);
+}
+
+struct cas_entry *cas_registry_get(struct cas_registry *reg, const char *url)
+{
+	struct cas_entry *e, **n;
+
+	for (unsigned id = 0; id < reg->n; id++)
+		if (strcmp(reg->cas[id]->url, url) == 0)
+			return reg->cas[id];
+	n = realloc(reg->cas, (reg->n + 1) * sizeof(*n));
+	if (n == NULL)
+		return NULL;
+	reg->cas = n;
+	e = cas_entry_new(reg->n, url);
+	if (e != NULL)
+		reg->cas[reg->n++] = e;
+	return e;
+}
+
+void cas_registry_free(struct cas_registry *reg)
+{
+	for (unsigned i = 0; i < reg->n; i++)
+		cas_entry_free(reg->cas[i]);
+	free(reg->cas);
+	reg->cas = NULL;
+	reg->n = 0;
+}
+
+void cas_entry_configure(struct cas_entry *e, const struct conf_health *h)
+{
+	free(e->check_path);
+	e->check_path = h->path ? strdup(h->path) : NULL;
+	free(e->check_expect);
+	e->check_expect = h->expect ? strdup(h->expect) : NULL;
+	e->interval = h->interval ? h->interval : 5;
+	e->timeout = h->timeout ? h->timeout : 2;
+	e->rise = h->rise;
+	e->fall = h->fall;
+	e->in_use = true;
 }
 
 int cas_pick(struct cas_entry *e, unsigned *cursor,

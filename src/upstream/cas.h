@@ -4,9 +4,10 @@
  * members are its addresses (from DNS, or the literal); each member is up or
  * down. The control thread (DNS watches, health checks) writes members;
  * workers pick from them under the entry's lock and report failures.
+ * cas_target is what a generation keeps of each CAS URL of a site.
  */
-#ifndef EF_PROXY_CAS_H
-#define EF_PROXY_CAS_H
+#ifndef EF_UPSTREAM_CAS_H
+#define EF_UPSTREAM_CAS_H
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -14,6 +15,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "conf/conf.h"
 #include "site/health.h"
 
 struct hcheck;
@@ -49,6 +51,36 @@ struct cas_entry {
 	char *check_expect;	/* owned: body prefix of a healthy answer */
 	unsigned interval, timeout, rise, fall;
 };
+
+/* One CAS base URL of a site. */
+struct cas_target {
+	char *url;	/* as configured; owned */
+	bool tls;	/* https:// */
+	char host[256]; /* host part without brackets, for SNI and checks */
+	uint16_t port;
+	unsigned id; /* index of this target's pools in every worker; equal
+			URLs share an id across generations */
+	struct cas_entry *entry; /* the process-wide state of this URL: its
+				    addresses and their health; NULL in
+				    commands that serve nothing */
+};
+
+/* Every CAS the process knows, by id; only grows, entries live as long as
+ * the process (health and pools survive reloads). */
+struct cas_registry {
+	struct cas_entry **cas; /* owned */
+	unsigned n;
+};
+
+/* The entry for url, made (and its members seeded) on first use. NULL
+ * without memory or for a URL that does not parse. Callers serialise. */
+struct cas_entry *cas_registry_get(struct cas_registry *reg, const char *url);
+/* Frees every entry. */
+void cas_registry_free(struct cas_registry *reg);
+
+/* Takes the health settings of the first site that names e (h), and marks
+ * it in use by the current generation. Control thread. */
+void cas_entry_configure(struct cas_entry *e, const struct conf_health *h);
 
 /* Splits a CAS URL (http[s]://host[:port][/...]) into e's host, port, tls.
  * Returns 0 or -1. */

@@ -3,19 +3,18 @@
  * cap and an idle timeout. A session takes a connection, uses it for one
  * request (or for its whole life when NTLM pins it) and gives it back.
  */
-#ifndef EF_PROXY_UPSTREAM_H
-#define EF_PROXY_UPSTREAM_H
+#ifndef EF_UPSTREAM_UPSTREAM_H
+#define EF_UPSTREAM_UPSTREAM_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
 #include <openssl/ssl.h>
 
+#include "core/stat.h"
 #include "net/conn.h"
 
-struct worker;
 struct cas_target;
-struct gen;
 
 /* Most idle connections kept per CAS per worker. Closing one that is not
  * needed now costs a new connect later, and at tens of thousands of
@@ -27,7 +26,7 @@ struct gen;
 
 struct upconn {
 	struct conn *conn;	 /* owned */
-	struct worker *w;
+	struct upstream_pools *ps; /* the worker's pools it belongs to */
 	struct pool *pool;
 	struct upconn *next;	 /* idle list */
 	uint64_t released_at;	 /* us: when it last went back to the pool */
@@ -50,18 +49,31 @@ struct pool {
 				    look before reusing one */
 };
 
+/* One worker's pools, one per CAS target id, and what they count. */
+struct upstream_pools {
+	struct pool *pools;	  /* owned; indexed by cas_target.id */
+	unsigned n;
+	struct conn_loop *loop;	  /* the worker's */
+	bool stopping;		  /* set when the worker stops: nothing more
+				     is pooled */
+	stat_t *connects;	  /* the worker's counters */
+	stat_t *reused;
+	stat_t *connections;	  /* gauge */
+};
+
 /* An idle connection to t, detached from the pool, or NULL. */
-struct upconn *upstream_take(struct worker *w, const struct cas_target *t);
+struct upconn *upstream_take(struct upstream_pools *ps,
+			     const struct cas_target *t);
 
 /* A new connection to an up member of t (connect under way;
  * CONN_CONNECTED or CONN_ERROR follows on the callbacks the caller sets).
  * NULL when no member is up or no socket can be had. */
-struct upconn *upstream_connect(struct worker *w, struct gen *g,
+struct upconn *upstream_connect(struct upstream_pools *ps, SSL_CTX *ctx,
 				const struct cas_target *t);
 
 /* Returns a finished connection to its pool, or frees it when the pool is
  * full. */
-void upstream_release(struct worker *w, struct upconn *uc);
+void upstream_release(struct upstream_pools *ps, struct upconn *uc);
 
 /* Tells the CAS's health that this connection's member failed (connect
  * refused or timed out): passive ejection. */
@@ -70,7 +82,7 @@ void upstream_failed(struct upconn *uc);
 /* Frees a connection (closing it). NULL is accepted. */
 void upstream_free(struct upconn *uc);
 
-/* Frees every idle connection of every pool of w. */
-void upstream_pools_free(struct worker *w);
+/* Frees every idle connection of every pool of ps. */
+void upstream_pools_free(struct upstream_pools *ps);
 
 #endif
