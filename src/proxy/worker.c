@@ -323,7 +323,9 @@ static void worker_begin_stop(struct worker *w)
 		w->lev[i] = NULL;
 	}
 	close_idle_sessions(w);
-	upstream_pools_free(&w->pools);
+	/* Requests still in flight keep their connections (and the pools
+	 * those point to) until they end. */
+	upstream_pools_drop_idle(&w->pools);
 	evtimer_add(w->drain_timer, &tv);
 	worker_maybe_exit(w);
 }

@@ -88,12 +88,13 @@ static bool idle_conn_dead(struct upconn *uc)
 	return r >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
 }
 
-/* The pool of target id, grown on first use. NULL without memory. */
+/* The pool of target id, made on first use. Each pool stays where it was
+ * made, for the connections that point to it. NULL without memory. */
 static struct pool *pool_of(struct upstream_pools *ps, unsigned id)
 {
 	if (id >= ps->n) {
 		unsigned n = id + 1;
-		struct pool *np = realloc(ps->pools, n * sizeof(*np));
+		struct pool **np = realloc(ps->pools, n * sizeof(*np));
 
 		if (np == NULL)
 			return NULL;
@@ -101,7 +102,9 @@ static struct pool *pool_of(struct upstream_pools *ps, unsigned id)
 		ps->pools = np;
 		ps->n = n;
 	}
-	return &ps->pools[id];
+	if (ps->pools[id] == NULL)
+		ps->pools[id] = calloc(1, sizeof(*ps->pools[id]));
+	return ps->pools[id];
 }
 
 struct upconn *upstream_take(struct upstream_pools *ps,
@@ -256,11 +259,13 @@ void upstream_free(struct upconn *uc)
 	free(uc);
 }
 
-void upstream_pools_free(struct upstream_pools *ps)
+void upstream_pools_drop_idle(struct upstream_pools *ps)
 {
 	for (unsigned i = 0; i < ps->n; i++) {
-		struct pool *pool = &ps->pools[i];
+		struct pool *pool = ps->pools[i];
 
+		if (pool == NULL)
+			continue;
 		while (pool->idle != NULL) {
 			struct upconn *uc = pool->idle;
 
@@ -271,6 +276,13 @@ void upstream_pools_free(struct upstream_pools *ps)
 		SSL_SESSION_free(pool->tls_sess);
 		pool->tls_sess = NULL;
 	}
+}
+
+void upstream_pools_free(struct upstream_pools *ps)
+{
+	upstream_pools_drop_idle(ps);
+	for (unsigned i = 0; i < ps->n; i++)
+		free(ps->pools[i]);
 	free(ps->pools);
 	ps->pools = NULL;
 	ps->n = 0;

@@ -51,7 +51,8 @@ struct pool {
 
 /* One worker's pools, one per CAS target id, and what they count. */
 struct upstream_pools {
-	struct pool *pools;	  /* owned; indexed by cas_target.id */
+	struct pool **pools;	  /* owned, and each pool; indexed by
+				     cas_target.id; a pool never moves */
 	unsigned n;
 	struct conn_loop *loop;	  /* the worker's */
 	bool stopping;		  /* set when the worker stops: nothing more
@@ -82,7 +83,10 @@ void upstream_failed(struct upconn *uc);
 /* Frees a connection (closing it). NULL is accepted. */
 void upstream_free(struct upconn *uc);
 
-/* Frees every idle connection of every pool of ps. */
+/* Closes every idle connection of ps (the worker stops); connections in
+ * use still belong to their pools. */
+void upstream_pools_drop_idle(struct upstream_pools *ps);
+/* Frees ps's pools and what they hold, once no connection is in use. */
 void upstream_pools_free(struct upstream_pools *ps);
 
 #endif
