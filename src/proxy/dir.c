@@ -82,8 +82,8 @@ static bool ldap_changed(const struct conf_ldap *a, const struct conf_ldap *b)
 	       !same_str(a->attribute, b->attribute);
 }
 
-/* The answer came: keep it on the session and dispatch the request again,
- * from its head still in the client's input. */
+/* The answer came: keep it on the request, which is dispatched again from
+ * its kept head (txn.c). */
 static void answered(enum ldap_answer a, const char *db, void *arg)
 {
 	struct session *s = arg;
@@ -205,8 +205,8 @@ bool dir_lookup(struct session *s, const char *key, enum route_dir *dir,
 	}
 	r = ldap_lookup(s->w->ldap, key, answered, s, &s->txn.lookup, &now);
 	if (r == 0) {
-		/* The head stays in the input until the answer; nothing
-		 * more is read meanwhile. */
+		/* Nothing more is read until the answer: the caller keeps
+		 * the head (txn_keep_head), the body waits in the input. */
 		conn_disable(s->client.conn, EV_READ);
 		txn_set_state(s, TXN_ROUTE);
 		return false;

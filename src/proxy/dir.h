@@ -2,7 +2,7 @@
  * The directory (sitemap.ldap) as seen by the data path: one cache per
  * process, one asynchronous client per worker, and the session's wait for
  * an answer. A lookup never blocks the loop: a session whose user is not
- * cached waits in SESSION_ROUTE and is dispatched again when the answer
+ * cached waits in TXN_ROUTE and is dispatched again when the answer
  * comes.
  */
 #ifndef EF_PROXY_DIR_H
@@ -34,7 +34,7 @@ void dir_worker_free(struct worker *w);
 /*
  * Asks the directory about the normalised user key for s. Returns true with
  * *dir and *db (valid until the request ends) set when the route can be
- * decided now; false when s now waits for the answer (SESSION_ROUTE).
+ * decided now; false when s now waits for the answer (TXN_ROUTE).
  */
 bool dir_lookup(struct session *s, const char *key, enum route_dir *dir,
 		const char **db);

@@ -50,11 +50,11 @@ enum txn_state {
 	TXN_HEAD,     /* a part of a head has arrived: log.t_start set; g
 			 NULL; nothing parsed yet */
 	TXN_ROUTE,    /* head parsed, g held; lookup set: the directory is
-			 asked where the mailbox is; the head stays in the
-			 client's input (reading paused) to be parsed again
-			 with the answer */
-	TXN_COLLECT,  /* g held; ad set: an Autodiscover body is read whole
-			 before deciding */
+			 asked where the mailbox is; head set (the head kept,
+			 dispatched again with the answer); body bytes wait in
+			 the client's input (reading paused) */
+	TXN_COLLECT,  /* g held; ad and head set: an Autodiscover body is read
+			 whole before deciding */
 	TXN_CONNECT,  /* g held, site chosen; uc set and connecting; the
 			 forwarded head waits in uc's output */
 	TXN_EXCHANGE, /* g held; uc attached and connected (until the

@@ -390,7 +390,6 @@ static void client_timeout(struct session *s, short what)
 	}
 }
 
-
 /* The directory answered (dir.c kept the answer on the request): the
  * request is dispatched again from its kept head, on the generation it
  * started with. */
@@ -420,7 +419,8 @@ void txn_step(struct session *s, enum txn_event ev, short what)
 			txn_read_head(s);
 		else if (st == TXN_COLLECT)
 			autodisc_read(s);
-		else if (st != TXN_ROUTE) /* ROUTE: the head waits */
+		/* ROUTE: body bytes wait in the input for the answer. */
+		else if (st != TXN_ROUTE)
 			relay_client_read(s);
 		break;
 	case TXN_EV_CLIENT_DRAINED:
