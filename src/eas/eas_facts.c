@@ -172,16 +172,14 @@ static bool connection_hides_facts(const struct http_request *req)
 		"Authorization", "MS-ASProtocolVersion", "X-MS-PolicyKey",
 	};
 
+	unsigned n =
+	    req->nheaders < HTTP_MAX_HEADERS ? req->nheaders : HTTP_MAX_HEADERS;
+
 	if (!(req->flags & HTTP_F_CONN_OPTIONS))
 		return false;
-	for (unsigned i = 0; i < req->nheaders && i < HTTP_MAX_HEADERS; i++) {
-		if (!str_eq_ci_lit(req->headers[i].name, "Connection"))
-			continue;
-		for (size_t k = 0; k < sizeof(read) / sizeof(read[0]); k++)
-			if (http_connection_lists(req->headers[i].value,
-			                          str_from(read[k])))
-				return true;
-	}
+	for (size_t k = 0; k < sizeof(read) / sizeof(read[0]); k++)
+		if (http_connection_names(req->headers, n, str_from(read[k])))
+			return true;
 	return false;
 }
 

@@ -180,6 +180,11 @@ bool http_header_is_hop_by_hop(struct str name);
  * value (case-insensitive): the sender marked that header hop-by-hop. */
 bool http_connection_lists(struct str connection_value, struct str name);
 
+/* True when any Connection header among h[0..n) names name: a second
+ * Connection header binds the next hop as much as the first. */
+bool http_connection_names(const struct http_header *h, unsigned n,
+			   struct str name);
+
 /* Finds the first header called name (case-insensitive) or returns NULL. */
 const struct http_header *http_header_find(const struct http_header *h,
 					   unsigned n, const char *name);

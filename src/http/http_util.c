@@ -175,6 +175,16 @@ bool http_connection_lists(struct str connection_value, struct str name)
 	return false;
 }
 
+bool http_connection_names(const struct http_header *h, unsigned n,
+                           struct str name)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (str_eq_ci_lit(h[i].name, "Connection") &&
+		    http_connection_lists(h[i].value, name))
+			return true;
+	return false;
+}
+
 const struct http_header *http_header_find(const struct http_header *h,
                                            unsigned n, const char *name)
 {

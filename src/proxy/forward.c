@@ -69,18 +69,6 @@ static bool exchange_internal(struct str name)
 	return false;
 }
 
-/* Every Connection header of the message counts, not only the first: a
- * second one binds the next hop as much as the first. */
-static bool connection_names(const struct http_header *h, unsigned n,
-			     struct str name)
-{
-	for (unsigned i = 0; i < n; i++)
-		if (str_eq_ci_lit(h[i].name, "Connection") &&
-		    http_connection_lists(h[i].value, name))
-			return true;
-	return false;
-}
-
 /* True when a header must not cross the proxy. Chunked framing itself
  * passes unless the body is re-framed; fields named by Connection are only
  * looked for when the parser saw such an option (HTTP_F_CONN_OPTIONS). */
@@ -93,7 +81,7 @@ static bool hop_header(const struct http_header *hs, unsigned n,
 	if (http_header_is_hop_by_hop(h->name))
 		return true;
 	return (flags & HTTP_F_CONN_OPTIONS) &&
-	       connection_names(hs, n, h->name);
+	       http_connection_names(hs, n, h->name);
 }
 
 /* The codec accepts repeated identical Content-Length headers; the next hop
