@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 #define DEFAULT_HEALTH_PATH "/Microsoft-Server-ActiveSync/healthcheck.htm"
 #define DEFAULT_PID_FILE "/run/easfront.pid"
 #define DEFAULT_LOG_LEVEL "info"
+#define DEFAULT_GUARD_MAX_ENTRIES 1000000
 
 void conf_err(struct conf_ctx *c, unsigned line, const char *fmt, ...)
 {
@@ -424,6 +426,138 @@ static void copy_scalars(struct conf_ctx *c, const struct conf_raw *r,
 	numbers(c, "limits", &cf->limits, limit_keys, N(limit_keys));
 }
 
+static const struct num_key password_keys[] = {
+    /* 0 turns that half of the shield off; both 0 is conf_check's */
+    {"password_failures",
+     offsetof(struct conf_guard_passwords, password_failures), 3, true},
+    {"user_failures", offsetof(struct conf_guard_passwords, user_failures), 10,
+     true},
+    {"window", offsetof(struct conf_guard_passwords, window), 1800, false},
+    {"hold", offsetof(struct conf_guard_passwords, hold), 1800, false},
+};
+
+/* An EAS version "N.D" (N 1-99 without a leading zero, D one digit) in
+ * s[0..len), times ten; 0 when it is not one. */
+static unsigned version_x10(const char *s, size_t len)
+{
+	unsigned major = 0;
+
+	if (len < 3 || len > 4 || s[0] == '0' || s[len - 2] != '.' ||
+	    s[len - 1] < '0' || s[len - 1] > '9')
+		return 0;
+	for (size_t i = 0; i + 2 < len; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return 0;
+		major = major * 10 + (unsigned)(s[i] - '0');
+	}
+	return major * 10 + (unsigned)(s[len - 1] - '0');
+}
+
+/* "14.0", "12.0-14.1", "14.0-" or "-12.1" into inclusive bounds, an open
+ * end being 0 or UINT_MAX. Returns -1 when s is none of these (a lone "-"
+ * neither: it would say nothing). */
+static int version_range(const char *s, unsigned *min, unsigned *max)
+{
+	const char *dash = strchr(s, '-');
+
+	if (dash == NULL) {
+		*min = *max = version_x10(s, strlen(s));
+		return *min != 0 ? 0 : -1;
+	}
+	if (dash == s && dash[1] == '\0')
+		return -1;
+	*min = dash == s ? 0 : version_x10(s, (size_t)(dash - s));
+	*max = dash[1] == '\0' ? UINT_MAX
+	                       : version_x10(dash + 1, strlen(dash + 1));
+	return (dash != s && *min == 0) || *max == 0 ? -1 : 0;
+}
+
+static void copy_version(struct conf_ctx *c, const char *key, const char *v,
+                         struct conf_device_rule *d)
+{
+	unsigned line = conf_line(c, "%s", key);
+	char shown[64];
+
+	conf_show(shown, sizeof(shown), v, strlen(v));
+	if (version_range(v, &d->version_min, &d->version_max) < 0)
+		conf_err(c, line,
+		         "%s: '%s' is not a version range (14.0, 12.0-14.1, "
+		         "14.0- or -12.1)",
+		         key, shown);
+	else if (d->version_min > d->version_max)
+		conf_err(c, line,
+		         "%s: '%s' is empty: its start is above its end", key,
+		         shown);
+	d->has_version = true;
+}
+
+/* Which of block and allow the entry gives is known from the index only:
+ * libcyaml leaves an absent mapping as zeros, like an empty one. */
+static void copy_rule(struct conf_ctx *c, unsigned i,
+                      const struct conf_raw_rule *r, struct conf_device_rule *d)
+{
+	unsigned block = conf_line(c, "guard.devices[%u].block", i);
+	unsigned allow = conf_line(c, "guard.devices[%u].allow", i);
+	const struct conf_raw_rule_match *m = allow ? &r->allow : &r->block;
+	char key[64];
+
+	d->line = conf_line(c, "guard.devices[%u]", i);
+	if (block != 0 && allow != 0)
+		conf_err(c, d->line,
+		         "guard.devices[%u]: both block and allow: a rule "
+		         "has one action",
+		         i);
+	else if (block == 0 && allow == 0)
+		conf_err(c, d->line,
+		         "guard.devices[%u]: expected block: or allow:", i);
+	d->action = allow ? CONF_RULE_ALLOW : CONF_RULE_BLOCK;
+	d->value_line = allow ? allow : block;
+	d->device_id = copy(c, m->device_id);
+	d->device_type = copy(c, m->device_type);
+	d->user_agent = copy(c, m->user_agent);
+	d->user = copy(c, m->user);
+	d->cmd = copy(c, m->cmd);
+	d->version_max = UINT_MAX;
+	if (m->version == NULL)
+		return;
+	snprintf(key, sizeof(key), "guard.devices[%u].%s.version", i,
+	         allow ? "allow" : "block");
+	copy_version(c, key, m->version, d);
+}
+
+static void copy_guard(struct conf_ctx *c, const struct conf_raw_guard *r,
+                       struct conf *cf)
+{
+	cf->guard_devices =
+	    array(c, r->devices_count, sizeof(*cf->guard_devices),
+	          &cf->n_guard_devices);
+	for (unsigned i = 0; i < cf->n_guard_devices; i++)
+		copy_rule(c, i, &r->devices[i], &cf->guard_devices[i]);
+	/* An empty mapping turns the shield on with every default. */
+	if (conf_line(c, "guard.passwords") != 0) {
+		cf->guard_passwords_on = true;
+		cf->guard_passwords = r->passwords;
+		numbers(c, "guard.passwords", &cf->guard_passwords,
+		        password_keys, N(password_keys));
+	}
+	cf->guard_key_file = copy(c, r->key_file);
+	cf->guard_max_entries = conf_line(c, "guard.max_entries")
+	                            ? r->max_entries
+	                            : DEFAULT_GUARD_MAX_ENTRIES;
+}
+
+static void free_rules(struct conf_device_rule *r, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		free(r[i].device_id);
+		free(r[i].device_type);
+		free(r[i].user_agent);
+		free(r[i].user);
+		free(r[i].cmd);
+	}
+	free(r);
+}
+
 static void cyaml_capture(cyaml_log_t level, void *ctx, const char *fmt,
                           va_list args) __attribute__((format(printf, 3, 0)));
 
@@ -472,6 +606,7 @@ static struct conf *load_typed(struct conf_ctx *c, const char *yaml, size_t len)
 	else {
 		copy_scalars(c, raw, cf);
 		copy_lists(c, raw, cf);
+		copy_guard(c, &raw->guard, cf);
 	}
 	cyaml_free(&cfg, &conf_schema, raw, 0);
 	return cf;
@@ -622,6 +757,8 @@ void conf_free(struct conf *c)
 	free(c->log_level);
 	free(c->user);
 	free(c->pid_file);
+	free_rules(c->guard_devices, c->n_guard_devices);
+	free(c->guard_key_file);
 	free(c);
 }
 

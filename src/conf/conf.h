@@ -20,6 +20,9 @@
 #define CONF_ERR_MAX 100
 /* Upper bound for workers (0 means one per online CPU). */
 #define CONF_WORKERS_MAX 256
+/* Most guard.devices rules (guard/rules.h's RULES_MAX is this): a list
+ * checked on every request should stay short. */
+#define CONF_GUARD_RULES_MAX 1024
 
 enum conf_autodiscover {
 	CONF_AUTODISCOVER_PROXY = 0, /* default */
@@ -101,6 +104,39 @@ struct conf_timeouts {		/* all in seconds */
 	unsigned drain;		/* SIGTERM: in-flight requests, 30 */
 };
 
+/* One entry of guard.devices: `- block: {...}` or `- allow: {...}`. A field
+ * left NULL (version: has_version false) matches anything; a rule matches
+ * when every field it names matches. */
+enum conf_rule_action {
+	CONF_RULE_BLOCK = 0,
+	CONF_RULE_ALLOW,
+};
+
+struct conf_device_rule {
+	enum conf_rule_action action;
+	char *device_id;   /* POSIX extended regex, case-insensitive, against
+			      the DeviceId as the access log writes it */
+	char *device_type; /* regex, against the DeviceType */
+	char *user_agent;  /* regex, against the User-Agent header */
+	char *user;	   /* the user as routing normalises it (what `easfront
+			      route` prints), compared case-insensitively */
+	char *cmd;	   /* an EAS command name ("Sync", "Ping", "OPTIONS"),
+			      compared case-insensitively */
+	bool has_version;  /* version: "14.0", "12.0-14.1", "14.0-", "-12.1" */
+	unsigned version_min; /* x10 (121 for 12.1), inclusive */
+	unsigned version_max; /* x10, inclusive; UINT_MAX when open */
+	unsigned line;	      /* line of the entry ("- block: ...") */
+	unsigned value_line;  /* line of the block/allow mapping's value */
+};
+
+/* guard.passwords: the password shield (DESIGN.md "Edge protection"). */
+struct conf_guard_passwords {
+	unsigned password_failures; /* default 3; 0: off */
+	unsigned user_failures;	    /* default 10; 0: no guessing hold */
+	unsigned window;	    /* s, default 1800 */
+	unsigned hold;		    /* s, default 1800 */
+};
+
 struct conf_limits {
 	unsigned connections;		/* default 200000 */
 	unsigned connections_per_client; /* default 512 */
@@ -142,6 +178,12 @@ struct conf {
 	char *pid_file;		 /* pid_file; default /run/easfront.pid */
 	unsigned workers;	 /* 0 (default): one per online CPU */
 	struct conf_limits limits;
+	struct conf_device_rule *guard_devices; /* guard.devices, in order */
+	unsigned n_guard_devices;
+	bool guard_passwords_on;	 /* guard.passwords present */
+	struct conf_guard_passwords guard_passwords;
+	char *guard_key_file;	 /* guard.key_file; NULL: random per start */
+	unsigned guard_max_entries; /* guard.max_entries, default 1000000 */
 };
 
 /*
@@ -159,7 +201,10 @@ struct conf {
  * site map) are not opened here. Also refused: files over CONF_MAX_BYTES,
  * more than one YAML document, anchors and aliases, numbers with a sign or
  * leading zero, timeouts and health values of 0, workers over
- * CONF_WORKERS_MAX, an http:// external_url.
+ * CONF_WORKERS_MAX, an http:// external_url; a guard.devices entry without
+ * exactly one of block and allow, or naming no field, a regex regcomp
+ * refuses (or too large once its counts are expanded), a version range
+ * that does not parse, guard.passwords and guard.max_entries out of range.
  */
 int conf_load(const char *path, struct conf **out, char **err);
 

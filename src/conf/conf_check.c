@@ -6,6 +6,7 @@
 #include "conf/conf_int.h"
 
 #include <arpa/inet.h>
+#include <regex.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -246,6 +247,7 @@ static void text_check(struct conf_ctx *c, const struct conf *cf)
 	    {"log.access", cf->log_access},
 	    {"user", cf->user},
 	    {"pid_file", cf->pid_file},
+	    {"guard.key_file", cf->guard_key_file},
 	};
 
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
@@ -260,6 +262,213 @@ static void text_check(struct conf_ctx *c, const struct conf *cf)
 			         i);
 }
 
+/* Largest regex accepted, in the units of regex_size: a device rule needs
+ * a few dozen; glibc takes seconds to compile a few million. */
+#define REGEX_SIZE_MAX 10000
+#define REGEX_DEPTH_MAX 64
+
+/* The count of an interval "{m}", "{m,}" or "{m,n}" at *pp (just past the
+ * '{'): the copies glibc makes of the atom before it. *pp is left on the
+ * '}'. 0 when this is no interval (glibc then refuses it or reads '{'). */
+static uint64_t interval_count(const char **pp)
+{
+	const char *p = *pp;
+	uint64_t m = 0, n = 0;
+	bool comma = false, has_n = false;
+
+	for (; *p >= '0' && *p <= '9'; p++)
+		m = m < 100000 ? m * 10 + (uint64_t)(*p - '0') : m;
+	if (*p == ',') {
+		comma = true;
+		for (p++; *p >= '0' && *p <= '9'; p++, has_n = true)
+			n = n < 100000 ? n * 10 + (uint64_t)(*p - '0') : n;
+	}
+	if (*p != '}')
+		return 0;
+	*pp = p;
+	if (!comma)
+		return m > 0 ? m : 1;
+	return has_n ? (n > m ? n : m) : m + 1;
+}
+
+/* Skips a bracket expression from its '['; returns its ']' or NULL. */
+static const char *bracket_end(const char *p)
+{
+	p++;
+	if (*p == '^')
+		p++;
+	if (*p == ']')
+		p++;
+	for (; *p != '\0' && *p != ']'; p++)
+		if (*p == '[' && (p[1] == ':' || p[1] == '.' || p[1] == '=')) {
+			const char *end = strchr(p + 2, p[1]);
+
+			while (end != NULL && end[1] != ']')
+				end = strchr(end + 1, p[1]);
+			if (end == NULL)
+				return NULL;
+			p = end + 1;
+		}
+	return *p == ']' ? p : NULL;
+}
+
+/* An upper bound of the size glibc's regcomp gives re: it copies a
+ * repeated atom once per count, so nested counts multiply ("(a{99}){99}"
+ * is ten thousand atoms). Malformed parts count as small: regcomp refuses
+ * them anyway. Anything above REGEX_SIZE_MAX is REGEX_SIZE_MAX + 1. */
+static uint64_t regex_size(const char *re)
+{
+	uint64_t group[REGEX_DEPTH_MAX + 1] = {0}, last = 0, k;
+	unsigned d = 0;
+	const char *end;
+
+	for (const char *p = re; *p != '\0'; p++) {
+		switch (*p) {
+		case '(':
+			if (d == REGEX_DEPTH_MAX)
+				return REGEX_SIZE_MAX + 1;
+			group[++d] = 0;
+			break;
+		case ')':
+			last = d > 0 ? group[d--] + 1 : 1;
+			group[d] += last;
+			break;
+		case '{':
+			end = p + 1;
+			k = interval_count(&end);
+			if (k == 0) {
+				group[d] += last = 1;
+				break;
+			}
+			p = end;
+			/* the atom is counted once already */
+			group[d] += last * (k - 1);
+			last *= k;
+			break;
+		case '+': /* glibc writes a+ as aa* */
+			group[d] += last;
+			last *= 2;
+			break;
+		case '*':
+		case '?': /* one node; the atom stays what a count repeats */
+			group[d]++;
+			break;
+		case '[':
+			end = bracket_end(p);
+			p = end != NULL ? end : p;
+			group[d] += last = 1;
+			break;
+		case '\\':
+			p += p[1] != '\0';
+			group[d] += last = 1;
+			break;
+		default:
+			group[d] += last = 1;
+			break;
+		}
+		/* last <= MAX too keeps every product above in range */
+		if (group[d] > REGEX_SIZE_MAX || last > REGEX_SIZE_MAX)
+			return REGEX_SIZE_MAX + 1;
+	}
+	return group[0];
+}
+
+/* Compiled as guard/rules.c will, so that a reload never reaches a rule
+ * set that cannot be built, nor spends seconds building one. */
+static void regex_check(struct conf_ctx *c, const char *key, const char *re)
+{
+	regex_t rx;
+	char why[128];
+	int e;
+
+	if (regex_size(re) > REGEX_SIZE_MAX) {
+		conf_err(c, conf_line(c, "%s", key),
+		         "%s: regular expression too large once its repetition "
+		         "counts are expanded (nested counts multiply)",
+		         key);
+		return;
+	}
+	e = regcomp(&rx, re, REG_EXTENDED | REG_ICASE | REG_NOSUB);
+	if (e == 0) {
+		regfree(&rx);
+		return;
+	}
+	regerror(e, &rx, why, sizeof(why));
+	conf_err(c, conf_line(c, "%s", key), "%s: bad regular expression: %s",
+	         key, why);
+}
+
+static void rule_check(struct conf_ctx *c, unsigned i,
+                       const struct conf_device_rule *d)
+{
+	const char *act = d->action == CONF_RULE_ALLOW ? "allow" : "block";
+	const struct {
+		const char *name;
+		const char *re;
+	} res[] = {
+	    {"device_id", d->device_id},
+	    {"device_type", d->device_type},
+	    {"user_agent", d->user_agent},
+	};
+	char key[64];
+
+	/* No block: nor allow: was already said (conf.c). */
+	if (d->value_line == 0)
+		return;
+	if (!d->device_id && !d->device_type && !d->user_agent && !d->user &&
+	    !d->cmd && !d->has_version) {
+		conf_err(
+		    c, d->value_line,
+		    "guard.devices[%u].%s: a rule must name at least one "
+		    "field (device_id, device_type, user_agent, user, cmd, "
+		    "version): this one would match every request",
+		    i, act);
+		return;
+	}
+	for (size_t k = 0; k < sizeof(res) / sizeof(res[0]); k++) {
+		if (res[k].re == NULL)
+			continue;
+		snprintf(key, sizeof(key), "guard.devices[%u].%s.%s", i, act,
+		         res[k].name);
+		regex_check(c, key, res[k].re);
+	}
+}
+
+/* A number present in the file and above max; min is numbers()' (1). */
+static void at_most(struct conf_ctx *c, const char *key, unsigned v,
+                    unsigned max, const char *unit)
+{
+	if (v > max)
+		conf_err(c, conf_line(c, "%s", key), "%s: at most %u%s", key,
+		         max, unit);
+}
+
+static void guard_check(struct conf_ctx *c, const struct conf *cf)
+{
+	const struct conf_guard_passwords *p = &cf->guard_passwords;
+	unsigned line = conf_line(c, "guard.max_entries");
+
+	for (unsigned i = 0; i < cf->n_guard_devices; i++)
+		rule_check(c, i, &cf->guard_devices[i]);
+	if (line != 0 &&
+	    (cf->guard_max_entries < 16 || cf->guard_max_entries > 100000000))
+		conf_err(c, line,
+		         "guard.max_entries: from 16 to 100000000 (about 90 "
+		         "bytes each)");
+	if (!cf->guard_passwords_on)
+		return;
+	at_most(c, "guard.passwords.password_failures", p->password_failures,
+	        1000, "");
+	at_most(c, "guard.passwords.user_failures", p->user_failures, 1000, "");
+	at_most(c, "guard.passwords.window", p->window, 86400 * 7, " (a week)");
+	at_most(c, "guard.passwords.hold", p->hold, 86400 * 7, " (a week)");
+	if (p->password_failures == 0 && p->user_failures == 0)
+		conf_err(c, conf_line(c, "guard.passwords"),
+		         "guard.passwords: password_failures and user_failures "
+		         "both 0 turns the shield off: remove guard.passwords "
+		         "instead");
+}
+
 void conf_check(struct conf_ctx *c, const struct conf *cf)
 {
 	for (unsigned i = 0; i < cf->n_sites; i++)
@@ -271,6 +480,7 @@ void conf_check(struct conf_ctx *c, const struct conf *cf)
 		          conf_line(c, "sitemap.default_site"));
 	listen_check(c, cf);
 	dns_check(c, cf);
+	guard_check(c, cf);
 	netbios_check(c, cf);
 	text_check(c, cf);
 	if (cf->workers > CONF_WORKERS_MAX)

@@ -95,6 +95,31 @@ struct conf_raw_log {
 	int level; /* enum log_level */
 };
 
+/* guard.devices[].block or .allow: the fields one rule names. */
+struct conf_raw_rule_match {
+	char *device_id;
+	char *device_type;
+	char *user_agent;
+	char *user;
+	char *cmd;
+	char *version; /* parsed by conf.c into version_min/max */
+};
+
+/* One entry of guard.devices: exactly one of the two is given, which only
+ * the line index tells (an absent mapping is all NULL). */
+struct conf_raw_rule {
+	struct conf_raw_rule_match block;
+	struct conf_raw_rule_match allow;
+};
+
+struct conf_raw_guard {
+	struct conf_raw_rule *devices;
+	unsigned devices_count;
+	struct conf_guard_passwords passwords;
+	char *key_file;
+	unsigned max_entries;
+};
+
 struct conf_raw {
 	char *site;
 	struct conf_raw_listen *listen;
@@ -113,6 +138,7 @@ struct conf_raw {
 	char *pid_file;
 	unsigned workers;
 	struct conf_limits limits;
+	struct conf_raw_guard guard;
 };
 
 /* The top of the schema: a pointer to struct conf_raw. */

@@ -172,6 +172,51 @@ static const cyaml_schema_field_t limit_fields[] = {
     CYAML_FIELD_END,
 };
 
+static const cyaml_schema_field_t rule_match_fields[] = {
+    STR_FIELD("device_id", OPT, struct conf_raw_rule_match, device_id),
+    STR_FIELD("device_type", OPT, struct conf_raw_rule_match, device_type),
+    STR_FIELD("user_agent", OPT, struct conf_raw_rule_match, user_agent),
+    STR_FIELD("user", OPT, struct conf_raw_rule_match, user),
+    STR_FIELD("cmd", OPT, struct conf_raw_rule_match, cmd),
+    STR_FIELD("version", OPT, struct conf_raw_rule_match, version),
+    CYAML_FIELD_END,
+};
+
+/* Both optional here: "exactly one" is conf.c's to say, with its line. */
+static const cyaml_schema_field_t rule_fields[] = {
+    CYAML_FIELD_MAPPING("block", OPT, struct conf_raw_rule, block,
+                        rule_match_fields),
+    CYAML_FIELD_MAPPING("allow", OPT, struct conf_raw_rule, allow,
+                        rule_match_fields),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_value_t rule_entry = {
+    CYAML_VALUE_MAPPING(CYAML_FLAG_DEFAULT, struct conf_raw_rule, rule_fields),
+};
+
+static const cyaml_schema_field_t passwords_fields[] = {
+    CYAML_FIELD_UINT("password_failures", OPT, struct conf_guard_passwords,
+                     password_failures),
+    CYAML_FIELD_UINT("user_failures", OPT, struct conf_guard_passwords,
+                     user_failures),
+    CYAML_FIELD_UINT("window", OPT, struct conf_guard_passwords, window),
+    CYAML_FIELD_UINT("hold", OPT, struct conf_guard_passwords, hold),
+    CYAML_FIELD_END,
+};
+
+/* An empty devices list is no rule at all, as when the key is absent. */
+static const cyaml_schema_field_t guard_fields[] = {
+    CYAML_FIELD_SEQUENCE("devices", CYAML_FLAG_POINTER | OPT,
+                         struct conf_raw_guard, devices, &rule_entry, 0,
+                         CONF_GUARD_RULES_MAX),
+    CYAML_FIELD_MAPPING("passwords", OPT, struct conf_raw_guard, passwords,
+                        passwords_fields),
+    STR_FIELD("key_file", OPT, struct conf_raw_guard, key_file),
+    CYAML_FIELD_UINT("max_entries", OPT, struct conf_raw_guard, max_entries),
+    CYAML_FIELD_END,
+};
+
 static const cyaml_strval_t autodiscover_names[] = {
     {"proxy", CONF_AUTODISCOVER_PROXY},
     {"answer", CONF_AUTODISCOVER_ANSWER},
@@ -201,6 +246,7 @@ static const cyaml_schema_field_t top_fields[] = {
     STR_FIELD("pid_file", OPT, struct conf_raw, pid_file),
     CYAML_FIELD_UINT("workers", OPT, struct conf_raw, workers),
     CYAML_FIELD_MAPPING("limits", OPT, struct conf_raw, limits, limit_fields),
+    CYAML_FIELD_MAPPING("guard", OPT, struct conf_raw, guard, guard_fields),
     CYAML_FIELD_END,
 };
 

@@ -1,1 +1,2 @@
 ef_fuzz(shield ef_guard)
+ef_fuzz(rules ef_guard)

@@ -1,1 +1,2 @@
 ef_unit_test(test_shield ef_guard)
+ef_unit_test(test_rules ef_guard ef_conf)

@@ -2,6 +2,7 @@
  * The config reader: the shipped example, defaults, line numbers, and one
  * table row per kind of problem, each expected as "t.yaml:LINE: reason".
  */
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -115,6 +116,11 @@ static void test_example_file(void **state)
 	assert_string_equal(c->sitemap_file, "/etc/easfront/sitemap.tsv");
 	assert_string_equal(c->user, "easfront");
 	assert_int_equal(c->timeouts.long_poll, 3660);
+	assert_int_equal(c->n_guard_devices, 3);
+	assert_int_equal(c->guard_devices[0].action, CONF_RULE_ALLOW);
+	assert_true(c->guard_passwords_on);
+	assert_int_equal(c->guard_passwords.password_failures, 3);
+	assert_int_equal(c->guard_max_entries, 1000000);
 	conf_free(c);
 }
 
@@ -159,6 +165,11 @@ static void test_minimal_defaults(void **state)
 	assert_int_equal(c->timeouts.drain, 30);
 	assert_int_equal(c->limits.connections, 200000);
 	assert_int_equal(c->limits.connections_per_client, 512);
+	assert_null(c->guard_devices);
+	assert_int_equal(c->n_guard_devices, 0);
+	assert_false(c->guard_passwords_on);
+	assert_null(c->guard_key_file);
+	assert_int_equal(c->guard_max_entries, 1000000);
 	conf_free(c);
 }
 
@@ -252,6 +263,112 @@ static void test_values_and_lines(void **state)
 	assert_ptr_equal(conf_site_find(c, "b"), &c->sites[1]);
 	conf_free(c);
 	conf_free(NULL);
+}
+
+static void test_guard_values(void **state)
+{
+	struct conf *c = load_ok(
+	    MINIMAL /* lines 1-10 */
+	    "guard:\n"
+	    "  devices:\n"
+	    "    - block: { device_type: \"^SAMSUNGSGHI337$\" }\n"
+	    "    - block: { user_agent: \"^Apple-iPhone.*/1002\\\\.\" }\n"
+	    "    - allow: { user: \"ceo@contoso.com\", device_type: "
+	    "\"^iPhone$\" }\n"
+	    "    - block: { version: \"-12.1\", cmd: \"Sync\" }\n"
+	    "    -\n"
+	    "      allow:\n"
+	    "        device_id: \"^ApplF\"\n"
+	    "  passwords:\n"
+	    "    password_failures: 0\n"
+	    "    user_failures: 5\n"
+	    "    window: 900\n"
+	    "    hold: 604800\n"
+	    "  key_file: /etc/easfront/guard.key\n"
+	    "  max_entries: 16\n");
+	const struct conf_device_rule *r = c->guard_devices;
+
+	(void)state;
+	assert_int_equal(c->n_guard_devices, 5);
+	assert_int_equal(r[0].action, CONF_RULE_BLOCK);
+	assert_string_equal(r[0].device_type, "^SAMSUNGSGHI337$");
+	assert_null(r[0].device_id);
+	assert_null(r[0].user_agent);
+	assert_null(r[0].user);
+	assert_null(r[0].cmd);
+	assert_false(r[0].has_version);
+	assert_int_equal(r[0].line, 13);
+	assert_int_equal(r[0].value_line, 13);
+	assert_string_equal(r[1].user_agent, "^Apple-iPhone.*/1002\\.");
+	assert_int_equal(r[2].action, CONF_RULE_ALLOW);
+	assert_string_equal(r[2].user, "ceo@contoso.com");
+	assert_string_equal(r[2].device_type, "^iPhone$");
+	assert_int_equal(r[2].line, 15);
+	assert_string_equal(r[3].cmd, "Sync");
+	assert_true(r[3].has_version);
+	assert_int_equal(r[3].version_min, 0);
+	assert_int_equal(r[3].version_max, 121);
+	assert_int_equal(r[4].action, CONF_RULE_ALLOW);
+	assert_string_equal(r[4].device_id, "^ApplF");
+	assert_int_equal(r[4].line, 18);
+	assert_int_equal(r[4].value_line, 18);
+	assert_true(c->guard_passwords_on);
+	assert_int_equal(c->guard_passwords.password_failures, 0);
+	assert_int_equal(c->guard_passwords.user_failures, 5);
+	assert_int_equal(c->guard_passwords.window, 900);
+	assert_int_equal(c->guard_passwords.hold, 604800);
+	assert_string_equal(c->guard_key_file, "/etc/easfront/guard.key");
+	assert_int_equal(c->guard_max_entries, 16);
+	conf_free(c);
+
+	/* An empty passwords mapping: on, every default. */
+	c = load_ok(MINIMAL "guard:\n  devices: []\n  passwords: {}\n"
+	                    "  max_entries: 100000000\n");
+	assert_int_equal(c->n_guard_devices, 0);
+	assert_null(c->guard_devices);
+	assert_true(c->guard_passwords_on);
+	assert_int_equal(c->guard_passwords.password_failures, 3);
+	assert_int_equal(c->guard_passwords.user_failures, 10);
+	assert_int_equal(c->guard_passwords.window, 1800);
+	assert_int_equal(c->guard_passwords.hold, 1800);
+	assert_null(c->guard_key_file);
+	assert_int_equal(c->guard_max_entries, 100000000);
+	conf_free(c);
+
+	/* A guard without passwords leaves the shield off. */
+	c = load_ok(MINIMAL "guard: {}\n");
+	assert_false(c->guard_passwords_on);
+	assert_int_equal(c->guard_max_entries, 1000000);
+	conf_free(c);
+}
+
+/* The four forms of a version range, quoted or not, x10. */
+static void test_guard_versions(void **state)
+{
+	static const struct {
+		const char *v;
+		unsigned min, max;
+	} rows[] = {
+	    {"\"14.0\"", 140, 140},       {"2.5", 25, 25},
+	    {"\"12.0-14.1\"", 120, 141},  {"12.1-12.1", 121, 121},
+	    {"\"14.0-\"", 140, UINT_MAX}, {"\"-12.1\"", 0, 121},
+	    {"99.9", 999, 999},           {"1.0-99.9", 10, 999},
+	};
+	char yaml[1024];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		struct conf *c;
+
+		snprintf(yaml, sizeof(yaml),
+		         "%sguard: {devices: [{block: {version: %s}}]}\n",
+		         MINIMAL, rows[i].v);
+		c = load_ok(yaml);
+		assert_true(c->guard_devices[0].has_version);
+		assert_int_equal(c->guard_devices[0].version_min, rows[i].min);
+		assert_int_equal(c->guard_devices[0].version_max, rows[i].max);
+		conf_free(c);
+	}
 }
 
 struct bad_row {
@@ -417,6 +534,93 @@ static const struct bad_row bad_rows[] = {
      "t.yaml:12: sitemap.netbios: expected a mapping, got a list"},
     {"pid_file: \"/run/x\\ny\"\n", 0,
      "t.yaml:11: pid_file: holds a control character"},
+    /* guard */
+    {"guard:\n  devices:\n    - block: {user: a}\n      allow: {user: b}\n", 0,
+     "t.yaml:13: guard.devices[0]: both block and allow: a rule has one "
+     "action"},
+    {"guard:\n  devices:\n    - {}\n", 0,
+     "t.yaml:13: guard.devices[0]: expected block: or allow:"},
+    {"guard:\n  devices:\n    - block: {cmd: Ping}\n    - block: {}\n", 0,
+     "t.yaml:14: guard.devices[1].block: a rule must name at least one "
+     "field"},
+    {"guard:\n  devices:\n    - deny: {user: x}\n", 0,
+     "t.yaml:13: unknown key 'deny' in guard.devices[0]"},
+    {"guard:\n  devices:\n    - block: {user_agnt: x}\n", 0,
+     "t.yaml:13: unknown key 'user_agnt' in guard.devices[0].block (did you "
+     "mean 'user_agent'?)"},
+    {"guard:\n  devices:\n    - block:\n        cmd: Sync\n"
+     "        device_id: \"(ab\"\n",
+     0,
+     "t.yaml:15: guard.devices[0].block.device_id: bad regular "
+     "expression: "},
+    {"guard:\n  devices:\n    - allow: {device_type: \"a{2,1}\"}\n", 0,
+     "t.yaml:13: guard.devices[0].allow.device_type: bad regular "
+     "expression: "},
+    {"guard:\n  devices:\n    - block: {user: x}\n"
+     "    - block: {user_agent: \"[[:nope:]]\"}\n",
+     0,
+     "t.yaml:14: guard.devices[1].block.user_agent: bad regular "
+     "expression: "},
+    {"guard:\n  devices:\n    - block: {user_agent: \"(a{99}){200}\"}\n", 0,
+     "t.yaml:13: guard.devices[0].block.user_agent: regular expression "
+     "too large"},
+    {"guard:\n  devices:\n    - block: {version: \"14\"}\n", 0,
+     "t.yaml:13: guard.devices[0].block.version: '14' is not a version "
+     "range (14.0, 12.0-14.1, 14.0- or -12.1)"},
+    {"guard:\n  devices:\n    - block: {version: \"-\"}\n", 0,
+     "t.yaml:13: guard.devices[0].block.version: '-' is not a version "
+     "range"},
+    {"guard:\n  devices:\n    - block: {version: \"12.10\"}\n", 0,
+     "t.yaml:13: guard.devices[0].block.version: '12.10' is not"},
+    {"guard:\n  devices:\n    - block: {version: \"100.0\"}\n", 0,
+     "t.yaml:13: guard.devices[0].block.version: '100.0' is not"},
+    {"guard:\n  devices:\n    - block: {version: \"0.5\"}\n", 0,
+     "t.yaml:13: guard.devices[0].block.version: '0.5' is not"},
+    {"guard:\n  devices:\n    - block: {version: \"012.1\"}\n", 0,
+     "t.yaml:13: guard.devices[0].block.version: '012.1' is not"},
+    {"guard:\n  devices:\n    - block: {version: \"12.0-14.1-\"}\n", 0,
+     "t.yaml:13: guard.devices[0].block.version: '12.0-14.1-' is not"},
+    {"guard:\n  devices:\n    - block: {version: \" 14.0\"}\n", 0,
+     "t.yaml:13: guard.devices[0].block.version: ' 14.0' is not"},
+    {"guard:\n  devices:\n    - block: {version: \"14.1-12.0\"}\n", 0,
+     "t.yaml:13: guard.devices[0].block.version: '14.1-12.0' is empty: its "
+     "start is above its end"},
+    {"guard:\n  devices:\n    - block: {user: \"\"}\n", 0,
+     "t.yaml:13: guard.devices[0].block.user: must not be empty"},
+    {"guard:\n  devices:\n    - allow:\n        cmd: \"\"\n", 0,
+     "t.yaml:14: guard.devices[0].allow.cmd: must not be empty"},
+    {"guard:\n  devices:\n    - block: {cmd: [Sync]}\n", 0,
+     "t.yaml:13: guard.devices[0].block.cmd: expected a single value"},
+    {"guard:\n  devices: {block: {cmd: Sync}}\n", 0,
+     "t.yaml:12: guard.devices: expected a list, got a mapping"},
+    {"guard:\n  passwords:\n    password_failures: 0\n"
+     "    user_failures: 0\n",
+     0,
+     "t.yaml:12: guard.passwords: password_failures and user_failures "
+     "both 0 turns the shield off: remove guard.passwords instead"},
+    {"guard:\n  passwords: {window: 0}\n", 0,
+     "t.yaml:12: guard.passwords.window: must be at least 1"},
+    {"guard:\n  passwords:\n    hold: 0\n", 0,
+     "t.yaml:13: guard.passwords.hold: must be at least 1"},
+    {"guard:\n  passwords:\n    window: 604801\n", 0,
+     "t.yaml:13: guard.passwords.window: at most 604800 (a week)"},
+    {"guard:\n  passwords:\n    hold: 604801\n", 0,
+     "t.yaml:13: guard.passwords.hold: at most 604800 (a week)"},
+    {"guard:\n  passwords:\n    password_failures: 1001\n", 0,
+     "t.yaml:13: guard.passwords.password_failures: at most 1000"},
+    {"guard:\n  passwords:\n    user_failures: 1001\n", 0,
+     "t.yaml:13: guard.passwords.user_failures: at most 1000"},
+    {"guard:\n  passwords:\n    user_failures: -1\n", 0,
+     "t.yaml:13: guard.passwords.user_failures: must not be negative"},
+    {"guard:\n  max_entries: 15\n", 0,
+     "t.yaml:12: guard.max_entries: from 16 to 100000000"},
+    {"guard:\n  max_entries: 100000001\n", 0,
+     "t.yaml:12: guard.max_entries: from 16 to 100000000"},
+    {"guard:\n  key_file: \"/etc/x\\ty\"\n", 0,
+     "t.yaml:12: guard.key_file: holds a control character"},
+    {"guard:\n  throttle: {}\n", 0,
+     "t.yaml:12: unknown key 'throttle' in guard"},
+    {"guard:\n", 0, "t.yaml:11: guard: expected a mapping, got nothing"},
     /* the document as a whole */
     {"", 1, "t.yaml:1: the file holds no settings"},
     {"# only a comment\n", 1, "t.yaml:1: the file holds no settings"},
@@ -652,6 +856,16 @@ static void test_list_limits(void **state)
 	free(err);
 
 	n = (size_t)snprintf(yaml, cap, "%s", MINIMAL);
+	n += (size_t)snprintf(yaml + n, cap - n, "guard:\n  devices:\n");
+	for (int i = 0; i < CONF_GUARD_RULES_MAX + 1; i++)
+		n += (size_t)snprintf(yaml + n, cap - n,
+		                      "    - block: {user: u%d}\n", i);
+	err = load_bad(yaml, n);
+	assert_string_equal(err, "t.yaml:1037: guard.devices: more than 1024 "
+	                         "entries");
+	free(err);
+
+	n = (size_t)snprintf(yaml, cap, "%s", MINIMAL);
 	n += (size_t)snprintf(yaml + n, cap - n, "    cas: [http://b]\n");
 	err = load_bad(yaml, n);
 	assert_string_equal(err, "t.yaml:11: 'cas' given twice (first at "
@@ -805,6 +1019,8 @@ int main(void)
 	    cmocka_unit_test(test_values_and_lines),
 	    cmocka_unit_test(test_limits_zero),
 	    cmocka_unit_test(test_tls_hsts),
+	    cmocka_unit_test(test_guard_values),
+	    cmocka_unit_test(test_guard_versions),
 	    cmocka_unit_test(test_bad_rows),
 	    cmocka_unit_test(test_all_problems_listed),
 	    cmocka_unit_test(test_schema_problems_listed),
