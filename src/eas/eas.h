@@ -239,6 +239,13 @@ enum eas_auth eas_auth_parse(struct str value, struct eas_auth_user *out);
  * user) with user "". */
 int eas_basic_user(struct str token68, char *user, size_t cap);
 
+/* The password of Basic credentials token68 (the bytes after the first
+ * ':', as sent) into pass[0..cap) and *len, for the password shield, which
+ * hashes it at once; the caller wipes pass. Returns 0, or -1 (what
+ * eas_basic_user refuses, or a password longer than cap) with *len 0. */
+int eas_basic_password(struct str token68, uint8_t *pass, size_t cap,
+                       size_t *len);
+
 /*
  * The user of an NTLM message found in tok[0..len) (raw NTLMSSP or inside
  * SPNEGO: the first "NTLMSSP\0" signature is taken; security buffers are

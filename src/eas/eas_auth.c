@@ -79,6 +79,31 @@ out:
 	return rc;
 }
 
+int eas_basic_password(struct str token68, uint8_t *pass, size_t cap,
+                       size_t *len)
+{
+	uint8_t buf[BASIC_MAX];
+	size_t n = 0, plen;
+	const uint8_t *colon;
+	int rc = -1;
+
+	*len = 0;
+	if (eas_base64_decode(token68, 0, buf, sizeof(buf), &n) != 0)
+		goto out;
+	colon = memchr(buf, ':', n);
+	if (colon == NULL || colon == buf)
+		goto out;
+	plen = n - (size_t)(colon + 1 - buf);
+	if (plen > cap)
+		goto out;
+	memcpy(pass, colon + 1, plen);
+	*len = plen;
+	rc = 0;
+out:
+	explicit_bzero(buf, sizeof(buf));
+	return rc;
+}
+
 static uint16_t le16(const uint8_t *p)
 {
 	return (uint16_t)(p[0] | (p[1] << 8));

@@ -12,6 +12,12 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include "core/str.h"
+
+/* Longest user ‖ NUL ‖ password hashed; longer ones are cut (an EAS
+ * password is far shorter). */
+#define SHIELD_INPUT_MAX 512
+
 enum kind {
 	K_EMPTY = 0,
 	K_PASS, /* a (user, password) pair */
@@ -35,6 +41,8 @@ struct shield {
 	size_t mask;
 	size_t n, max;
 	uint64_t evictions;
+	uint64_t turned_away; /* newcomers not kept: the table was full of
+				 holds and known-good passwords */
 	uint64_t rng; /* where eviction samples next */
 };
 
@@ -72,7 +80,7 @@ void shield_ids(const unsigned char *key, size_t key_len, const char *user,
 		const char *pass, size_t pass_len,
 		uint8_t user_id[SHIELD_ID_LEN], uint8_t pass_id[SHIELD_ID_LEN])
 {
-	unsigned char mac[EVP_MAX_MD_SIZE], buf[512];
+	unsigned char mac[EVP_MAX_MD_SIZE], buf[SHIELD_INPUT_MAX];
 	size_t ul = strlen(user);
 	unsigned int n = 0;
 
@@ -95,6 +103,106 @@ void shield_ids(const unsigned char *key, size_t key_len, const char *user,
 	OPENSSL_cleanse(buf, sizeof(buf));
 }
 
+struct shield_key {
+	EVP_MD_CTX *inner; /* SHA-256 having absorbed key ^ ipad */
+	EVP_MD_CTX *outer; /* ... key ^ opad */
+};
+
+void shield_key_free(struct shield_key *k)
+{
+	if (k == NULL)
+		return;
+	EVP_MD_CTX_free(k->inner);
+	EVP_MD_CTX_free(k->outer);
+	free(k);
+}
+
+/* RFC 2104 with B = 64: a longer key is hashed first. */
+struct shield_key *shield_key_new(const unsigned char *key, size_t key_len)
+{
+	struct shield_key *k = calloc(1, sizeof(*k));
+	unsigned char block[64], ipad[64], opad[64];
+	unsigned int n = 0;
+	bool ok;
+
+	if (k == NULL)
+		return NULL;
+	memset(block, 0, sizeof(block));
+	if (key_len > sizeof(block))
+		ok = EVP_Digest(key, key_len, block, &n, EVP_sha256(), NULL) == 1;
+	else {
+		memcpy(block, key, key_len);
+		ok = true;
+	}
+	for (size_t i = 0; i < sizeof(block); i++) {
+		ipad[i] = block[i] ^ 0x36;
+		opad[i] = block[i] ^ 0x5c;
+	}
+	k->inner = EVP_MD_CTX_new();
+	k->outer = EVP_MD_CTX_new();
+	ok = ok && k->inner != NULL && k->outer != NULL &&
+	     EVP_DigestInit_ex(k->inner, EVP_sha256(), NULL) == 1 &&
+	     EVP_DigestUpdate(k->inner, ipad, sizeof(ipad)) == 1 &&
+	     EVP_DigestInit_ex(k->outer, EVP_sha256(), NULL) == 1 &&
+	     EVP_DigestUpdate(k->outer, opad, sizeof(opad)) == 1;
+	OPENSSL_cleanse(block, sizeof(block));
+	OPENSSL_cleanse(ipad, sizeof(ipad));
+	OPENSSL_cleanse(opad, sizeof(opad));
+	if (!ok) {
+		shield_key_free(k);
+		return NULL;
+	}
+	return k;
+}
+
+/* HMAC of a ‖ b ‖ c under k into id, through the scratch context x. */
+static bool key_mac(const struct shield_key *k, EVP_MD_CTX *x,
+		    const struct str a, const struct str b, const struct str c,
+		    uint8_t id[SHIELD_ID_LEN])
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int n = 0;
+	bool ok = EVP_MD_CTX_copy_ex(x, k->inner) == 1 &&
+		  EVP_DigestUpdate(x, a.p, a.len) == 1 &&
+		  EVP_DigestUpdate(x, b.p, b.len) == 1 &&
+		  EVP_DigestUpdate(x, c.p, c.len) == 1 &&
+		  EVP_DigestFinal_ex(x, md, &n) == 1 &&
+		  EVP_MD_CTX_copy_ex(x, k->outer) == 1 &&
+		  EVP_DigestUpdate(x, md, n) == 1 &&
+		  EVP_DigestFinal_ex(x, md, &n) == 1 && n >= SHIELD_ID_LEN;
+
+	memcpy(id, md, SHIELD_ID_LEN);
+	OPENSSL_cleanse(md, sizeof(md));
+	return ok;
+}
+
+int shield_key_ids(const struct shield_key *k, const char *user,
+		   const char *pass, size_t pass_len,
+		   uint8_t user_id[SHIELD_ID_LEN], uint8_t pass_id[SHIELD_ID_LEN])
+{
+	EVP_MD_CTX *x = EVP_MD_CTX_new();
+	size_t ul = strlen(user);
+	bool ok;
+
+	/* Cut where shield_ids cuts, so both give the same ids. */
+	if (ul > SHIELD_INPUT_MAX - 1)
+		ul = SHIELD_INPUT_MAX - 1;
+	if (pass_len > SHIELD_INPUT_MAX - ul - 1)
+		pass_len = SHIELD_INPUT_MAX - ul - 1;
+	ok = x != NULL &&
+	     key_mac(k, x, STR_LIT("u"), (struct str){user, ul}, STR_LIT(""),
+		     user_id) &&
+	     key_mac(k, x, (struct str){user, ul}, (struct str){"", 1},
+		     (struct str){pass, pass_len}, pass_id);
+	EVP_MD_CTX_free(x);
+	if (!ok) {
+		memset(user_id, 0, SHIELD_ID_LEN);
+		memset(pass_id, 0, SHIELD_ID_LEN);
+		return -1;
+	}
+	return 0;
+}
+
 /* The ids are HMAC output: their first bytes are as good as any hash. */
 static size_t home(const struct shield *sh, enum kind k, const uint8_t *id)
 {
@@ -104,7 +212,8 @@ static size_t home(const struct shield *sh, enum kind k, const uint8_t *id)
 	return (size_t)(h ^ (uint64_t)k) & sh->mask;
 }
 
-static struct entry *find(struct shield *sh, enum kind k, const uint8_t *id)
+static struct entry *find(const struct shield *sh, enum kind k,
+			  const uint8_t *id)
 {
 	for (size_t i = home(sh, k, id);; i = (i + 1) & sh->mask) {
 		struct entry *e = &sh->slot[i];
@@ -150,7 +259,11 @@ static int worth(const struct entry *e, uint32_t now)
 	return 0;
 }
 
-static void evict_one(struct shield *sh, uint32_t now)
+/* Makes room by dropping a plain entry (no hold, not known good), the
+ * least recently used of those sampled. Returns false when none is found:
+ * a newcomer never pushes out a hold or a password that works, or a flood
+ * of made-up users would, once its own entries became holds. */
+static bool evict_one(struct shield *sh, uint32_t now)
 {
 	size_t i, best = SIZE_MAX, seen = 0;
 
@@ -160,20 +273,18 @@ static void evict_one(struct shield *sh, uint32_t now)
 	i = (size_t)sh->rng & sh->mask;
 	for (size_t k = 0; k <= sh->mask && seen < SHIELD_SAMPLE; k++) {
 		const struct entry *e = &sh->slot[(i + k) & sh->mask];
-		const struct entry *b;
 
-		if (e->kind == K_EMPTY)
+		if (e->kind == K_EMPTY || worth(e, now) != 0)
 			continue;
 		seen++;
-		b = best == SIZE_MAX ? NULL : &sh->slot[best];
-		if (b == NULL || worth(e, now) < worth(b, now) ||
-		    (worth(e, now) == worth(b, now) && e->last < b->last))
+		if (best == SIZE_MAX || e->last < sh->slot[best].last)
 			best = (i + k) & sh->mask;
 	}
-	if (best != SIZE_MAX) {
-		remove_at(sh, best);
-		sh->evictions++;
-	}
+	if (best == SIZE_MAX)
+		return false;
+	remove_at(sh, best);
+	sh->evictions++;
+	return true;
 }
 
 static struct entry *find_or_add(struct shield *sh, enum kind k,
@@ -184,8 +295,10 @@ static struct entry *find_or_add(struct shield *sh, enum kind k,
 
 	if (e != NULL)
 		return e;
-	if (sh->n >= sh->max)
-		evict_one(sh, now);
+	if (sh->n >= sh->max && !evict_one(sh, now)) {
+		sh->turned_away++;
+		return NULL;
+	}
 	for (i = home(sh, k, id); sh->slot[i].kind != K_EMPTY;
 	     i = (i + 1) & sh->mask)
 		;
@@ -232,16 +345,19 @@ enum shield_verdict shield_check(struct shield *sh, const struct shield_conf *c,
 	return p != NULL && p->good_until > t ? SHIELD_PASS : SHIELD_GUESSING;
 }
 
-void shield_feed(struct shield *sh, const struct shield_conf *c,
-		 const uint8_t user[SHIELD_ID_LEN],
-		 const uint8_t pass[SHIELD_ID_LEN], bool refused,
-		 uint64_t now)
+unsigned shield_feed(struct shield *sh, const struct shield_conf *c,
+		     const uint8_t user[SHIELD_ID_LEN],
+		     const uint8_t pass[SHIELD_ID_LEN], bool refused,
+		     uint64_t now)
 {
 	uint32_t t = (uint32_t)now;
 	struct entry *p = find_or_add(sh, K_PASS, pass, t);
 	struct entry *u;
+	unsigned news = 0;
 	bool first;
 
+	if (p == NULL)
+		return 0;
 	memcpy(p->user, user, sizeof(p->user));
 	p->last = t;
 	if (!refused) {
@@ -250,21 +366,69 @@ void shield_feed(struct shield *sh, const struct shield_conf *c,
 		/* Known good for as long as a hold would last, at least a
 		 * window. */
 		p->good_until = t + (c->hold > c->window ? c->hold : c->window);
-		return;
+		return 0;
 	}
 	p->good_until = 0;
 	first = count_refusal(p, c, t);
-	if (c->password_failures > 0 && p->count >= c->password_failures)
+	if (c->password_failures > 0 && p->count >= c->password_failures) {
+		if (p->hold_until <= t)
+			news |= SHIELD_NEW_PASSWORD_HOLD;
 		p->hold_until = t + c->hold;
+	}
 	if (!first || c->user_failures == 0)
-		return;
+		return news;
 	/* A password refused for the first time in its window: one more
 	 * different password tried for the user. */
 	u = find_or_add(sh, K_USER, user, t);
+	if (u == NULL)
+		return news;
 	u->last = t;
 	count_refusal(u, c, t);
-	if (u->count >= c->user_failures)
+	if (u->count >= c->user_failures) {
+		if (u->hold_until <= t)
+			news |= SHIELD_NEW_USER_HOLD;
 		u->hold_until = t + c->hold;
+	}
+	return news;
+}
+
+unsigned shield_user_hold_left(const struct shield *sh,
+			       const uint8_t user[SHIELD_ID_LEN], uint64_t now)
+{
+	const struct entry *u = find(sh, K_USER, user);
+	uint32_t t = (uint32_t)now;
+
+	return u != NULL && u->hold_until > t ? u->hold_until - t : 0;
+}
+
+size_t shield_copy(struct shield *dst, const struct shield *src, uint64_t now)
+{
+	uint32_t t = (uint32_t)now;
+	size_t lost = 0;
+
+	/* Holds first, then known-good passwords, then the rest: when dst
+	 * is smaller, what is dropped is what eviction would drop. */
+	for (int w = 2; w >= 0; w--) {
+		for (size_t i = 0; i <= src->mask; i++) {
+			const struct entry *e = &src->slot[i];
+			struct entry *d;
+
+			if (e->kind == K_EMPTY || worth(e, t) != w)
+				continue;
+			if (dst->n >= dst->max ||
+			    find(dst, (enum kind)e->kind, e->id) != NULL) {
+				lost++;
+				continue;
+			}
+			d = find_or_add(dst, (enum kind)e->kind, e->id, t);
+			if (d == NULL) {
+				lost++;
+				continue;
+			}
+			*d = *e;
+		}
+	}
+	return lost;
 }
 
 size_t shield_clear_user(struct shield *sh, const uint8_t user[SHIELD_ID_LEN])
@@ -286,6 +450,14 @@ size_t shield_clear_user(struct shield *sh, const uint8_t user[SHIELD_ID_LEN])
 		i++;
 	}
 	return removed;
+}
+
+void shield_get_size(const struct shield *sh, size_t *entries,
+		     uint64_t *evictions, uint64_t *turned_away)
+{
+	*entries = sh->n;
+	*evictions = sh->evictions;
+	*turned_away = sh->turned_away;
 }
 
 void shield_get_stats(const struct shield *sh, uint64_t now,

@@ -6,10 +6,10 @@
  * Pure state: no clock (the caller passes now, in seconds), no threads (the
  * caller serialises access), no password ever: users and passwords enter
  * only as keyed hashes (shield_ids). Memory is bounded by max_entries; when
- * the table is full the entry evicted is found among a sample of entries,
- * plain ones first, known-good passwords next, holds last, the least
- * recently used of its class: a flood of random users cannot push out a
- * hold or a password that works.
+ * the table is full the entry evicted is the least recently used plain one
+ * (no hold, not known good) of a sample; when there is none, the newcomer
+ * is turned away: a flood of random users cannot push out a hold or a
+ * password that works, even once its own entries are holds.
  */
 #ifndef EF_GUARD_SHIELD_H
 #define EF_GUARD_SHIELD_H
@@ -60,23 +60,60 @@ void shield_ids(const unsigned char *key, size_t key_len, const char *user,
 		const char *pass, size_t pass_len,
 		uint8_t user_id[SHIELD_ID_LEN], uint8_t pass_id[SHIELD_ID_LEN]);
 
+/*
+ * shield_ids with the key's HMAC pads absorbed once: per request only the
+ * user and password are hashed. A shield_key is read-only after
+ * shield_key_new and may be used by several threads at once.
+ */
+struct shield_key;
+
+/* NULL when out of memory. */
+struct shield_key *shield_key_new(const unsigned char *key, size_t key_len);
+/* NULL is accepted. */
+void shield_key_free(struct shield_key *k);
+/* The same ids as shield_ids under the key k was made with; returns 0, or
+ * -1 when libcrypto fails (the ids are then zero and must not be used). */
+int shield_key_ids(const struct shield_key *k, const char *user,
+		   const char *pass, size_t pass_len,
+		   uint8_t user_id[SHIELD_ID_LEN], uint8_t pass_id[SHIELD_ID_LEN]);
+
 /* What a request with these credentials gets before it is forwarded. */
 enum shield_verdict shield_check(struct shield *sh, const struct shield_conf *c,
 				 const uint8_t user[SHIELD_ID_LEN],
 				 const uint8_t pass[SHIELD_ID_LEN], uint64_t now);
 
+/* What shield_feed changed that an operator's list shows. */
+#define SHIELD_NEW_PASSWORD_HOLD 0x1U /* a password is held from now */
+#define SHIELD_NEW_USER_HOLD 0x2U     /* the user is held from now */
+
 /* The CAS's answer to such a request: refused (a 401) counts a failure of
  * the password, and of the user when the password is new in the window;
- * anything else clears the password's failures and marks it known good. */
-void shield_feed(struct shield *sh, const struct shield_conf *c,
+ * anything else clears the password's failures and marks it known good.
+ * Returns SHIELD_NEW_* bits. */
+unsigned shield_feed(struct shield *sh, const struct shield_conf *c,
 		 const uint8_t user[SHIELD_ID_LEN],
 		 const uint8_t pass[SHIELD_ID_LEN], bool refused,
 		 uint64_t now);
 
 /* Forgets the user and every password of the user (an operator's `guard
  * clear`). Returns the entries removed. */
+/* Seconds of the user's guessing hold left at now; 0 when none. */
+unsigned shield_user_hold_left(const struct shield *sh,
+			       const uint8_t user[SHIELD_ID_LEN], uint64_t now);
+
+/* Moves every entry of src into dst (a table of another size), the ones
+ * worth most first, so that a smaller dst keeps the holds. Returns the
+ * entries that did not fit. src is left unchanged. */
+size_t shield_copy(struct shield *dst, const struct shield *src, uint64_t now);
+
 size_t shield_clear_user(struct shield *sh, const uint8_t user[SHIELD_ID_LEN]);
 
+/* The entries and evictions of shield_get_stats, without its walk, and
+ * the newcomers turned away because every entry was worth keeping. */
+void shield_get_size(const struct shield *sh, size_t *entries,
+		     uint64_t *evictions, uint64_t *turned_away);
+
+/* Walks the whole table (max_entries * 4/3 slots). */
 void shield_get_stats(const struct shield *sh, uint64_t now,
 		      struct shield_stats *out);
 

@@ -69,6 +69,24 @@ static void fuzz_jwt(const uint8_t *p, size_t n)
 	fuzz_check(strcmp(au.user, user) == 0);
 }
 
+/* The password the shield hashes is exactly what follows the first colon,
+ * and only for credentials that name a user. */
+static void fuzz_basic_password(struct str token, const uint8_t *p, size_t n,
+				const uint8_t *colon)
+{
+	uint8_t pass[256];
+	size_t len = 99;
+	int rc = eas_basic_password(token, pass, sizeof(pass), &len);
+
+	if (rc != 0) {
+		fuzz_check(len == 0);
+		return;
+	}
+	fuzz_check(colon != NULL && colon > p);
+	fuzz_check(len == n - (size_t)(colon + 1 - p));
+	fuzz_check(memcmp(pass, colon + 1, len) == 0);
+}
+
 static void fuzz_basic(const uint8_t *p, size_t n)
 {
 	struct eas_auth_user au;
@@ -89,6 +107,7 @@ static void fuzz_basic(const uint8_t *p, size_t n)
 	if (colon != NULL && colon > p && memchr(p, '\0', n) == NULL &&
 	    au.src == EAS_USER_BASIC)
 		fuzz_check(strlen(au.user) >= (size_t)(colon - p));
+	fuzz_basic_password(str_from(value + k), p, n, colon);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -764,6 +764,40 @@ static void basic_value(const char *cred, char *out, size_t cap)
 	       cap - (size_t)n);
 }
 
+/* The password the shield hashes: what follows the first colon, raw; none
+ * when the credentials name no user or the password does not fit. */
+static void test_basic_password(void **state)
+{
+	static const struct {
+		const char *cred;
+		int rc;
+		const char *pass;
+	} t[] = {
+	    {"fakename:x$pIAK9@p9!", 0, "x$pIAK9@p9!"},
+	    {"jdoe:pa:ss", 0, "pa:ss"},
+	    {"jdoe:", 0, ""},
+	    {":secret", -1, ""},
+	    {"jdoe", -1, ""},
+	    {"jdoe:0123456789abcdefX", -1, ""}, /* longer than 16 */
+	};
+	char v[512];
+	uint8_t pass[16];
+	size_t len;
+
+	(void)state;
+	for (size_t i = 0; i < NELEM(t); i++) {
+		basic_value(t[i].cred, v, sizeof(v));
+		assert_int_equal(eas_basic_password(sv(v + 6), pass,
+		                                    sizeof(pass), &len),
+		                 t[i].rc);
+		assert_int_equal(len, strlen(t[i].pass));
+		assert_memory_equal(pass, t[i].pass, len);
+	}
+	assert_int_equal(eas_basic_password(sv("!!!!"), pass, sizeof(pass),
+	                                    &len),
+	                 -1);
+}
+
 static void test_auth_basic(void **state)
 {
 	static const struct {
@@ -1689,6 +1723,7 @@ int main(void)
 	    cmocka_unit_test(test_query_plain_limits),
 	    cmocka_unit_test(test_device_id_format),
 	    cmocka_unit_test(test_auth_basic),
+	    cmocka_unit_test(test_basic_password),
 	    cmocka_unit_test(test_auth_ntlm),
 	    cmocka_unit_test(test_auth_bearer),
 	    cmocka_unit_test(test_host_normalize),

@@ -192,6 +192,142 @@ static void test_flood(void **state)
 	shield_free(sh);
 }
 
+/* With password_failures 1 every flooding password becomes a hold itself:
+ * still none of them pushes out an older hold or a known-good password;
+ * the newcomers that find no plain entry to replace are turned away. */
+static void test_flood_of_holds(void **state)
+{
+	static const struct shield_conf one = {
+	    .password_failures = 1, .user_failures = 10, .window = 1800,
+	    .hold = 1800};
+	struct shield *sh = shield_new(1000);
+	struct cred held = cred("alice@contoso.com", "old"),
+		    good = cred("alice@contoso.com", "new");
+	size_t entries;
+	uint64_t evictions, turned;
+	char user[64];
+
+	(void)state;
+	shield_feed(sh, &one, held.user, held.pass, true, 10);
+	shield_feed(sh, &one, good.user, good.pass, false, 10);
+	for (unsigned i = 0; i < 100000; i++) {
+		struct cred c;
+
+		snprintf(user, sizeof(user), "random-%u@example.com", i);
+		c = cred(user, "wrong");
+		shield_feed(sh, &one, c.user, c.pass, true, 20 + i / 1000);
+	}
+	shield_get_size(sh, &entries, &evictions, &turned);
+	assert_true(entries <= 1000);
+	assert_true(turned > 90000);
+	assert_int_equal(shield_check(sh, &one, held.user, held.pass, 200),
+			 SHIELD_STALE_PASSWORD);
+	/* A hold ends when its time is up, flood or not. */
+	assert_int_equal(shield_check(sh, &one, held.user, held.pass, 1810),
+			 SHIELD_PASS);
+	shield_free(sh);
+}
+
+/* The precomputed key gives the one-shot HMAC's ids, for short and long
+ * keys and inputs cut at the same length. */
+static void test_key_ids(void **state)
+{
+	static const unsigned char long_key[100] = {1, 2, 3};
+	const unsigned char *keys[] = {key, long_key};
+	size_t lens[] = {sizeof(key) - 1, sizeof(long_key)};
+	char big[700];
+
+	(void)state;
+	memset(big, 'p', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	for (unsigned k = 0; k < 2; k++) {
+		struct shield_key *sk = shield_key_new(keys[k], lens[k]);
+		const char *users[] = {"alice@contoso.com", "", big};
+		const char *passes[] = {"secret", "", big};
+
+		assert_non_null(sk);
+		for (unsigned u = 0; u < 3; u++)
+			for (unsigned p = 0; p < 3; p++) {
+				uint8_t u1[SHIELD_ID_LEN], p1[SHIELD_ID_LEN],
+				    u2[SHIELD_ID_LEN], p2[SHIELD_ID_LEN];
+
+				shield_ids(keys[k], lens[k], users[u],
+					   passes[p], strlen(passes[p]), u1,
+					   p1);
+				assert_int_equal(
+				    shield_key_ids(sk, users[u], passes[p],
+						   strlen(passes[p]), u2, p2),
+				    0);
+				assert_memory_equal(u1, u2, SHIELD_ID_LEN);
+				assert_memory_equal(p1, p2, SHIELD_ID_LEN);
+			}
+		shield_key_free(sk);
+	}
+}
+
+/* feed says when a hold begins (once), which an operator's list follows;
+ * the user's guessing hold can be read back. */
+static void test_new_holds(void **state)
+{
+	struct shield *sh = shield_new(100);
+	struct cred old = cred("alice@contoso.com", "old");
+	char pw[16];
+	unsigned news = 0;
+
+	(void)state;
+	assert_int_equal(shield_feed(sh, &conf, old.user, old.pass, true, 1), 0);
+	assert_int_equal(shield_feed(sh, &conf, old.user, old.pass, true, 2), 0);
+	assert_int_equal(shield_feed(sh, &conf, old.user, old.pass, true, 3),
+			 SHIELD_NEW_PASSWORD_HOLD);
+	/* Fed again while held (another front end let it through): the hold
+	 * goes on, it does not begin again. */
+	assert_int_equal(shield_feed(sh, &conf, old.user, old.pass, true, 4), 0);
+	assert_int_equal(shield_user_hold_left(sh, old.user, 4), 0);
+	for (unsigned i = 0; i < 9; i++) {
+		snprintf(pw, sizeof(pw), "g%u", i);
+		struct cred g = cred("alice@contoso.com", pw);
+
+		news |= shield_feed(sh, &conf, g.user, g.pass, true, 10);
+	}
+	assert_int_equal(news, SHIELD_NEW_USER_HOLD);
+	assert_int_equal(shield_user_hold_left(sh, old.user, 10), 1800);
+	assert_int_equal(shield_user_hold_left(sh, old.user, 1809), 1);
+	assert_int_equal(shield_user_hold_left(sh, old.user, 1810), 0);
+	shield_free(sh);
+}
+
+/* A table moved into a smaller one keeps its holds and known-good
+ * passwords before the plain entries; into a larger one, everything. */
+static void test_copy(void **state)
+{
+	struct shield *big = shield_new(2000), *small = shield_new(16),
+		      *bigger = shield_new(4000);
+	struct cred held = cred("alice@contoso.com", "old"),
+		    good = cred("alice@contoso.com", "new");
+	struct shield_stats st;
+	char user[32];
+
+	(void)state;
+	for (unsigned i = 0; i < 500; i++) {
+		snprintf(user, sizeof(user), "u%u", i);
+		feed(big, cred(user, "wrong"), true, 5);
+	}
+	replay(big, held, true, 3, 10);
+	feed(big, good, false, 10);
+	/* 500 users and their passwords, alice, her two passwords */
+	assert_int_equal(shield_copy(small, big, 20), 1003 - 16);
+	assert_int_equal(check(small, held, 20), SHIELD_STALE_PASSWORD);
+	shield_get_stats(small, 20, &st);
+	assert_int_equal(st.entries, 16);
+	assert_int_equal(shield_copy(bigger, big, 20), 0);
+	shield_get_stats(bigger, 20, &st);
+	assert_int_equal(st.entries, 1003);
+	assert_int_equal(check(bigger, held, 20), SHIELD_STALE_PASSWORD);
+	shield_free(big);
+	shield_free(small);
+	shield_free(bigger);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -201,6 +337,10 @@ int main(void)
 	    cmocka_unit_test(test_guessing),
 	    cmocka_unit_test(test_thresholds_off),
 	    cmocka_unit_test(test_flood),
+	    cmocka_unit_test(test_flood_of_holds),
+	    cmocka_unit_test(test_key_ids),
+	    cmocka_unit_test(test_new_holds),
+	    cmocka_unit_test(test_copy),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

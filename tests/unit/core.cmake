@@ -1,0 +1,1 @@
+ef_unit_test(test_siphash ef_core)
