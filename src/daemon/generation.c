@@ -11,6 +11,8 @@
 
 #include "conf/conf.h"
 #include "core/log.h"
+#include "guard/rules.h"
+#include "guard/shield.h"
 #include "upstream/cas.h"
 #include "proxy/gen.h"
 #include "proxy/proxy.h"
@@ -24,6 +26,9 @@ static void random_process_key(void)
 	if (RAND_bytes(random_key, sizeof(random_key)) != 1)
 		log_warnx("no random bytes for the log hash key");
 }
+
+/* One random key per process, drawn once whichever part asks first. */
+static pthread_once_t key_once = PTHREAD_ONCE_INIT;
 
 static const unsigned char *process_key_get(void)
 {
@@ -96,7 +101,6 @@ static int build_sites(struct proxy *p, struct gen *g, char **err)
  * reloads. */
 static int load_log_key(struct gen *g, char **err)
 {
-	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	const char *path = g->conf->log_hash_key_file;
 	char buf[1024];
 	FILE *f;
@@ -105,7 +109,7 @@ static int load_log_key(struct gen *g, char **err)
 	if (!g->conf->log_hash_identities)
 		return 0;
 	if (path == NULL) {
-		pthread_once(&once, random_process_key);
+		pthread_once(&key_once, random_process_key);
 		memcpy(g->log_key, process_key_get(), sizeof(g->log_key));
 		g->log_key_len = sizeof(g->log_key);
 		return 0;
@@ -127,6 +131,74 @@ static int load_log_key(struct gen *g, char **err)
 	g->log_key_len = sizeof(g->log_key);
 	explicit_bzero(buf, sizeof(buf));
 	return 0;
+}
+
+/* Reads a secret file whole into buf; returns its length (0 unreadable). */
+static size_t read_secret(const char *path, char *buf, size_t cap)
+{
+	FILE *f = fopen(path, "rb");
+	size_t n = f ? fread(buf, 1, cap, f) : 0;
+
+	if (f != NULL)
+		fclose(f);
+	return n;
+}
+
+/* The password shield's key: the operator's guard.key_file (the same on
+ * every front end, so a fleet's ids agree), or one drawn from the
+ * process's random key, kept across reloads like the table it keys. */
+static int load_guard_key(struct gen *g, char **err)
+{
+	static const char label[] = "easfront guard.key_file";
+	const char *path = g->conf->guard_key_file;
+	unsigned char key[SHA256_DIGEST_LENGTH];
+	char buf[4096];
+	size_t n;
+
+	if (!g->conf->guard_passwords_on)
+		return 0;
+	if (path != NULL) {
+		n = read_secret(path, buf, sizeof(buf));
+		if (n < 32) {
+			snprintf(buf, sizeof(buf),
+				 "%s: guard.key_file %s: unreadable or shorter "
+				 "than 32 bytes\n",
+				 g->conf->path, path);
+			*err = strdup(buf);
+			return -1;
+		}
+	} else {
+		pthread_once(&key_once, random_process_key);
+		memcpy(buf, label, sizeof(label));
+		memcpy(buf + sizeof(label), process_key_get(), 32);
+		n = sizeof(label) + 32;
+	}
+	/* Any length of secret becomes a 32-byte key. */
+	SHA256((unsigned char *)buf, n, key);
+	explicit_bzero(buf, sizeof(buf));
+	SHA256(key, sizeof(key), g->guard_key_fp);
+	g->guard_key = shield_key_new(key, sizeof(key));
+	explicit_bzero(key, sizeof(key));
+	return g->guard_key != NULL ? 0 : -1;
+}
+
+/* guard.devices compiled; conf_load refused every regex that would not. */
+static int load_rules(struct gen *g, char **err)
+{
+	char *why = NULL, buf[1024];
+
+	if (g->conf->n_guard_devices == 0)
+		return 0;
+	g->rules = rules_new(g->conf->guard_devices,
+			     g->conf->n_guard_devices, &why);
+	if (g->rules != NULL)
+		return 0;
+	if (why != NULL) {
+		snprintf(buf, sizeof(buf), "%s: %s\n", g->conf->path, why);
+		*err = strdup(buf);
+		free(why);
+	}
+	return -1;
 }
 
 struct gen *generation_build(struct proxy *p, const char *path, unsigned id,
@@ -154,7 +226,8 @@ struct gen *generation_build(struct proxy *p, const char *path, unsigned id,
 	g->client_ctx = tls_client_ctx_new(g->conf->upstream_ca_file, err);
 	if (g->client_ctx == NULL)
 		goto fail;
-	if (build_sites(p, g, err) != 0 || load_log_key(g, err) != 0)
+	if (build_sites(p, g, err) != 0 || load_log_key(g, err) != 0 ||
+	    load_guard_key(g, err) != 0 || load_rules(g, err) != 0)
 		goto fail;
 	if (gethostname(g->hostname, sizeof(g->hostname)) != 0)
 		str_copy(g->hostname, sizeof(g->hostname), STR_LIT("easfront"));

@@ -126,14 +126,16 @@ static int format_json(const struct session *s, const struct logline *l,
 		"{\"time\":\"%s\",\"client\":\"%s\",\"sni\":\"%s\","
 		"\"method\":\"%s\",\"cmd\":\"%s\",\"version\":%u,"
 		"\"user\":\"%s\",\"device\":\"%s\",\"device_type\":\"%s\","
-		"\"decision\":\"%s\",\"reason\":\"%s\",\"site\":\"%s\","
+		"\"decision\":\"%s\",\"reason\":\"%s\",\"rule\":%u,"
+		"\"site\":\"%s\","
 		"\"upstream\":\"%s\",\"status\":%u,\"bytes_in\":%llu,"
 		"\"bytes_out\":%llu,\"ms_head\":%ld,\"ms_connect\":%ld,"
 		"\"ms_first_byte\":%ld,\"ms_total\":%ld,\"term\":\"%s\"}\n",
 		l->ts, s->client_ip, l->sni, s->txn.log.method, s->txn.log.cmd,
 		s->txn.log.version, l->user, l->dev, l->devt,
 		s->txn.log.decision ? s->txn.log.decision : "-",
-		s->txn.log.reason ? s->txn.log.reason : "-", l->site,
+		s->txn.log.reason ? s->txn.log.reason : "-",
+		s->txn.log.rule_line, l->site,
 		s->txn.log.upstream[0] ? s->txn.log.upstream : "-", s->txn.log.status,
 		(unsigned long long)s->client.bytes,
 		(unsigned long long)(s->txn.log.bytes_out + s->up.bytes), l->ms_head,
@@ -148,12 +150,13 @@ static int format_text(const struct session *s, const struct logline *l,
 #define DASH(x) ((x) && (x)[0] ? (x) : "-")
 	return snprintf(line, cap,
 			"%s %s %s \"%s %s\" %u user=%s device=%s type=%s "
-			"%s/%s site=%s upstream=%s %u in=%llu out=%llu "
+			"%s/%s rule=%u site=%s upstream=%s %u in=%llu out=%llu "
 			"ms=%ld/%ld/%ld/%ld %s\n",
 			l->ts, s->client_ip, DASH(l->sni), DASH(s->txn.log.method),
 			DASH(s->txn.log.cmd), s->txn.log.version, DASH(l->user),
 			DASH(l->dev), DASH(l->devt), DASH(s->txn.log.decision),
-			DASH(s->txn.log.reason), l->site, DASH(s->txn.log.upstream),
+			DASH(s->txn.log.reason), s->txn.log.rule_line, l->site,
+			DASH(s->txn.log.upstream),
 			s->txn.log.status, (unsigned long long)s->client.bytes,
 			(unsigned long long)(s->txn.log.bytes_out + s->up.bytes),
 			l->ms_head, l->ms_connect, l->ms_first, l->ms_total,

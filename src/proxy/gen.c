@@ -3,6 +3,8 @@
 #include <stdlib.h>
 
 #include "conf/conf.h"
+#include "guard/rules.h"
+#include "guard/shield.h"
 #include "upstream/cas.h"
 #include "site/sitemap.h"
 #include "tls/tls.h"
@@ -37,6 +39,8 @@ static void gen_free(struct gen *g)
 		}
 		free(g->sites);
 	}
+	shield_key_free(g->guard_key);
+	rules_free(g->rules);
 	sitemap_free(g->map);
 	tls_server_free(g->tls);
 	SSL_CTX_free(g->client_ctx);

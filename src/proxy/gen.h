@@ -20,6 +20,8 @@
 struct conf;
 struct sitemap;
 struct tls_server;
+struct shield_key;
+struct rules;
 
 
 
@@ -44,6 +46,14 @@ struct gen {
 				      tls.hsts ("max-age=N"); "" when off */
 	unsigned char log_key[32]; /* log.hash_identities: the HMAC key */
 	unsigned log_key_len;
+	struct shield_key *guard_key; /* owned: guard.key_file's key (or the
+					 process's random one) ready to
+					 hash credentials; NULL when
+					 guard.passwords is off */
+	unsigned char guard_key_fp[32]; /* SHA-256 of that key: ids made
+					   under another key mean nothing */
+	struct rules *rules;	   /* owned: guard.devices compiled; NULL
+				      when there are none */
 };
 
 /* True when no CAS of site has an up member (a target with no process

@@ -8,6 +8,8 @@
 #define EF_PROXY_PROXY_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 struct conf;
 struct gen;
@@ -56,6 +58,45 @@ int proxy_start(struct proxy *p, char **err);
 /* Stops accepting, lets requests in flight finish for up to drain_seconds,
  * closes what is left and joins the workers. */
 void proxy_stop(struct proxy *p, unsigned drain_seconds);
+
+/*
+ * The edge protection's process-wide tables (the password shield), shared by
+ * every worker and kept across reloads. What they show never holds a
+ * password or a hash of one: users only.
+ */
+struct guard_hold {
+	char user[128];		 /* normalised as routing does */
+	unsigned held_passwords; /* passwords of the user answered 401 by
+				    easfront now (stale-password) */
+	unsigned password_left;	 /* s until the last of those holds ends */
+	unsigned user_left;	 /* s of the guessing hold left; 0: none */
+};
+
+struct guard_counts {
+	bool passwords_on;	/* guard.passwords configured */
+	unsigned rules;		/* guard.devices entries */
+	size_t entries;		/* in the shield's table */
+	size_t max_entries;
+	size_t held_passwords;	/* passwords answered locally now */
+	size_t held_users;	/* users in a guessing hold now */
+	uint64_t evictions;	/* entries pushed out by a full table */
+	uint64_t turned_away;	/* newcomers not kept: the table was full of
+				   holds and known-good passwords */
+};
+
+/* The users with a hold now (user: that one only, normalised as routing
+ * does; NULL: all), sorted by name, at most cap into out. Returns how many
+ * there are (may exceed cap). Any thread. */
+size_t proxy_guard_holds(struct proxy *p, const char *user,
+			 struct guard_hold *out, size_t cap);
+
+/* Forgets what the shield knows of user (normalised; NULL: everyone): its
+ * failures, holds and known-good passwords. Returns the users cleared. Any
+ * thread. */
+size_t proxy_guard_clear(struct proxy *p, const char *user);
+
+/* The shield's figures. Any thread. */
+void proxy_guard_counts(struct proxy *p, struct guard_counts *out);
 
 /* Frees a stopped (or never started) proxy. NULL is accepted. */
 void proxy_free(struct proxy *p);

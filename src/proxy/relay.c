@@ -536,6 +536,7 @@ static int read_response_head(struct session *s)
 			return -1;
 		}
 		s->txn.log.status = resp->status;
+		screen_feed(s, resp->status);
 		s->up.body.done = resp->framing == HTTP_BODY_NONE ||
 				  (resp->framing == HTTP_BODY_LENGTH &&
 				   resp->content_length == 0);

@@ -108,6 +108,9 @@ struct side {
 #define TXN_F_UP_POOLED 0x080U	  /* the upstream came from the pool */
 #define TXN_F_LOCAL_FAIL 0x100U  /* the last connect failed for want of a
 				    local resource, not the CAS's fault */
+#define TXN_F_SHIELD 0x200U	  /* Basic credentials went up: the CAS's
+				    answer is fed to the password shield
+				    (txn.shield_user/pass) */
 
 /* What one request leaves for the access log. */
 struct reqlog {
@@ -124,6 +127,7 @@ struct reqlog {
 	unsigned cmd_slot;    /* stats slot of the command */
 	const char *decision; /* static strings */
 	const char *reason;
+	unsigned rule_line;   /* the guard.devices rule that blocked it */
 	enum term term;	      /* who ended it, in which phase */
 	int site;
 	unsigned status;
@@ -163,7 +167,20 @@ struct txn {
 				    connection, kept until the first response
 				    byte in case that connection was already
 				    dead; else NULL */
+	uint8_t shield_user[16]; /* TXN_F_SHIELD: the keyed ids of the */
+	uint8_t shield_pass[16]; /* user and of the password it sent */
 	struct reqlog log;	 /* its access-log line, written at its end */
+};
+
+/* A phone sends the same Authorization on every request of a connection,
+ * and hashing it for the password shield costs more than the rest of the
+ * request: the ids are kept with a keyed fingerprint of the header value
+ * (never the value) and reused while both match. */
+struct auth_memo {
+	unsigned gen_id; /* generation whose key made the ids; 0: none */
+	uint64_t fp;	 /* siphash24 of the Authorization value */
+	uint8_t user[16];
+	uint8_t pass[16];
 };
 
 struct session {
@@ -177,6 +194,8 @@ struct session {
 	struct side up;
 	struct upconn *uc;	 /* attached upstream connection, or NULL */
 	struct txn txn;		 /* the request, while state is ACTIVE */
+	struct auth_memo auth;	 /* the guard's ids of the last Basic
+				    credentials on this connection */
 	char client_ip[46];
 	const char *sni;	 /* owned by the client's SSL */
 	struct limits_ticket ticket; /* this connection's place in the caps */
@@ -244,6 +263,16 @@ void session_respond(struct session *s, unsigned status, const char *extra,
 /* respond.c: the error answer for status (502/503/504/4xx/501), short. */
 void session_respond_error(struct session *s, unsigned status,
 			   enum term term);
+
+/* screen.c: the guard's word on a request about to be routed (user: as
+ * routing normalised it, or NULL): device rules, then the password
+ * shield. Returns true when it answered the request itself. */
+bool screen_request(struct session *s, const struct http_request *req,
+		    const struct eas_facts *f, const char *user);
+/* screen.c: the CAS answered status to a request whose credentials the
+ * shield follows: a 401 counts against the password, a success clears it.
+ * Once per request; nothing for other requests. */
+void screen_feed(struct session *s, unsigned status);
 
 /* relay.c: starts proxying the parsed request req to site. */
 void relay_start(struct session *s, const struct http_request *req, int site);

@@ -58,6 +58,15 @@ const char *stats_decision_name(unsigned slot)
 	return slot < STATS_DECISIONS ? names[slot] : "reject";
 }
 
+const char *stats_guard_reason(unsigned slot)
+{
+	static const char *const names[STATS_GUARD_REASONS] = {
+		"device-blocked", "stale-password", "password-guessing",
+	};
+
+	return slot < STATS_GUARD_REASONS ? names[slot] : "other";
+}
+
 #define SUM(f) snap->f += atomic_load_explicit(&s->f, memory_order_relaxed)
 #define SUM_ARRAY(f)                                                           \
 	for (size_t i = 0; i < sizeof(s->f) / sizeof(s->f[0]); i++)            \
@@ -81,6 +90,7 @@ void stats_accumulate(const struct stats *s, struct stats_snapshot *snap)
 	SUM(upstream_connects);
 	SUM(upstream_connect_failures);
 	SUM(upstream_reused);
+	SUM_ARRAY(guard_answers);
 	SUM(client_connections);
 	SUM(upstream_connections);
 	SUM(held_requests);

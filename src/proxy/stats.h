@@ -24,6 +24,8 @@
 /* Upstream first-byte latency buckets, upper bounds in ms; held requests
  * are not counted (their latency is the client's heartbeat). */
 #define STATS_BUCKETS 12
+/* Answers of the guard: device-blocked, stale-password, password-guessing. */
+#define STATS_GUARD_REASONS 3
 extern const unsigned stats_bucket_ms[STATS_BUCKETS];
 
 struct stats {
@@ -43,6 +45,7 @@ struct stats {
 	stat_t upstream_connects;
 	stat_t upstream_connect_failures;
 	stat_t upstream_reused;
+	stat_t guard_answers[STATS_GUARD_REASONS];
 	/* gauges */
 	stat_t client_connections;
 	stat_t upstream_connections;
@@ -60,6 +63,9 @@ const char *stats_version_name(unsigned slot);
 /* The label of a decision slot. */
 const char *stats_decision_name(unsigned slot);
 
+/* The reason label of a guard answer slot ("device-blocked"...). */
+const char *stats_guard_reason(unsigned slot);
+
 /* Plain numbers summed over every worker, for the admin endpoint. */
 struct stats_snapshot {
 	uint64_t requests_cmd[STATS_CMDS];
@@ -73,6 +79,7 @@ struct stats_snapshot {
 	uint64_t bytes_in, bytes_out;
 	uint64_t tls_handshakes, tls_resumed, tls_failures;
 	uint64_t upstream_connects, upstream_connect_failures, upstream_reused;
+	uint64_t guard_answers[STATS_GUARD_REASONS];
 	uint64_t client_connections, upstream_connections, held_requests;
 };
 

@@ -196,6 +196,11 @@ static void dispatch_eas(struct session *s, const struct http_request *req,
 	routing_input(&in, s->g, f->user,
 		      f->path == EAS_PATH_AUTODISCOVER ? 0 : f->version, f->host,
 		      &sc);
+	/* The guard before anything of the request goes anywhere, the
+	 * directory included. A request dispatched again with the
+	 * directory's answer passed it already. */
+	if (s->txn.state != TXN_ROUTE && screen_request(s, req, f, in.user))
+		return;
 	if (routing_needs_directory(&in) &&
 	    !dir_lookup(s, in.user, &in.dir, &in.dir_database)) {
 		/* Dispatched again when the directory answers, from the head

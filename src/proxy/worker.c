@@ -14,9 +14,11 @@
 #include <unistd.h>
 
 #include <event2/thread.h>
+#include <openssl/rand.h>
 
 #include "conf/conf.h"
 #include "core/log.h"
+#include "guard/rules.h"
 #include "proxy/accesslog.h"
 #include "upstream/cas.h"
 #include "upstream/control.h"
@@ -25,6 +27,7 @@
 #include "proxy/gen.h"
 #include "proxy/proxy.h"
 #include "proxy/session.h"
+#include "proxy/shields.h"
 #include "proxy/stats.h"
 #include "upstream/upstream.h"
 
@@ -60,6 +63,10 @@ struct proxy *proxy_new(unsigned n_workers, char **err)
 	if (p->workers == NULL)
 		goto fail;
 	p->n_workers = n_workers;
+	p->shields = shields_new();
+	if (p->shields == NULL ||
+	    RAND_bytes(p->fp_key, sizeof(p->fp_key)) != 1)
+		goto fail;
 	pthread_mutex_init(&p->lock, NULL);
 	limits_init(&p->limits);
 	for (unsigned i = 0; i < n_workers; i++) {
@@ -69,6 +76,8 @@ struct proxy *proxy_new(unsigned n_workers, char **err)
 	}
 	return p;
 fail:
+	if (p != NULL)
+		free(p->workers);
 	free(p);
 	*err = strdup("out of memory");
 	return NULL;
@@ -186,6 +195,7 @@ void proxy_publish(struct proxy *p, struct gen *g)
 	if (p->control != NULL)
 		control_follow(p, g);
 	dir_publish(p, g);
+	shields_configure(p->shields, g);
 	gen_release(old);
 	if (!p->started)
 		return;
@@ -391,8 +401,9 @@ static int worker_setup(struct worker *w, char **err)
 	w->drain_timer = evtimer_new(w->base, drain_timer_cb, w);
 	w->accept_pause = evtimer_new(w->base, accept_resume_cb, w);
 	w->lev = calloc(w->n_lev ? w->n_lev : 1, sizeof(*w->lev));
+	w->rules_memo = rules_memo_new();
 	if (w->wakeup == NULL || w->reaper == NULL || w->drain_timer == NULL ||
-	    w->lev == NULL)
+	    w->lev == NULL || w->rules_memo == NULL)
 		goto fail;
 	w->gen = proxy_current(w->p);
 	dir_worker_sync(w);
@@ -454,6 +465,7 @@ static void worker_free(struct worker *w)
 	}
 	free(w->lev);
 	free(w->lfd);
+	rules_memo_free(w->rules_memo);
 	upstream_pools_free(&w->pools);
 	dir_worker_free(w);
 	gen_release(w->gen);
@@ -485,6 +497,7 @@ void proxy_free(struct proxy *p)
 	cas_registry_free(&p->cas);
 	limits_destroy(&p->limits);
 	ldap_cache_free(p->ldap_cache);
+	shields_free(p->shields);
 	pthread_mutex_destroy(&p->lock);
 	free(p);
 }

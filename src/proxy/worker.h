@@ -26,6 +26,8 @@ struct session;
 struct ldap_client;
 struct ldap_cache;
 struct conf_ldap;
+struct rules_memo;
+struct shields;
 
 /* Bytes of the per-worker scratch buffer for building forwarded heads: the
  * largest accepted head plus the headers easfront adds. */
@@ -70,6 +72,8 @@ struct worker {
 					    written */
 	size_t alog_len;
 	struct event *alog_ev;		 /* owned: writes alog, end of pass */
+	struct rules_memo *rules_memo;	 /* owned: device rules' regex
+					    results of recent devices */
 };
 
 /* The shared part of the proxy. */
@@ -83,6 +87,9 @@ struct proxy {
 	struct limits limits;	/* connection caps, shared */
 	struct ldap_cache *ldap_cache; /* owned: the directory's answers,
 					  shared by every worker */
+	struct shields *shields; /* owned: the password shield, shared by
+				    every worker, kept across reloads */
+	uint8_t fp_key[16];	/* random: the sessions' auth_memo key */
 	atomic_bool stopping;
 	bool started;
 };

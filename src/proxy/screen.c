@@ -1,0 +1,212 @@
+/*
+ * The guard on the data path (DESIGN.md "Edge protection"): asked once a
+ * request's facts are read and before it is routed, device rules first,
+ * then the password shield, each either letting the request pass or
+ * answering it here; and the CAS's answer fed back to the shield.
+ *
+ * A password enters here only to be hashed at once (on the stack, wiped);
+ * the request keeps the ids, never the credentials.
+ */
+#include "proxy/session.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conf/conf.h"
+#include "core/log.h"
+#include "core/siphash.h"
+#include "guard/rules.h"
+#include "guard/shield.h"
+#include "proxy/gen.h"
+#include "proxy/shields.h"
+#include "proxy/stats.h"
+#include "proxy/worker.h"
+#include "site/sitemap.h"
+
+/* Slots of stats.guard_answers, in stats_guard_reason's order. */
+enum {
+	ANSWER_DEVICE_BLOCKED = 0,
+	ANSWER_STALE_PASSWORD,
+	ANSWER_PASSWORD_GUESSING,
+};
+
+/* Longest User-Agent matched from the stack; longer ones are copied to
+ * the heap (a head is at most 32 KiB). */
+#define UA_STACK 1024
+
+static void answer_403(struct session *s, unsigned line)
+{
+	s->txn.log.decision = "reject";
+	s->txn.log.reason = "device-blocked";
+	s->txn.log.rule_line = line;
+	stat_add(&s->w->stats.guard_answers[ANSWER_DEVICE_BLOCKED], 1);
+	session_respond_error(s, 403, TERM_LOCAL);
+}
+
+/* The answer a phone understands as "ask the user for the password":
+ * the challenge the CAS itself would send, for the name the phone used. */
+static void answer_401(struct session *s, const struct eas_facts *f,
+		       enum shield_verdict v)
+{
+	char extra[EAS_HOST_MAX + 96];
+	bool stale = v == SHIELD_STALE_PASSWORD;
+
+	snprintf(extra, sizeof(extra),
+		 "Content-Type: text/plain\r\n"
+		 "WWW-Authenticate: Basic realm=\"%s\"\r\n",
+		 f->host[0] != '\0' ? f->host : s->g->hostname);
+	s->txn.log.decision = "reject";
+	s->txn.log.reason = stale ? "stale-password" : "password-guessing";
+	s->txn.log.term = TERM_LOCAL;
+	stat_add(&s->w->stats.guard_answers[stale ? ANSWER_STALE_PASSWORD
+						  : ANSWER_PASSWORD_GUESSING],
+		 1);
+	session_respond(s, 401, extra, "401 Unauthorized\n");
+}
+
+/* The first rule the request meets, -1 for none (default allow). */
+static int device_rule(struct session *s, const struct http_request *req,
+		       const struct eas_facts *f, const char *user)
+{
+	const struct http_header *h =
+	    http_header_find(req->headers, req->nheaders, "User-Agent");
+	char stack[UA_STACK], *ua = stack;
+	struct rules_facts rf;
+	int hit;
+
+	if (h != NULL && h->value.len >= sizeof(stack) &&
+	    (ua = malloc(h->value.len + 1)) == NULL)
+		return -2;
+	/* The codec refused NUL in values: the copy is the whole value. */
+	if (h != NULL)
+		memcpy(ua, h->value.p, h->value.len);
+	ua[h != NULL ? h->value.len : 0] = '\0';
+	rf = (struct rules_facts){
+	    .device_id = f->device_id,
+	    .device_type = f->device_type,
+	    .user_agent = ua,
+	    .user = user != NULL ? user : "",
+	    .cmd = f->cmd_name,
+	    .version = f->version,
+	};
+	hit = rules_match_memo(s->g->rules, s->w->rules_memo, &rf);
+	if (ua != stack)
+		free(ua);
+	return hit;
+}
+
+/* The token68 of a Basic Authorization value ("Basic  abc=" -> "abc="). */
+static struct str basic_token(struct str v)
+{
+	size_t i = 0;
+
+	v = str_trim(v);
+	while (i < v.len && v.p[i] != ' ' && v.p[i] != '\t')
+		i++;
+	return str_trim((struct str){v.p + i, v.len - i});
+}
+
+/* Hashes the request's Basic credentials into the request's ids, or takes
+ * them from the connection's memo when it saw the same value last. */
+static bool credential_ids(struct session *s, const struct http_request *req,
+			   const char *user)
+{
+	const struct http_header *h =
+	    http_header_find(req->headers, req->nheaders, "Authorization");
+	struct auth_memo *m = &s->auth;
+	uint8_t pass[EAS_USER_MAX];
+	uint64_t fp;
+	size_t len = 0;
+	int rc;
+
+	if (h == NULL)
+		return false;
+	fp = siphash24(s->w->p->fp_key, h->value.p, h->value.len);
+	if (m->gen_id == s->g->id && m->fp == fp) {
+		memcpy(s->txn.shield_user, m->user, sizeof(m->user));
+		memcpy(s->txn.shield_pass, m->pass, sizeof(m->pass));
+		return true;
+	}
+	if (eas_basic_password(basic_token(h->value), pass, sizeof(pass),
+			       &len) != 0)
+		return false;
+	rc = shield_key_ids(s->g->guard_key, user, (const char *)pass, len,
+			    s->txn.shield_user, s->txn.shield_pass);
+	explicit_bzero(pass, sizeof(pass));
+	if (rc != 0)
+		return false;
+	*m = (struct auth_memo){.gen_id = s->g->id, .fp = fp};
+	memcpy(m->user, s->txn.shield_user, sizeof(m->user));
+	memcpy(m->pass, s->txn.shield_pass, sizeof(m->pass));
+	return true;
+}
+
+bool screen_request(struct session *s, const struct http_request *req,
+		    const struct eas_facts *f, const char *user)
+{
+	const struct gen *g = s->g;
+	enum shield_verdict v;
+	int hit;
+
+	if (g->rules != NULL) {
+		hit = device_rule(s, req, f, user);
+		if (hit == -2) {
+			session_respond_error(s, 503, TERM_LOCAL);
+			return true;
+		}
+		if (hit >= 0 && rules_rule(g->rules, (unsigned)hit)->action ==
+				    CONF_RULE_BLOCK) {
+			answer_403(s, rules_rule(g->rules, (unsigned)hit)->line);
+			return true;
+		}
+	}
+	/* Only Basic credentials are the CAS's to check against the
+	 * directory per request; NTLM and Negotiate legs and Bearer probes
+	 * never count (DESIGN.md). */
+	if (g->guard_key == NULL || f->user_src != EAS_USER_BASIC ||
+	    user == NULL || user[0] == '\0')
+		return false;
+	if (!credential_ids(s, req, user))
+		return false;
+	v = shields_check(s->w->p->shields, s->txn.shield_user,
+			  s->txn.shield_pass);
+	if (v != SHIELD_PASS) {
+		answer_401(s, f, v);
+		return true;
+	}
+	s->txn.flags |= TXN_F_SHIELD;
+	return false;
+}
+
+/* What the CAS's status says of the credentials: 1 refused, 0 accepted,
+ * -1 nothing (the CAS could not tell: it failed, throttled, or Autodiscover
+ * answered 456/457 about the account, not the password). */
+static int verdict_of(unsigned status)
+{
+	if (status == 401)
+		return 1;
+	if ((status >= 200 && status < 400) || status == 403 ||
+	    status == 449 || status == 451)
+		return 0;
+	return -1;
+}
+
+void screen_feed(struct session *s, unsigned status)
+{
+	char user[256];
+	int v;
+
+	if (!(s->txn.flags & TXN_F_SHIELD) || status < 200)
+		return;
+	s->txn.flags &= ~TXN_F_SHIELD;
+	v = verdict_of(status);
+	if (v < 0)
+		return;
+	/* The name is wanted only when a refusal may begin a hold. */
+	if (v != 1 || sitemap_normalise(s->g->conf, s->txn.log.user, user,
+					sizeof(user)) == 0)
+		user[0] = '\0';
+	shields_feed(s->w->p->shields, user, s->txn.shield_user,
+		     s->txn.shield_pass, v == 1);
+}

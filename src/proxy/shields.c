@@ -1,0 +1,384 @@
+/*
+ * The process's password shield: guard/shield.c's table behind a mutex,
+ * with the names of held users beside it. The lock is held for a table
+ * lookup or update only (a few cache lines), never across I/O or hashing.
+ */
+#include "proxy/shields.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conf/conf.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/str.h"
+#include "proxy/gen.h"
+#include "proxy/proxy.h"
+#include "proxy/worker.h"
+#include "site/sitemap.h"
+
+/* A user with a hold begun lately, by name. */
+struct held_name {
+	char user[128];
+	uint8_t id[SHIELD_ID_LEN];
+	uint64_t pass_until;   /* s: the last password hold ends */
+	unsigned passwords;    /* password holds begun before pass_until */
+	uint64_t user_until;   /* s: the guessing hold ends */
+};
+
+struct shields {
+	pthread_mutex_t lock;
+	struct shield *table;	/* NULL until guard.passwords is first on */
+	struct shield_conf conf;
+	bool on;
+	size_t max;
+	unsigned char key_fp[32];
+	bool keyed;
+	struct held_name *names; /* SHIELDS_NAMES_MAX entries */
+	size_t n_names;
+	uint64_t log_window;	/* s: when the current log window began */
+	unsigned logged;	/* hold lines written in it */
+};
+
+/* Hold lines written per LOG_WINDOW seconds: a flood begins thousands of
+ * holds, and the log must stay readable (the list has them all). */
+#define LOG_LINES 10
+#define LOG_WINDOW 10
+
+/* What a new hold may say in the log: 1 its line, 2 that lines are being
+ * left out from now on, 0 nothing. */
+static int log_quota(struct shields *sh, uint64_t now)
+{
+	if (now - sh->log_window >= LOG_WINDOW) {
+		sh->log_window = now;
+		sh->logged = 0;
+	}
+	if (sh->logged > LOG_LINES)
+		return 0;
+	return ++sh->logged <= LOG_LINES ? 1 : 2;
+}
+
+static uint64_t now_s(void)
+{
+	return clock_mono_us() / 1000000;
+}
+
+struct shields *shields_new(void)
+{
+	struct shields *sh = calloc(1, sizeof(*sh));
+
+	if (sh == NULL)
+		return NULL;
+	sh->names = calloc(SHIELDS_NAMES_MAX, sizeof(*sh->names));
+	if (sh->names == NULL) {
+		free(sh);
+		return NULL;
+	}
+	pthread_mutex_init(&sh->lock, NULL);
+	return sh;
+}
+
+void shields_free(struct shields *sh)
+{
+	if (sh == NULL)
+		return;
+	shield_free(sh->table);
+	free(sh->names);
+	pthread_mutex_destroy(&sh->lock);
+	free(sh);
+}
+
+/* A table of max entries with what the old one held; the old one stays
+ * when there is no memory for the new. */
+static void resize(struct shields *sh, size_t max)
+{
+	struct shield *t = shield_new(max);
+	size_t lost;
+
+	if (t == NULL) {
+		log_warnx("guard: no memory for a table of %zu entries; "
+			  "keeping %zu", max, sh->max);
+		return;
+	}
+	if (sh->table != NULL) {
+		lost = shield_copy(t, sh->table, now_s());
+		if (lost > 0)
+			log_warnx("guard: guard.max_entries %zu: %zu entries "
+				  "did not fit", max, lost);
+		shield_free(sh->table);
+	}
+	sh->table = t;
+	sh->max = max;
+}
+
+void shields_configure(struct shields *sh, const struct gen *g)
+{
+	const struct conf *c = g->conf;
+
+	pthread_mutex_lock(&sh->lock);
+	sh->on = c->guard_passwords_on && g->guard_key != NULL;
+	if (sh->on) {
+		sh->conf = (struct shield_conf){
+		    .password_failures = c->guard_passwords.password_failures,
+		    .user_failures = c->guard_passwords.user_failures,
+		    .window = c->guard_passwords.window,
+		    .hold = c->guard_passwords.hold,
+		};
+		if (sh->keyed &&
+		    memcmp(sh->key_fp, g->guard_key_fp, sizeof(sh->key_fp))) {
+			log_info("guard: guard.key_file changed: the shield "
+				  "starts empty");
+			shield_free(sh->table);
+			sh->table = NULL;
+			sh->n_names = 0;
+		}
+		memcpy(sh->key_fp, g->guard_key_fp, sizeof(sh->key_fp));
+		sh->keyed = true;
+		if (sh->table == NULL || sh->max != c->guard_max_entries)
+			resize(sh, c->guard_max_entries);
+		if (sh->table == NULL)
+			sh->on = false;
+	}
+	pthread_mutex_unlock(&sh->lock);
+}
+
+enum shield_verdict shields_check(struct shields *sh,
+				  const uint8_t user[SHIELD_ID_LEN],
+				  const uint8_t pass[SHIELD_ID_LEN])
+{
+	enum shield_verdict v = SHIELD_PASS;
+	uint64_t now = now_s();
+
+	pthread_mutex_lock(&sh->lock);
+	if (sh->on)
+		v = shield_check(sh->table, &sh->conf, user, pass, now);
+	pthread_mutex_unlock(&sh->lock);
+	return v;
+}
+
+/* When the last hold of a named user ends. */
+static uint64_t name_end(const struct held_name *n)
+{
+	return n->pass_until > n->user_until ? n->pass_until : n->user_until;
+}
+
+/* The name entry of user id, made when absent: an expired one is reused,
+ * else the one whose holds end first. */
+static struct held_name *name_for(struct shields *sh, const char *user,
+				  const uint8_t id[SHIELD_ID_LEN],
+				  uint64_t now)
+{
+	struct held_name *pick = NULL;
+
+	for (size_t i = 0; i < sh->n_names; i++) {
+		struct held_name *n = &sh->names[i];
+
+		if (memcmp(n->id, id, SHIELD_ID_LEN) == 0)
+			return n;
+		if (name_end(n) <= now)
+			pick = n;
+	}
+	if (pick == NULL && sh->n_names < SHIELDS_NAMES_MAX)
+		pick = &sh->names[sh->n_names++];
+	if (pick == NULL) {
+		pick = &sh->names[0];
+		for (size_t i = 1; i < sh->n_names; i++)
+			if (name_end(&sh->names[i]) < name_end(pick))
+				pick = &sh->names[i];
+	}
+	memset(pick, 0, sizeof(*pick));
+	str_copy(pick->user, sizeof(pick->user), str_from(user));
+	memcpy(pick->id, id, SHIELD_ID_LEN);
+	return pick;
+}
+
+void shields_feed(struct shields *sh, const char *user,
+		  const uint8_t user_id[SHIELD_ID_LEN],
+		  const uint8_t pass_id[SHIELD_ID_LEN], bool refused)
+{
+	uint64_t now = now_s();
+	struct held_name *n;
+	unsigned news;
+	int say = 0;
+
+	pthread_mutex_lock(&sh->lock);
+	if (!sh->on) {
+		pthread_mutex_unlock(&sh->lock);
+		return;
+	}
+	news = shield_feed(sh->table, &sh->conf, user_id, pass_id, refused,
+			   now);
+	if (news != 0) {
+		n = name_for(sh, user, user_id, now);
+		if (news & SHIELD_NEW_PASSWORD_HOLD) {
+			n->passwords = n->pass_until > now ? n->passwords + 1
+							   : 1;
+			n->pass_until = now + sh->conf.hold;
+		}
+		if (news & SHIELD_NEW_USER_HOLD)
+			n->user_until = now + sh->conf.hold;
+		say = log_quota(sh, now);
+	}
+	pthread_mutex_unlock(&sh->lock);
+	if (say == 2)
+		log_warnx("guard: more holds begin than the log shows (at most "
+			  "%d in %d s); `easfront guard list` has them all",
+			  LOG_LINES, LOG_WINDOW);
+	if (say != 1)
+		return;
+	if (news & SHIELD_NEW_PASSWORD_HOLD)
+		log_info("guard: a password of %s is held for %u s "
+			  "(stale-password)", user, sh->conf.hold);
+	if (news & SHIELD_NEW_USER_HOLD)
+		log_info("guard: %s is held for %u s (password-guessing)",
+			  user, sh->conf.hold);
+}
+
+static int by_user(const void *a, const void *b)
+{
+	return strcmp(((const struct guard_hold *)a)->user,
+		      ((const struct guard_hold *)b)->user);
+}
+
+size_t shields_holds(struct shields *sh, const uint8_t *user_id,
+		     struct guard_hold *out, size_t cap)
+{
+	uint64_t now = now_s();
+	size_t n = 0;
+
+	pthread_mutex_lock(&sh->lock);
+	for (size_t i = 0; i < sh->n_names; i++) {
+		const struct held_name *h = &sh->names[i];
+		unsigned user_left =
+		    sh->table ? shield_user_hold_left(sh->table, h->id, now) : 0;
+		unsigned pass_left =
+		    h->pass_until > now ? (unsigned)(h->pass_until - now) : 0;
+
+		if (user_id != NULL && memcmp(h->id, user_id, SHIELD_ID_LEN))
+			continue;
+		if (user_left == 0 && pass_left == 0)
+			continue;
+		if (n < cap) {
+			str_copy(out[n].user, sizeof(out[n].user),
+				 str_from(h->user));
+			out[n].held_passwords = pass_left ? h->passwords : 0;
+			out[n].password_left = pass_left;
+			out[n].user_left = user_left;
+		}
+		n++;
+	}
+	pthread_mutex_unlock(&sh->lock);
+	qsort(out, n < cap ? n : cap, sizeof(*out), by_user);
+	return n;
+}
+
+size_t shields_clear(struct shields *sh, const uint8_t *user_id)
+{
+	size_t cleared = 0;
+
+	pthread_mutex_lock(&sh->lock);
+	if (user_id == NULL) {
+		cleared = sh->n_names;
+		if (sh->table != NULL) {
+			struct shield *t = shield_new(sh->max);
+
+			/* Without memory for an empty table the old one
+			 * stays: clearing must not turn the shield off. */
+			if (t != NULL) {
+				shield_free(sh->table);
+				sh->table = t;
+			}
+		}
+		sh->n_names = 0;
+	} else {
+		if (sh->table != NULL &&
+		    shield_clear_user(sh->table, user_id) > 0)
+			cleared = 1;
+		for (size_t i = 0; i < sh->n_names; i++)
+			if (memcmp(sh->names[i].id, user_id, SHIELD_ID_LEN) ==
+			    0) {
+				sh->names[i] = sh->names[--sh->n_names];
+				cleared = 1;
+				break;
+			}
+	}
+	pthread_mutex_unlock(&sh->lock);
+	return cleared;
+}
+
+void shields_counts(struct shields *sh, struct guard_counts *out)
+{
+	uint64_t now = now_s();
+
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&sh->lock);
+	out->passwords_on = sh->on;
+	out->max_entries = sh->max;
+	if (sh->table != NULL)
+		shield_get_size(sh->table, &out->entries, &out->evictions,
+				&out->turned_away);
+	/* From the names, not a walk of the table: a scrape must not hold
+	 * every worker's lookups for a walk of a million entries. */
+	for (size_t i = 0; i < sh->n_names; i++) {
+		if (sh->names[i].pass_until > now)
+			out->held_passwords += sh->names[i].passwords;
+		if (sh->names[i].user_until > now)
+			out->held_users++;
+	}
+	pthread_mutex_unlock(&sh->lock);
+}
+
+/* The id of user (normalised) under the current generation's key; false
+ * when the shield has no key (guard.passwords off). */
+static bool user_id_now(struct proxy *p, const char *user,
+			uint8_t id[SHIELD_ID_LEN])
+{
+	struct gen *g = proxy_gen_hold(p);
+	uint8_t pass[SHIELD_ID_LEN];
+	char key[256];
+	bool ok = false;
+
+	if (g != NULL && g->guard_key != NULL &&
+	    sitemap_normalise(g->conf, user, key, sizeof(key)) > 0)
+		ok = shield_key_ids(g->guard_key, key, "", 0, id, pass) == 0;
+	gen_release(g);
+	return ok;
+}
+
+size_t proxy_guard_holds(struct proxy *p, const char *user,
+			 struct guard_hold *out, size_t cap)
+{
+	uint8_t id[SHIELD_ID_LEN];
+
+	if (user == NULL)
+		return shields_holds(p->shields, NULL, out, cap);
+	if (!user_id_now(p, user, id))
+		return 0;
+	return shields_holds(p->shields, id, out, cap);
+}
+
+size_t proxy_guard_clear(struct proxy *p, const char *user)
+{
+	uint8_t id[SHIELD_ID_LEN];
+	size_t n;
+
+	if (user == NULL)
+		n = shields_clear(p->shields, NULL);
+	else
+		n = user_id_now(p, user, id) ? shields_clear(p->shields, id)
+					     : 0;
+	log_info("guard: cleared %s by the operator (%zu)",
+		  user != NULL ? user : "every user", n);
+	return n;
+}
+
+void proxy_guard_counts(struct proxy *p, struct guard_counts *out)
+{
+	struct gen *g = proxy_gen_hold(p);
+
+	shields_counts(p->shields, out);
+	if (g != NULL)
+		out->rules = g->conf->n_guard_devices;
+	gen_release(g);
+}
