@@ -1,5 +1,5 @@
 /*
- * easfront's command line: run, check, reload, route, preflight.
+ * easfront's command line: run, check, reload, route, preflight, guard.
  */
 #include <stdio.h>
 #include <string.h>
@@ -14,50 +14,83 @@ static int usage(void)
 	      "certificates\n"
 	      "  easfront reload    -c FILE   ask the running easfront to "
 	      "reload\n"
-	      "  easfront route     -c FILE USER [--version V] [--host H] "
-	      "[--cmd C]\n"
+	      "  easfront route     -c FILE USER [--version V] [--host H]\n"
+	      "                     [--device-id ID] [--device-type T] "
+	      "[--user-agent UA] [--cmd C]\n"
 	      "                               print the decision a request "
-	      "would get, and why\n"
-	      "  easfront preflight -c FILE   check names and certificates\n",
+	      "would get, and why,\n"
+	      "                               with the device rule and the "
+	      "holds it would meet\n"
+	      "  easfront preflight -c FILE   check names and certificates\n"
+	      "  easfront guard     -c FILE list|clear [USER]\n"
+	      "                               show or clear the password "
+	      "shield's holds (of USER,\n"
+	      "                               or everyone) in the running "
+	      "easfront\n",
 	      stderr);
 	return 2;
 }
 
 struct args {
 	const char *conf;
-	const char *user;
-	const char *version;
-	const char *host;
-	const char *cmd;
+	const char *pos[2]; /* positional arguments: route's USER; guard's
+	                       list|clear and USER */
+	struct daemon_route_ask route;
 };
 
-/* Options may come in any order after the command; one positional argument
- * (the user of `route`). */
+/* The slot of option name in a, NULL when it is not one. */
+static const char **option(struct args *a, const char *name)
+{
+	const struct {
+		const char *name;
+		const char **slot;
+	} opts[] = {
+	    {"-c", &a->conf},
+	    {"--config", &a->conf},
+	    {"--version", &a->route.version},
+	    {"--host", &a->route.host},
+	    {"--device-id", &a->route.device_id},
+	    {"--device-type", &a->route.device_type},
+	    {"--user-agent", &a->route.user_agent},
+	    {"--cmd", &a->route.cmd},
+	};
+
+	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++)
+		if (strcmp(name, opts[i].name) == 0)
+			return opts[i].slot;
+	return NULL;
+}
+
+/* Options may come in any order after the command; at most two positional
+ * arguments. */
 static int parse_args(int argc, char **argv, struct args *a)
 {
-	for (int i = 2; i < argc; i++) {
-		const char **slot = NULL;
+	size_t n_pos = 0;
 
-		if (strcmp(argv[i], "-c") == 0 ||
-		    strcmp(argv[i], "--config") == 0)
-			slot = &a->conf;
-		else if (strcmp(argv[i], "--version") == 0)
-			slot = &a->version;
-		else if (strcmp(argv[i], "--host") == 0)
-			slot = &a->host;
-		else if (strcmp(argv[i], "--cmd") == 0)
-			slot = &a->cmd;
+	for (int i = 2; i < argc; i++) {
+		const char **slot = option(a, argv[i]);
+
 		if (slot != NULL) {
 			if (++i >= argc)
 				return -1;
 			*slot = argv[i];
-		} else if (argv[i][0] == '-' || a->user != NULL) {
+		} else if (argv[i][0] == '-' || n_pos == 2) {
 			return -1;
 		} else {
-			a->user = argv[i];
+			a->pos[n_pos++] = argv[i];
 		}
 	}
 	return a->conf != NULL ? 0 : -1;
+}
+
+/* `guard list|clear [USER]`. */
+static int guard(const struct args *a)
+{
+	const char *op = a->pos[0];
+
+	if (op == NULL || (strcmp(op, "list") != 0 && strcmp(op, "clear") != 0))
+		return usage();
+	return daemon_guard(a->conf, op, a->pos[1]);
 }
 
 int main(int argc, char **argv)
@@ -67,15 +100,20 @@ int main(int argc, char **argv)
 
 	if (parse_args(argc, argv, &a) != 0)
 		return usage();
-	if (strcmp(cmd, "run") == 0 && a.user == NULL)
+	if (strcmp(cmd, "guard") == 0)
+		return guard(&a);
+	if (a.pos[1] != NULL)
+		return usage();
+	a.route.user = a.pos[0];
+	if (strcmp(cmd, "run") == 0 && a.route.user == NULL)
 		return daemon_run(a.conf);
-	if (strcmp(cmd, "check") == 0 && a.user == NULL)
+	if (strcmp(cmd, "check") == 0 && a.route.user == NULL)
 		return daemon_check(a.conf);
-	if (strcmp(cmd, "reload") == 0 && a.user == NULL)
+	if (strcmp(cmd, "reload") == 0 && a.route.user == NULL)
 		return daemon_reload(a.conf);
-	if (strcmp(cmd, "preflight") == 0 && a.user == NULL)
+	if (strcmp(cmd, "preflight") == 0 && a.route.user == NULL)
 		return daemon_preflight(a.conf);
-	if (strcmp(cmd, "route") == 0 && a.user != NULL)
-		return daemon_route(a.conf, a.user, a.version, a.host);
+	if (strcmp(cmd, "route") == 0 && a.route.user != NULL)
+		return daemon_route(a.conf, &a.route);
 	return usage();
 }

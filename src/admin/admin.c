@@ -90,6 +90,7 @@ static void metrics_cb(struct evhttp_request *req, void *arg)
 {
 	struct admin *a = arg;
 	struct stats_snapshot snap;
+	struct guard_counts gc;
 	struct evbuffer *b;
 	struct gen *g;
 
@@ -99,8 +100,9 @@ static void metrics_cb(struct evhttp_request *req, void *arg)
 	if (b == NULL)
 		return reply_text(req, 503, "out of memory");
 	proxy_stats(a->p, &snap);
+	proxy_guard_counts(a->p, &gc);
 	g = proxy_gen_hold(a->p);
-	metrics_render(b, &snap, g, a->hooks);
+	metrics_render(b, &snap, &gc, g, a->hooks);
 	directory_metrics(b, dir_cache(a->p));
 	gen_release(g);
 	reply(req, 200, "text/plain; version=0.0.4", b);
@@ -185,6 +187,47 @@ static void status_cb(struct evhttp_request *req, void *arg)
 	evbuffer_free(b);
 }
 
+/* The request's query parameters into q (left empty without a query).
+ * Returns 0, or -1 when the query is malformed; the caller clears q. */
+static int query_of(struct evhttp_request *req, struct evkeyvalq *q)
+{
+	const char *query =
+	    evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+
+	return query != NULL ? evhttp_parse_query_str(query, q) : 0;
+}
+
+/* The user an operation names with ?user=U, normalised into key (cap
+ * bytes) as routing and the tables know users: *user is key, or NULL when
+ * the query names none (the operation is on everyone). Returns 0, or -1
+ * after answering 400 itself (usage: the text of that answer for a bad
+ * query). */
+static int query_user(struct admin *a, struct evhttp_request *req,
+                      struct evkeyvalq *q, const char *usage, char *key,
+                      size_t cap, const char **user)
+{
+	struct gen *g;
+	size_t n = 0;
+
+	if (query_of(req, q) != 0) {
+		reply_text(req, 400, usage);
+		return -1;
+	}
+	*user = evhttp_find_header(q, "user");
+	if (*user == NULL)
+		return 0;
+	g = proxy_gen_hold(a->p);
+	if (g != NULL)
+		n = sitemap_normalise(g->conf, *user, key, cap);
+	gen_release(g);
+	if (n == 0) {
+		reply_text(req, 400, "not a user name");
+		return -1;
+	}
+	*user = key;
+	return 0;
+}
+
 /* POST /cache/flush?user=U forgets what the directory said of U (a mailbox
  * just moved); without user, of everyone. */
 static void flush_cb(struct evhttp_request *req, void *arg)
@@ -192,34 +235,190 @@ static void flush_cb(struct evhttp_request *req, void *arg)
 	struct admin *a = arg;
 	struct ldap_cache *c = dir_cache(a->p);
 	struct evkeyvalq q = {0};
-	const char *query = evhttp_uri_get_query(
-		evhttp_request_get_evhttp_uri(req));
 	const char *user;
-	struct gen *g;
 	char key[256];
 
 	if (!method_is(req, EVHTTP_REQ_POST))
 		return;
 	if (c == NULL)
 		return reply_text(req, 404, "no directory (sitemap.ldap)");
-	if (query != NULL && evhttp_parse_query_str(query, &q) != 0) {
-		evhttp_clear_headers(&q);
-		return reply_text(req, 400, "usage: /cache/flush[?user=U]");
+	if (query_user(a, req, &q, "usage: /cache/flush[?user=U]", key,
+	               sizeof(key), &user) == 0) {
+		if (user == NULL) {
+			ldap_cache_flush_all(c);
+			reply_text(req, 200, "flushed every user");
+		} else {
+			reply_text(req, 200,
+			           ldap_cache_flush(c, key) ? "flushed"
+			                                    : "not cached");
+		}
 	}
-	user = evhttp_find_header(&q, "user");
-	if (user == NULL) {
-		ldap_cache_flush_all(c);
-		reply_text(req, 200, "flushed every user");
+	evhttp_clear_headers(&q);
+}
+
+/* ---- the guard's tables (DESIGN.md "Edge protection") ---- */
+
+/* Held users one GET /guard lists at the most; it says how many more. */
+#define GUARD_LIST_MAX 1000
+
+/* What one GET /guard shows: the shield's figures and its holds. */
+struct guard_view {
+	struct guard_counts counts;
+	struct guard_hold *holds; /* owned: shown entries */
+	size_t shown;
+	size_t total; /* users with a hold now; may exceed shown */
+};
+
+/* Fills v from p for user (normalised; NULL: everyone). Returns 0, or -1
+ * when out of memory. */
+static int guard_view_fetch(struct proxy *p, const char *user,
+                            struct guard_view *v)
+{
+	v->holds = calloc(GUARD_LIST_MAX, sizeof(*v->holds));
+	if (v->holds == NULL)
+		return -1;
+	proxy_guard_counts(p, &v->counts);
+	v->total = proxy_guard_holds(p, user, v->holds, GUARD_LIST_MAX);
+	v->shown = v->total < GUARD_LIST_MAX ? v->total : GUARD_LIST_MAX;
+	return 0;
+}
+
+static void guard_json(struct evbuffer *b, const struct guard_view *v)
+{
+	const struct guard_counts *c = &v->counts;
+
+	evbuffer_add_printf(
+	    b,
+	    "{\"passwords\":%s,\"rules\":%u,\"entries\":%zu,"
+	    "\"max_entries\":%zu,\"held_passwords\":%zu,\"held_users\":%zu,"
+	    "\"evictions\":%llu,\"turned_away\":%llu,\"holds\":[",
+	    c->passwords_on ? "true" : "false", c->rules, c->entries,
+	    c->max_entries, c->held_passwords, c->held_users,
+	    (unsigned long long)c->evictions,
+	    (unsigned long long)c->turned_away);
+	for (size_t i = 0; i < v->shown; i++) {
+		const struct guard_hold *h = &v->holds[i];
+
+		evbuffer_add_printf(b, "%s{\"user\":", i ? "," : "");
+		json_str(b, h->user);
+		evbuffer_add_printf(
+		    b,
+		    ",\"held_passwords\":%u,\"password_left\":%u,"
+		    "\"user_left\":%u}",
+		    h->held_passwords, h->password_left, h->user_left);
+	}
+	evbuffer_add_printf(b, "],\"more\":%zu}\n", v->total - v->shown);
+}
+
+/* A user name for an operator's terminal: a name came from a client's
+ * credentials, so control bytes are shown as '?' rather than sent to it. */
+static void text_user(struct evbuffer *b, const char *s)
+{
+	for (; *s != '\0'; s++)
+		evbuffer_add(
+		    b, (unsigned char)*s < 0x20 || *s == 0x7f ? "?" : s, 1);
+}
+
+/* A time left for the list: "-" when there is no such hold. */
+static void text_left(struct evbuffer *b, unsigned n, unsigned left)
+{
+	if (left == 0)
+		evbuffer_add_printf(b, "-");
+	else if (n > 0)
+		evbuffer_add_printf(b, "%u (%u s left)", n, left);
+	else
+		evbuffer_add_printf(b, "%u s left", left);
+}
+
+/* The list `easfront guard list` prints as is: a line per held user, then
+ * the figures. */
+static void guard_text(struct evbuffer *b, const struct guard_view *v)
+{
+	const struct guard_counts *c = &v->counts;
+
+	for (size_t i = 0; i < v->shown; i++) {
+		const struct guard_hold *h = &v->holds[i];
+
+		text_user(b, h->user);
+		evbuffer_add_printf(b, "  held passwords: ");
+		text_left(b, h->held_passwords, h->password_left);
+		evbuffer_add_printf(b, "  guessing hold: ");
+		text_left(b, 0, h->user_left);
+		evbuffer_add_printf(b, "\n");
+	}
+	if (v->total > v->shown)
+		evbuffer_add_printf(b, "... and %zu more\n",
+		                    v->total - v->shown);
+	if (!c->passwords_on) {
+		evbuffer_add_printf(
+		    b, "password shield off; device rules: %u\n", c->rules);
+		return;
+	}
+	evbuffer_add_printf(b,
+	                    "users with a hold: %zu; passwords held: %zu; "
+	                    "users in a guessing hold: %zu; table: %zu of %zu "
+	                    "entries, %llu evictions; device rules: %u\n",
+	                    v->total, c->held_passwords, c->held_users,
+	                    c->entries, c->max_entries,
+	                    (unsigned long long)c->evictions, c->rules);
+}
+
+/* GET /guard[?user=U][&format=text]: the password shield's figures and
+ * who it holds now (users only: never a password or a hash of one); JSON,
+ * or the text `easfront guard list` prints. */
+static void guard_cb(struct evhttp_request *req, void *arg)
+{
+	struct admin *a = arg;
+	struct evkeyvalq q = {0};
+	struct guard_view v = {0};
+	struct evbuffer *b = NULL;
+	const char *user, *format;
+	char key[256];
+
+	if (!method_is(req, EVHTTP_REQ_GET))
+		return;
+	if (query_user(a, req, &q, "usage: /guard[?user=U][&format=text]", key,
+	               sizeof(key), &user) != 0)
+		goto done;
+	format = evhttp_find_header(&q, "format");
+	b = evbuffer_new();
+	if (b == NULL || guard_view_fetch(a->p, user, &v) != 0) {
+		reply_text(req, 503, "out of memory");
+	} else if (format != NULL && strcmp(format, "text") == 0) {
+		guard_text(b, &v);
+		reply(req, 200, "text/plain", b);
 	} else {
-		g = proxy_gen_hold(a->p);
-		if (g != NULL &&
-		    sitemap_normalise(g->conf, user, key, sizeof(key)) != 0)
-			reply_text(req, 200, ldap_cache_flush(c, key)
-						     ? "flushed"
-						     : "not cached");
-		else
-			reply_text(req, 400, "not a user name");
-		gen_release(g);
+		guard_json(b, &v);
+		reply(req, 200, "application/json", b);
+	}
+done:
+	free(v.holds);
+	if (b != NULL)
+		evbuffer_free(b);
+	evhttp_clear_headers(&q);
+}
+
+/* POST /guard/clear[?user=U]: the shield forgets U (a user who typed the
+ * new password on the phone), or everyone. */
+static void guard_clear_cb(struct evhttp_request *req, void *arg)
+{
+	struct admin *a = arg;
+	struct evkeyvalq q = {0};
+	struct evbuffer *b;
+	const char *user;
+	char key[256];
+
+	if (!method_is(req, EVHTTP_REQ_POST))
+		return;
+	if (query_user(a, req, &q, "usage: /guard/clear[?user=U]", key,
+	               sizeof(key), &user) == 0) {
+		b = evbuffer_new();
+		if (b != NULL)
+			evbuffer_add_printf(b, "{\"cleared\":%zu}\n",
+			                    proxy_guard_clear(a->p, user));
+		reply(req, b ? 200 : 503, "application/json", b);
+		if (b != NULL)
+			evbuffer_free(b);
 	}
 	evhttp_clear_headers(&q);
 }
@@ -249,6 +448,8 @@ struct route_query {
 	struct routing_scratch sc;
 	char *host;               /* owned; NULL: none given */
 	char db[LDAP_SRC_DB_MAX]; /* the database the directory named */
+	char guard[1024];         /* the guard's lines, made when asked: the
+	                             shield's holds as they were then */
 };
 
 /* Decides q, answers its request with the explanation (the text `easfront
@@ -265,8 +466,10 @@ static void route_answer(struct route_query *q)
 	n = route_explain(&q->in, &d, text, sizeof(text));
 	if (n < sizeof(text))
 		route_explain_autodiscover(&q->in, text + n, sizeof(text) - n);
-	if (b != NULL)
+	if (b != NULL) {
 		evbuffer_add(b, text, strlen(text));
+		evbuffer_add(b, q->guard, strlen(q->guard));
+	}
 	reply(q->req, b ? 200 : 503, "text/plain", b);
 	if (b != NULL)
 		evbuffer_free(b);
@@ -284,48 +487,72 @@ static void route_dir_answered(enum route_dir dir, const char *db, void *arg)
 	route_answer(q);
 }
 
-/* GET /route?user=U[&version=V][&host=H]: the decision a request of U
- * would get now, from the same input the data path builds (routing_input):
- * live site health, and the directory's word as a worker would get it (the
- * shared cache, else a search on this loop, which the request waits for
- * without blocking the loop). */
-static void route_cb(struct evhttp_request *req, void *arg)
+/* The guard's lines for rq, from the request fields q names. */
+static void route_guard(struct admin *a, struct route_query *rq,
+                        struct evkeyvalq *q)
 {
-	struct admin *a = arg;
-	struct evkeyvalq q = {0};
-	const char *query =
-	    evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
-	const char *host;
-	struct route_query *rq;
-	struct gen *g;
+	struct rules_facts f;
 
-	if (!method_is(req, EVHTTP_REQ_GET))
-		return;
-	if (query == NULL || evhttp_parse_query_str(query, &q) != 0 ||
-	    evhttp_find_header(&q, "user") == NULL) {
-		evhttp_clear_headers(&q);
-		return reply_text(req, 400,
-		                  "usage: /route?user=U[&version=V][&host=H]");
-	}
-	g = proxy_gen_hold(a->p);
-	rq = g != NULL ? calloc(1, sizeof(*rq)) : NULL;
-	host = evhttp_find_header(&q, "host");
+	routing_rules_facts(&f, &rq->in, evhttp_find_header(q, "device_id"),
+	                    evhttp_find_header(q, "device_type"),
+	                    evhttp_find_header(q, "user_agent"),
+	                    evhttp_find_header(q, "cmd"));
+	routing_guard_explain(rq->g, a->p, &f, rq->guard, sizeof(rq->guard));
+}
+
+/* A route_query for the facts q names, on the current generation; NULL
+ * after answering 503 itself. */
+static struct route_query *route_query_new(struct admin *a,
+                                           struct evhttp_request *req,
+                                           struct evkeyvalq *q)
+{
+	const char *host = evhttp_find_header(q, "host");
+	struct gen *g = proxy_gen_hold(a->p);
+	struct route_query *rq = g != NULL ? calloc(1, sizeof(*rq)) : NULL;
+
 	if (rq == NULL || (host != NULL && (rq->host = strdup(host)) == NULL)) {
 		gen_release(g);
 		free(rq);
-		evhttp_clear_headers(&q);
-		return reply_text(req, 503,
-		                  g ? "out of memory" : "not serving yet");
+		reply_text(req, 503, g ? "out of memory" : "not serving yet");
+		return NULL;
 	}
 	rq->req = req;
 	rq->g = g;
 	routing_input(
-	    &rq->in, g, evhttp_find_header(&q, "user"),
-	    eas_version_parse(str_from(evhttp_find_header(&q, "version"))),
+	    &rq->in, g, evhttp_find_header(q, "user"),
+	    eas_version_parse(str_from(evhttp_find_header(q, "version"))),
 	    rq->host, &rq->sc);
+	route_guard(a, rq, q);
+	return rq;
+}
+
+/* GET /route?user=U[&version=V][&host=H][&device_id=ID][&device_type=T]
+ * [&user_agent=UA][&cmd=C]: the decision a request of U would get now,
+ * from the same input the data path builds (routing_input): live site
+ * health, the directory's word as a worker would get it (the shared cache,
+ * else a search on this loop, which the request waits for without
+ * blocking the loop), and the guard's word with the shield's live holds. */
+static void route_cb(struct evhttp_request *req, void *arg)
+{
+	struct admin *a = arg;
+	struct evkeyvalq q = {0};
+	struct route_query *rq;
+
+	if (!method_is(req, EVHTTP_REQ_GET))
+		return;
+	if (query_of(req, &q) != 0 || evhttp_find_header(&q, "user") == NULL) {
+		evhttp_clear_headers(&q);
+		return reply_text(req, 400,
+		                  "usage: /route?user=U[&version=V][&host=H]"
+		                  "[&device_id=ID][&device_type=T]"
+		                  "[&user_agent=UA][&cmd=C]");
+	}
+	rq = route_query_new(a, req, &q);
 	evhttp_clear_headers(&q);
+	if (rq == NULL)
+		return;
 	if (routing_wants_directory(&rq->in) &&
-	    routing_dir_ask(a->dir, g, rq->in.user, route_dir_answered, rq,
+	    routing_dir_ask(a->dir, rq->g, rq->in.user, route_dir_answered, rq,
 	                    &rq->in.dir, rq->db, sizeof(rq->db)) == 0)
 		return; /* route_dir_answered answers it */
 	route_answer(rq);
@@ -381,6 +608,8 @@ struct admin *admin_new(struct event_base *base, const char *address,
 	evhttp_set_cb(a->http, "/reload", reload_cb, a);
 	evhttp_set_cb(a->http, "/route", route_cb, a);
 	evhttp_set_cb(a->http, "/cache/flush", flush_cb, a);
+	evhttp_set_cb(a->http, "/guard", guard_cb, a);
+	evhttp_set_cb(a->http, "/guard/clear", guard_clear_cb, a);
 	lev = admin_listener(base, address, why, sizeof(why));
 	if (lev == NULL)
 		goto fail;

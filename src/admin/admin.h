@@ -1,7 +1,11 @@
 /*
  * The operators' endpoint on admin.listen (loopback by default):
  * GET /metrics (Prometheus text), GET /status (JSON), POST /reload,
- * GET /route?user=...&version=...&host=... Runs on the daemon's event base.
+ * GET /route?user=...&version=...&host=...&device_id=...&device_type=...
+ * &user_agent=...&cmd=..., POST /cache/flush[?user=...], and the guard's
+ * tables: GET /guard[?user=...][&format=text] (JSON, or the text
+ * `easfront guard list` prints), POST /guard/clear[?user=...]. Runs on the
+ * daemon's event base.
  */
 #ifndef EF_ADMIN_ADMIN_H
 #define EF_ADMIN_ADMIN_H

@@ -8,6 +8,7 @@
 #include "admin/admin.h"
 #include "conf/conf.h"
 #include "proxy/gen.h"
+#include "proxy/proxy.h"
 #include "proxy/stats.h"
 
 static void family(struct evbuffer *out, const char *name, const char *type,
@@ -43,36 +44,31 @@ static void label_value(struct evbuffer *out, const char *v)
 	}
 }
 
+/* A counter family with one sample per slot, labelled label="NAME" where
+ * NAME is name_of(slot); a slot without a name is left out. */
+static void by_label(struct evbuffer *out, const char *name, const char *help,
+		     const char *label, const char *(*name_of)(unsigned),
+		     const uint64_t *v, unsigned n)
+{
+	family(out, name, "counter", help);
+	for (unsigned i = 0; i < n; i++)
+		if (name_of(i) != NULL)
+			evbuffer_add_printf(out, "%s{%s=\"%s\"} %llu\n", name,
+					    label, name_of(i),
+					    (unsigned long long)v[i]);
+}
+
 static void requests(struct evbuffer *out, const struct stats_snapshot *s,
 		     const struct gen *g)
 {
-	family(out, "easfront_requests_total", "counter",
-	       "Requests by EAS command.");
-	for (unsigned i = 0; i < STATS_CMDS; i++) {
-		const char *n = stats_cmd_name(i);
-
-		if (n != NULL)
-			evbuffer_add_printf(out,
-					    "easfront_requests_total{cmd=\"%s\"} "
-					    "%llu\n",
-					    n, (unsigned long long)s->requests_cmd[i]);
-	}
-	family(out, "easfront_requests_by_version_total", "counter",
-	       "Requests by EAS protocol version.");
-	for (unsigned i = 0; i < STATS_VERSIONS; i++)
-		evbuffer_add_printf(out,
-				    "easfront_requests_by_version_total{version="
-				    "\"%s\"} %llu\n",
-				    stats_version_name(i),
-				    (unsigned long long)s->requests_version[i]);
-	family(out, "easfront_requests_by_decision_total", "counter",
-	       "Requests by routing decision.");
-	for (unsigned i = 0; i < STATS_DECISIONS; i++)
-		evbuffer_add_printf(out,
-				    "easfront_requests_by_decision_total{"
-				    "decision=\"%s\"} %llu\n",
-				    stats_decision_name(i),
-				    (unsigned long long)s->requests_decision[i]);
+	by_label(out, "easfront_requests_total", "Requests by EAS command.",
+		 "cmd", stats_cmd_name, s->requests_cmd, STATS_CMDS);
+	by_label(out, "easfront_requests_by_version_total",
+		 "Requests by EAS protocol version.", "version",
+		 stats_version_name, s->requests_version, STATS_VERSIONS);
+	by_label(out, "easfront_requests_by_decision_total",
+		 "Requests by routing decision.", "decision",
+		 stats_decision_name, s->requests_decision, STATS_DECISIONS);
 	family(out, "easfront_requests_by_site_total", "counter",
 	       "Requests by the site whose CAS pool or URL served them.");
 	for (unsigned i = 0; g != NULL && i < g->conf->n_sites && i < STATS_SITES;
@@ -147,12 +143,49 @@ static void connections(struct evbuffer *out, const struct stats_snapshot *s)
 	    "Response bytes sent to clients.", s->bytes_out);
 }
 
+/* Every reason is always there, so a rate over it never starts from a
+ * missing series. */
+static void guard(struct evbuffer *out, const struct stats_snapshot *s,
+		  const struct guard_counts *gc)
+{
+	by_label(out, "easfront_guard_answers_total",
+		 "Requests the guard answered itself, by reason.", "reason",
+		 stats_guard_reason, s->guard_answers, STATS_GUARD_REASONS);
+	one(out, "easfront_guard_held_passwords", "gauge",
+	    "Passwords the password shield answers 401 itself now "
+	    "(stale-password).",
+	    gc->held_passwords);
+	one(out, "easfront_guard_held_users", "gauge",
+	    "Users in a guessing hold now (password-guessing).",
+	    gc->held_users);
+	one(out, "easfront_guard_entries", "gauge",
+	    "Entries in the password shield's table.", gc->entries);
+	one(out, "easfront_guard_max_entries", "gauge",
+	    "Entries the password shield's table holds at the most "
+	    "(guard.max_entries).",
+	    gc->max_entries);
+	one(out, "easfront_guard_evictions_total", "counter",
+	    "Entries pushed out of the password shield's full table.",
+	    gc->evictions);
+	one(out, "easfront_guard_turned_away_total", "counter",
+	    "Failures and successes not recorded: the password shield's "
+	    "table was full of holds and known-good passwords "
+	    "(guard.max_entries too small, or a flood).",
+	    gc->turned_away);
+	one(out, "easfront_guard_rules", "gauge",
+	    "Device rules of the configuration serving new requests "
+	    "(guard.devices).",
+	    gc->rules);
+}
+
 void metrics_render(struct evbuffer *out, const struct stats_snapshot *snap,
-		    const struct gen *g, const struct admin_hooks *hooks)
+		    const struct guard_counts *gc, const struct gen *g,
+		    const struct admin_hooks *hooks)
 {
 	requests(out, snap, g);
 	latency(out, snap);
 	connections(out, snap);
+	guard(out, snap, gc);
 	family(out, "easfront_reloads_total", "counter",
 	       "Configuration reloads by outcome.");
 	evbuffer_add_printf(out,

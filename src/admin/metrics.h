@@ -6,12 +6,14 @@
 
 struct evbuffer;
 struct stats_snapshot;
+struct guard_counts;
 struct gen;
 struct admin_hooks;
 
-/* Appends the whole /metrics page for snap (site labels from g, which may be
- * NULL) to out. */
+/* Appends the whole /metrics page for snap and the password shield's
+ * figures guard (site labels from g, which may be NULL) to out. */
 void metrics_render(struct evbuffer *out, const struct stats_snapshot *snap,
-		    const struct gen *g, const struct admin_hooks *hooks);
+		    const struct guard_counts *guard, const struct gen *g,
+		    const struct admin_hooks *hooks);
 
 #endif

@@ -8,6 +8,7 @@
 #include "core/log.h"
 #include "proxy/dir.h"
 #include "proxy/gen.h"
+#include "proxy/proxy.h"
 #include "site/sitemap.h"
 
 void routing_input(struct route_input *in, const struct gen *g,
@@ -61,6 +62,106 @@ enum route_dir routing_dir_of(enum ldap_answer a)
 		break;
 	}
 	return ROUTE_DIR_DOWN;
+}
+
+/* ---- the guard's word ---- */
+
+void routing_rules_facts(struct rules_facts *f, const struct route_input *in,
+                         const char *device_id, const char *device_type,
+                         const char *user_agent, const char *cmd)
+{
+	/* A field a request lacks is "" to the rules, as on the data path. */
+	*f = (struct rules_facts){
+	    .device_id = device_id ? device_id : "",
+	    .device_type = device_type ? device_type : "",
+	    .user_agent = user_agent ? user_agent : "",
+	    .user = in->user ? in->user : "",
+	    .cmd = cmd ? cmd : "",
+	    .version = in->version,
+	};
+}
+
+/* The device rule f meets first, as screen_request asks it. */
+static int guard_devices(const struct gen *g, const struct rules_facts *f,
+                         char *out, size_t cap)
+{
+	const struct conf_device_rule *r;
+	int hit;
+
+	if (g->rules == NULL || rules_count(g->rules) == 0)
+		return snprintf(out, cap, "guard:    no device rules\n");
+	hit = rules_match(g->rules, f);
+	if (hit < 0)
+		return snprintf(out, cap,
+		                "guard:    no device rule matches: "
+		                "default allow\n");
+	r = rules_rule(g->rules, (unsigned)hit);
+	return snprintf(out, cap, "guard:    device rule at %s:%u (%s): %s\n",
+	                g->conf->path, r->line,
+	                r->action == CONF_RULE_BLOCK ? "block" : "allow",
+	                r->action == CONF_RULE_BLOCK
+	                    ? "403 device-blocked"
+	                    : "passes the device rules");
+}
+
+/* The holds h of one user, a line for each kind it has. */
+static int guard_hold_lines(const struct guard_hold *h, char *out, size_t cap)
+{
+	int n = 0, m = 0;
+
+	if (h->held_passwords > 0)
+		n = snprintf(out, cap,
+		             "guard:    password shield: %u password%s of %s "
+		             "held for %u s more (stale-password: those "
+		             "passwords get 401 here)\n",
+		             h->held_passwords,
+		             h->held_passwords == 1 ? "" : "s", h->user,
+		             h->password_left);
+	if (n < 0)
+		return n;
+	if (h->user_left > 0)
+		m = snprintf(
+		    (size_t)n < cap ? out + n : NULL,
+		    (size_t)n < cap ? cap - (size_t)n : 0,
+		    "guard:    %s is in a guessing hold for %u s more: "
+		    "passwords not known good get 401 here\n",
+		    h->user, h->user_left);
+	return m < 0 ? m : n + m;
+}
+
+/* What the password shield holds for user ("": none) now. */
+static int guard_shield(const struct gen *g, struct proxy *p, const char *user,
+                        char *out, size_t cap)
+{
+	struct guard_hold h;
+
+	if (!g->conf->guard_passwords_on || g->guard_key == NULL)
+		return snprintf(out, cap, "guard:    password shield off\n");
+	if (p == NULL)
+		return snprintf(out, cap,
+		                "guard:    password shield: holds are known "
+		                "only to a running easfront\n");
+	if (user[0] == '\0')
+		return snprintf(out, cap,
+		                "guard:    password shield: no user, "
+		                "nothing to hold\n");
+	if (proxy_guard_holds(p, user, &h, 1) == 0)
+		return snprintf(out, cap,
+		                "guard:    password shield: no hold for %s\n",
+		                user);
+	return guard_hold_lines(&h, out, cap);
+}
+
+size_t routing_guard_explain(const struct gen *g, struct proxy *p,
+                             const struct rules_facts *f, char *out, size_t cap)
+{
+	int n = guard_devices(g, f, out, cap), m;
+
+	if (n < 0)
+		n = 0;
+	m = guard_shield(g, p, f->user, (size_t)n < cap ? out + n : NULL,
+	                 (size_t)n < cap ? cap - (size_t)n : 0);
+	return (size_t)n + (m < 0 ? 0 : (size_t)m);
 }
 
 /* ---- the directory from a loop outside the workers ---- */

@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "guard/rules.h"
 #include "ldap/ldap_src.h"
 #include "site/route.h"
 
@@ -58,6 +59,30 @@ bool routing_wants_directory(const struct route_input *in);
  * (routing_wants_directory) and no user line of the map pins the user. A
  * request waits for the directory only then. */
 bool routing_needs_directory(const struct route_input *in);
+
+/*
+ * The guard's word on a request (DESIGN.md "Edge protection"), in the one
+ * builder too so that `easfront route` and the admin's /route say the same.
+ */
+
+/* Fills *f for a request of in with these header and query fields (NULL:
+ * the request has none); the user is in's, normalised. f points into in
+ * and the strings afterwards. */
+void routing_rules_facts(struct rules_facts *f, const struct route_input *in,
+                         const char *device_id, const char *device_type,
+                         const char *user_agent, const char *cmd);
+
+/*
+ * Writes to out (cap bytes, NUL-terminated when cap > 0) the "guard:" lines
+ * of a request with facts f: the device rule of g it meets first (with its
+ * FILE:LINE), and what the password shield of p holds for f's user now
+ * (p NULL: a command without a running easfront, which cannot know the
+ * holds). Never a password or a hash of one: users only. Returns the
+ * length of the whole text (snprintf semantics).
+ */
+size_t routing_guard_explain(const struct gen *g, struct proxy *p,
+                             const struct rules_facts *f, char *out,
+                             size_t cap);
 
 /* What a directory answer means to the routing decision. */
 enum route_dir routing_dir_of(enum ldap_answer a);
