@@ -11,6 +11,11 @@ Behaviour by request (user = local part of the Basic user name):
 
     GET  /Microsoft-Server-ActiveSync/healthcheck.htm  200 "200 OK<br/>NAME"
     any EAS or Autodiscover request, no Authorization  401 + WWW-Authenticate
+    EAS or Autodiscover, `passwords` set, Basic with   401 + WWW-Authenticate:
+      a wrong password or a user it does not know        Basic realm="NAME"
+    EAS or Autodiscover, `passwords` set, other        401 + WWW-Authenticate:
+      credentials (Bearer...; NTLM/Negotiate unless      Bearer ..., Basic
+      `ntlm` is on)                                      realm="NAME"
     EAS, user throttled                                503 + X-MS-ASThrottle
     EAS, user provision                                449 Retry after sending
                                                        a PROVISION command
@@ -34,6 +39,18 @@ Behaviour by request (user = local part of the Basic user name):
     other methods on the EAS path                      501
     other paths                                        404
 
+Passwords (attribute `passwords`, default None: any password is right):
+a dict user -> password. A key is a whole Basic user name ("a@contoso.test",
+"CONTOSO\\a") or a local part ("a"), matched case-insensitively, the whole
+name first; the password is compared exactly. Checked the way IIS does it,
+before anything else of an EAS or Autodiscover request (so "throttled" or
+"blocked" answer 401 too when their password is wrong); an exchange2010
+CAS's 401 carries its three challenges. Every Basic attempt on those paths
+is counted, passwords set or not: `auth_attempts` is a list of
+AuthAttempt(user, ok) (the Basic user name as sent; `.pw_tag` a short hash
+of the password, never the password), `attempts(user, ok, password)`
+counts them, and Request.auth_ok is True / False (None: no Basic).
+
 Failure modes (attribute `mode`, switchable at run time; they spare the
 health-check path unless `modes_apply_to_health` is set):
 
@@ -51,6 +68,12 @@ other request is served as usual: a CAS failing only its health check.
 a login page, as a CAS that serves some other page there would send.
 `keep_alive` (default True) set to False closes every connection after its
 response (with `Connection: close`), so every request needs a new connection.
+`nodelay` (default False) set to True turns Nagle's algorithm off on every
+connection (TCP_NODELAY): a response written as head then body no longer
+waits for the peer's delayed ACK (about 40 ms), for cases sending thousands
+of requests. `keep_requests` (default True) set to False records no Request
+(requests stays empty; auth_attempts still counts), so that a flood of
+requests does not hold the test's memory.
 
 Flavour (attribute `flavour`): "exchange2016" (default) answers as described
 above. "exchange2010" is a CAS without healthcheck.htm (it came with Exchange
@@ -90,6 +113,7 @@ import threading
 import time
 import urllib.parse
 import uuid
+from collections import namedtuple
 from email.utils import formatdate
 from http import HTTPStatus
 
@@ -109,6 +133,13 @@ EAS_PATH = "/microsoft-server-activesync"
 AUTODISCOVER_PATH = "/autodiscover/autodiscover.xml"
 WBXML_CT = "application/vnd.ms-sync.wbxml"
 CREDENTIAL_URL = "https://portal.contoso.test/ChangePassword.aspx"
+# What Exchange with Hybrid Modern Auth offers beside Basic (EAS.md 10).
+BEARER_CHALLENGE = (
+    'Bearer client_id="00000002-0000-0ff1-ce00-000000000000", '
+    'trusted_issuers="00000001-0000-0000-c000-000000000000@*", '
+    'token_types="app_asserted_user_v1 service_asserted_app_v1", '
+    'authorization_uri="https://login.windows.net/common/oauth2/authorize", '
+    'error="invalid_token"')
 MAX_HEAD = 1 << 20          # lenient: the stand-in must see smuggled heads
 SMALL_BODY = 1 << 16        # bodies up to this size are kept in the record
 HOLD_BODY = 1 << 20         # response bodies up to this size are kept too
@@ -387,6 +418,26 @@ def ntlm_parse_authenticate(msg):
 
 # --------------------------------------------------------------------------
 
+def password_tag(password):
+    """A short hash standing for a password in the records (never the
+    password itself)."""
+    return hashlib.sha256(b"eftest-pw\x00" + password.encode(
+        "utf-8", "surrogateescape")).hexdigest()[:12]
+
+
+class AuthAttempt(namedtuple("AuthAttempt", "user ok")):
+    """One Basic attempt the CAS saw: (user as sent, password right);
+    .pw_tag is password_tag() of the password, .conn_id its connection."""
+
+    def __new__(cls, user, ok, pw_tag="", conn_id=None):
+        self = super().__new__(cls, user, ok)
+        self.pw_tag = pw_tag
+        self.conn_id = conn_id
+        return self
+
+
+# --------------------------------------------------------------------------
+
 class Request:
     """One request as the CAS received it. Strings are latin-1 decoded."""
 
@@ -414,6 +465,8 @@ class Request:
         self.response_wire = None         # body as framed on the wire, small
         self.response_status = None
         self.user = None                  # who the CAS served it as
+        self.auth_ok = None               # Basic password right (None: no
+                                          # Basic credentials)
 
     def header(self, name):
         """First value of header name (case-insensitive) or None."""
@@ -515,6 +568,8 @@ class StandinCAS:
         self.health_body = None           # healthcheck.htm's 200 body
         self.flavour = "exchange2016"     # or "exchange2010", see above
         self.keep_alive = True            # False: close after each response
+        self.nodelay = False              # True: TCP_NODELAY on connections
+        self.keep_requests = True         # False: no Request kept
         self.slow_delay = 0.1
         self.slow_pieces = 20
         self.read_pause = 0.0             # pause after the first MiB of a body
@@ -525,6 +580,8 @@ class StandinCAS:
         self.accepted = 0
         self.tls_failures = 0
         self.ntlm = False                 # NTLM handshakes, see above
+        self.passwords = None             # user -> password, see above
+        self.auth_attempts = []           # [AuthAttempt], under _lock
         # conn_id -> {"state", "challenge", "user"} of that connection
         self.ntlm_conns = {}
         self.closed = set()               # ids of connections that ended
@@ -617,6 +674,29 @@ class StandinCAS:
         """Requests carrying X-Test-Mark: mark."""
         return [r for r in self.requests if r.header("X-Test-Mark") == mark]
 
+    def attempts(self, user=None, ok=None, password=None):
+        """How many Basic attempts the CAS saw of user (None: anyone; a
+        name with "@" or "\\" is compared whole, else with the local part,
+        case-insensitively), with a right (ok True) or wrong (False)
+        password (None: either), with that password (None: any)."""
+        tag = password_tag(password) if password is not None else None
+        with self._lock:
+            seen = list(self.auth_attempts)
+        n = 0
+        for a in seen:
+            if user is not None:
+                if "@" in user or "\\" in user:
+                    if a.user.lower() != user.lower():
+                        continue
+                elif self._local(a.user) != user.lower():
+                    continue
+            if ok is not None and a.ok != ok:
+                continue
+            if tag is not None and a.pw_tag != tag:
+                continue
+            n += 1
+        return n
+
     def wait_for(self, pred, timeout=5.0):
         """Waits until pred(requests) is true; returns the last value."""
         deadline = time.monotonic() + timeout
@@ -636,6 +716,12 @@ class StandinCAS:
             except OSError:
                 return
             conn_id += 1
+            if self.nodelay:
+                try:
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY,
+                                    1)
+                except OSError:
+                    pass
             with self._lock:
                 self.accepted += 1
                 self._socks.add(sock)
@@ -686,7 +772,8 @@ class StandinCAS:
         with self._lock:
             self._seq += 1
             req = Request(conn_id, self._seq, raw)
-            self._requests.append(req)
+            if self.keep_requests:
+                self._requests.append(req)
         self._parse_head(req)
         mode = self.mode
         if self.is_health_probe(req) and not self.modes_apply_to_health:
@@ -895,6 +982,10 @@ class StandinCAS:
             resp = self._ntlm(req)
             if resp is not None:
                 return resp
+        if is_eas or lpath == AUTODISCOVER_PATH:
+            resp = self._check_password(req)
+            if resp is not None:
+                return resp
         if lpath == AUTODISCOVER_PATH:
             return self._autodiscover(req)
         if is_eas:
@@ -973,6 +1064,59 @@ class StandinCAS:
                 self.ntlm_conns[req.conn_id] = {
                     "state": "failed", "challenge": None, "user": None}
         return None if ok else self._ntlm_401()
+
+    # ---- passwords (see the module comment)
+
+    def _password_right(self, user, password):
+        """Whether passwords (or their absence) accept user:password."""
+        table = self.passwords
+        if table is None:
+            return True
+        low = {k.lower(): v for k, v in table.items()}
+        want = low.get(user.lower())
+        if want is None:
+            want = low.get(self._local(user))
+        return want is not None and want == password
+
+    def _password_401(self, bearer=False):
+        """Exchange's answer to credentials it refuses."""
+        if self.flavour == "exchange2010":
+            return self._iis75_401()
+        resp = self._unauthorized()
+        if bearer:
+            resp.headers.insert(3, ("WWW-Authenticate", BEARER_CHALLENGE))
+        return resp
+
+    def _check_password(self, req):
+        """A 401 for credentials the CAS refuses, or None to go on. Records
+        every Basic attempt."""
+        auth = req.header("Authorization")
+        if auth is None:
+            return None
+        scheme, _, cred = auth.strip().partition(" ")
+        scheme = scheme.lower()
+        if scheme == "basic":
+            try:
+                text = base64.b64decode(cred.strip()).decode("utf-8")
+            except (ValueError, UnicodeDecodeError):
+                text = None
+            if text is None or ":" not in text:
+                # served as today when no passwords are set
+                user, password = (text or ""), ""
+                ok = self.passwords is None
+            else:
+                user, _, password = text.partition(":")
+                ok = self._password_right(user, password)
+            req.auth_ok = ok
+            with self._lock:
+                self.auth_attempts.append(AuthAttempt(
+                    user, ok, password_tag(password), req.conn_id))
+            return None if ok else self._password_401()
+        if scheme in ("ntlm", "negotiate") and self.ntlm:
+            return None                 # the handshake has answered it
+        if self.passwords is None:
+            return None
+        return self._password_401(bearer=scheme == "bearer")
 
     def request_user(self, req):
         """The user req is served as: its Basic user, else (NTLM mode) the

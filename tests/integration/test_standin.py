@@ -1,6 +1,7 @@
 """The stand-in CAS itself, driven directly (no easfront): it must behave like
 Exchange (shared/EAS.md) and record faithfully, or every other test lies."""
 
+import base64
 import hashlib
 import http.client
 import os
@@ -293,6 +294,136 @@ class Exchange(StandinTestCase):
         s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", cas.port)),
                             server_hostname="127.0.0.1")
         s.close()
+
+
+class Passwords(StandinTestCase):
+    """`passwords`: wrong Basic passwords get Exchange's 401, every Basic
+    attempt is counted (passwords never recorded)."""
+
+    def basic_req(self, user, password, kind="eas"):
+        auth = ("Authorization", basic(user, password))
+        if kind == "autodiscover":
+            req = autodiscover_request(user, auth=False)
+            head, body = req.raw.split(b"\r\n\r\n", 1)
+            return http_request("POST", "/autodiscover/autodiscover.xml",
+                                [auth, ("Content-Type", "text/xml")], body,
+                                host="autodiscover.contoso.test")
+        return eas_request("FolderSync", user=user, auth=False,
+                           extra=[auth])
+
+    def test_any_password_without_table(self):
+        cas = self.start_cas()
+        self.assertIsNone(cas.passwords)
+        for pw in ("one", "two"):
+            r = self.rt(cas, self.basic_req("alice@contoso.test", pw))
+            self.assertEqual(r.status, 200)
+        r = self.rt(cas, eas_request("FolderSync", auth=False, extra=[
+            ("Authorization", "Bearer ")]))
+        self.assertEqual(r.status, 200, "Bearer refused without passwords")
+        self.assertEqual(cas.attempts("alice@contoso.test"), 2)
+        self.assertEqual(cas.attempts("alice", ok=True), 2)
+        self.assertEqual(cas.attempts("alice", password="two"), 1)
+        self.assertEqual(len(cas.auth_attempts), 2, "Bearer counted")
+
+    def test_right_wrong_and_unknown(self):
+        cas = self.start_cas(passwords={"alice": "right-1",
+                                        "Bob@Contoso.test": "right-2"})
+        cases = [("alice@contoso.test", "right-1", "eas", 200),
+                 ("CONTOSO\\alice", "right-1", "eas", 200),
+                 ("alice@contoso.test", "wrong", "eas", 401),
+                 ("alice@contoso.test", "right-1", "autodiscover", 200),
+                 ("alice@contoso.test", "Right-1", "autodiscover", 401),
+                 ("bob@contoso.test", "right-2", "eas", 200),
+                 ("bob@fabrikam.test", "right-2", "eas", 401),
+                 ("bob@contoso.test", "right-1", "eas", 401),
+                 ("carol@contoso.test", "anything", "eas", 401),
+                 ("carol@contoso.test", "anything", "autodiscover", 401)]
+        for user, pw, kind, status in cases:
+            with self.subTest(user=user, kind=kind, status=status):
+                req = self.basic_req(user, pw, kind)
+                r = self.rt(cas, req)
+                self.assertEqual(r.status, status, r.status_line)
+                self.assertEqual(cas.find(req.mark)[0].auth_ok,
+                                 status == 200)
+                if status == 401:
+                    self.assertEqual(r.status_line,
+                                     "HTTP/1.1 401 Unauthorized")
+                    self.assertEqual(r.headers_named("WWW-Authenticate"),
+                                     ['Basic realm="cas1.site1.test"'])
+                    self.assertIn(b"401 - Unauthorized", r.body)
+                    self.assertEqual(r.header("Server"), "Microsoft-IIS/10.0")
+        self.assertEqual(cas.attempts(), len(cases))
+        self.assertEqual(cas.attempts("alice"), 5)
+        self.assertEqual(cas.attempts("alice@contoso.test"), 4)
+        self.assertEqual(cas.attempts("alice", ok=True), 3)
+        self.assertEqual(cas.attempts("alice", ok=False), 2)
+        self.assertEqual(cas.attempts("alice", password="wrong"), 1)
+        self.assertEqual(cas.attempts("bob", ok=False), 2)
+        self.assertEqual(cas.attempts("carol", ok=False), 2)
+        self.assertEqual(cas.attempts(ok=True), 4)
+        # no password in the records
+        text = repr(cas.auth_attempts) + repr([vars(a) for a in
+                                               cas.auth_attempts])
+        for pw in ("right-1", "right-2", "wrong", "anything"):
+            self.assertNotIn(pw, text)
+
+    def test_password_checked_before_user_behaviours(self):
+        cas = self.start_cas(passwords={"throttled": "t", "blocked": "b"})
+        r = self.rt(cas, self.basic_req("throttled@contoso.test", "x"))
+        self.assertEqual(r.status, 401)
+        r = self.rt(cas, self.basic_req("throttled@contoso.test", "t"))
+        self.assertEqual(r.status, 503)
+        r = self.rt(cas, self.basic_req("blocked@contoso.test", "x",
+                                        "autodiscover"))
+        self.assertEqual(r.status, 401)
+        r = self.rt(cas, self.basic_req("blocked@contoso.test", "b",
+                                        "autodiscover"))
+        self.assertEqual(r.status, 456)
+
+    def test_other_credentials_refused(self):
+        cas = self.start_cas(passwords={"alice": "pw"})
+        for auth in ("Bearer", "Bearer eyJ0eXAiOiJKV1QifQ.e30.c2ln",
+                     "NTLM TlRMTVNTUAABAAAAB4IIAAAAAAAAAAAAAAAAAAAAAAA=",
+                     "Digest username=\"alice\""):
+            with self.subTest(auth=auth):
+                r = self.rt(cas, eas_request("Sync", auth=False, extra=[
+                    ("Authorization", auth)]))
+                self.assertEqual(r.status, 401)
+                want = ['Basic realm="cas1.site1.test"']
+                if auth.startswith("Bearer"):
+                    want.insert(0, sc.BEARER_CHALLENGE)
+                self.assertEqual(r.headers_named("WWW-Authenticate"), want)
+        self.assertEqual(cas.auth_attempts, [], "non-Basic attempts counted")
+
+    def test_exchange2010_challenges(self):
+        cas = self.start_cas(passwords={"alice": "pw"},
+                             flavour="exchange2010")
+        r = self.rt(cas, self.basic_req("alice@contoso.test", "bad"))
+        self.assertEqual(r.status, 401)
+        self.assertEqual(r.headers_named("WWW-Authenticate"),
+                         ["Negotiate", "NTLM",
+                          'Basic realm="cas1.site1.test"'])
+        r = self.rt(cas, self.basic_req("alice@contoso.test", "pw"))
+        self.assertEqual(r.status, 200)
+
+    def test_ntlm_handshake_unaffected(self):
+        import test_routing as tr
+        cas = self.start_cas(passwords={"alice": "pw"}, ntlm=True)
+        c = self.conn(cas)
+        c.send(options_request(auth=False).raw.replace(
+            b"User-Agent", b"Authorization: NTLM " + base64.b64encode(
+                tr.ntlm_negotiate()) + b"\r\nUser-Agent", 1))
+        r = c.read_response()
+        self.assertEqual(r.status, 401)
+        chal = tr.ntlm_challenge_of(r)
+        c.send(options_request(auth=False).raw.replace(
+            b"User-Agent", b"Authorization: NTLM " + base64.b64encode(
+                tr.ntlm_authenticate("CONTOSO", "alice", chal)) +
+            b"\r\nUser-Agent", 1))
+        self.assertEqual(c.read_response().status, 200)
+        c.send(eas_request("Sync", auth=False).raw)
+        self.assertEqual(c.read_response().status, 200)
+        self.assertEqual(cas.auth_attempts, [])
 
 
 class FailureModes(StandinTestCase):
