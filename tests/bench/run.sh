@@ -218,10 +218,10 @@ make_cert() {
 
 pick_ports() {
 	local -a p
-	mapfile -t p < <("$CLI" port 8)
-	[ "${#p[@]}" -eq 8 ] || die "no free ports"
+	mapfile -t p < <("$CLI" port 9)
+	[ "${#p[@]}" -eq 9 ] || die "no free ports"
 	P_BACK=${p[0]} P_CTL=${p[1]} P_DIRECT=${p[2]} P_EF=${p[3]} P_NGX=${p[4]}
-	P_HAP=${p[5]} P_EFMAP=${p[6]} P_DCTL=${p[7]}
+	P_HAP=${p[5]} P_EFMAP=${p[6]} P_DCTL=${p[7]} P_EFG=${p[8]}
 }
 
 # Credentials: u1 lives in this site (proxied), u2 in site2 (451 at 14.1).
@@ -229,6 +229,26 @@ AUTH_LOCAL=$(printf 'u1@contoso.test:Passw0rd' | base64)
 AUTH_REMOTE=$(printf 'u2@contoso.test:Passw0rd' | base64)
 SITE2_URL="https://site2-eas.contoso.test/Microsoft-Server-ActiveSync"
 EAS_PATH="/Microsoft-Server-ActiveSync"
+
+# The small config with the guard on: the password shield, and 100 device
+# rules none of which matches the bench's device, so each request is
+# checked against all of them (issue 14: within 5 % of guard absent).
+write_guard_config() {
+	sed -e "s/127.0.0.1:$P_EF\"/127.0.0.1:$P_EFG\"/" \
+		-e "s|easfront-small.pid|easfront-guard.pid|" \
+		"$WORK/easfront-small.yaml" >"$WORK/easfront-guard.yaml"
+	awk 'BEGIN {
+		print "guard:"
+		print "  passwords: { password_failures: 3, user_failures: 10, window: 1800, hold: 1800 }"
+		print "  devices:"
+		for (i = 0; i < 100; i++) {
+			if (i % 4 == 0) printf "    - block: { device_type: \"^BadPhone%d$\" }\n", i
+			else if (i % 4 == 1) printf "    - block: { user_agent: \"^Broken-Agent/%d\\\\.\" }\n", i
+			else if (i % 4 == 2) printf "    - block: { device_id: \"^BAD%04d\" }\n", i
+			else printf "    - block: { user: \"blocked%d@contoso.test\", cmd: \"Sync\" }\n", i
+		}
+	}' >>"$WORK/easfront-guard.yaml"
+}
 
 write_configs() {
 	local b
@@ -360,6 +380,7 @@ frontend eas
 backend cas
     server cas1 127.0.0.1:$P_BACK
 EOF
+	write_guard_config
 	# wrk scripts: the same EAS Sync POST, a local and a remote user.
 	local u auth
 	for u in local remote; do
@@ -442,6 +463,10 @@ start_proxy() {
 	easfront-base)
 		spawn easfront-base.log taskset -c 0 "$EF_BASE_BIN" run -c "$WORK/easfront-small.yaml"
 		PX_PORT=$P_EF
+		;;
+	easfront-guard)
+		spawn easfront-guard.log taskset -c 0 "$EF_BIN" run -c "$WORK/easfront-guard.yaml"
+		PX_PORT=$P_EFG
 		;;
 	easfront-map)
 		spawn easfront-map.log taskset -c 0 "$EF_BIN" run -c "$WORK/easfront-big.yaml"
@@ -689,6 +714,12 @@ measure_proxy() {
 		timeout 30 taskset -c 1 wrk -t1 -c64 -d1s -s "$WORK/sync-local.lua" \
 			"https://127.0.0.1:$PX_PORT$SYNC_Q" >/dev/null 2>&1
 		for c in $CONNS_LIST; do run_wrk ka "$c" local; done
+		# The guard's cost is that of a proxied request: the rest is
+		# the same binary measured as easfront.
+		if [ "$who" = easfront-guard ]; then
+			stop_proxy
+			return 0
+		fi
 		if [ "$who" != direct ]; then
 			for c in $CONNS_LIST; do run_wrk r451 "$c" remote; done
 		fi
@@ -855,22 +886,41 @@ label() {
 	esac
 }
 
-# This build against BENCH_BASELINE, medians of the same interleaved runs.
-baseline_rows() {
-	local c a b
-	echo "## This build against the baseline ($EF_BASE_VERSION)"
+# One proxy against another, medians of the same interleaved runs: title,
+# the two names and their column heads, then the measures (with CONNS for
+# each connection count).
+ratio_rows() { # title who-a head-a who-b head-b measure...
+	local title=$1 wa=$2 ha=$3 wb=$4 hb=$5 c m a b
+	shift 5
+	echo "## $title"
 	echo
-	echo "| measure | this build | baseline | ratio |"
+	echo "| measure | $ha | $hb | ratio |"
 	echo "|---|---|---|---|"
 	for c in $CONNS_LIST; do
-		for m in ka.$c.cpu r451.$c.cpu ka.$c.rps r451.$c.rps; do
-			a=$(med "$m" easfront) b=$(med "$m" easfront-base)
+		for m in "$@"; do
+			m=${m//CONNS/$c}
+			a=$(med "$m" "$wa") b=$(med "$m" "$wb")
 			awk -v m="$m" -v a="$a" -v b="$b" 'BEGIN {
 				if (a == "" || b == "" || b == 0) exit
 				printf "| %s | %s | %s | %.3f |\n", m, a, b, a / b }'
 		done
 	done
 	echo
+}
+
+# This build against BENCH_BASELINE.
+baseline_rows() {
+	ratio_rows "This build against the baseline ($EF_BASE_VERSION)" \
+		easfront "this build" easfront-base baseline \
+		ka.CONNS.cpu r451.CONNS.cpu ka.CONNS.rps r451.CONNS.rps
+}
+
+# The guard on (password shield, 100 device rules) against guard absent,
+# the same binary (issue 14's target: CPU per request within 5 %).
+guard_rows() {
+	ratio_rows "The guard on against guard absent (same binary)" \
+		easfront-guard "guard on" easfront "guard absent" \
+		ka.CONNS.cpu ka.CONNS.rps
 }
 
 report() {
@@ -961,6 +1011,7 @@ report() {
 		echo "| p99 moved by the reload, ms | $(cell map.p99delta easfront 2) |"
 		echo
 		[ -n "${BENCH_BASELINE:-}" ] && baseline_rows
+		[[ $PROXIES == *" easfront-guard "* ]] && guard_rows
 		echo "## Targets (easfront against the best of nginx and HAProxy)"
 		echo
 		echo "| target | measured | ratio | result |"
@@ -1056,10 +1107,10 @@ if [ "$MODE" = profile ]; then
 fi
 
 start_backend
-ORDER=(easfront nginx haproxy)
-PROXIES=" ${BENCH_PROXIES:-direct easfront nginx haproxy} "
+ORDER=(easfront easfront-guard nginx haproxy)
+PROXIES=" ${BENCH_PROXIES:-direct easfront easfront-guard nginx haproxy} "
 if [ -n "${BENCH_BASELINE:-}" ]; then
-	ORDER=(easfront easfront-base nginx haproxy)
+	ORDER=(easfront easfront-guard easfront-base nginx haproxy)
 	PROXIES="$PROXIES easfront-base "
 fi
 for RUN in $(seq 1 "$RUNS"); do
