@@ -89,6 +89,26 @@ static void requests(struct evbuffer *out, const struct stats_snapshot *s,
 					    (unsigned long long)s->responses_status[i]);
 }
 
+/* Every answer and version is always there, like the guard's reasons. */
+static void cloud(struct evbuffer *out, const struct stats_snapshot *s)
+{
+	static const char *const answers[2] = {"redirect", "refused"};
+
+	family(out, "easfront_cloud_answers_total", "counter",
+	       "Requests of users on a cloud site (Exchange Online): 451 to "
+	       "it (redirect) or 403 cloud-min-version (refused), by EAS "
+	       "version.");
+	for (unsigned k = 0; k < 2; k++)
+		for (unsigned v = 0; v < STATS_VERSIONS; v++)
+			evbuffer_add_printf(
+			    out,
+			    "easfront_cloud_answers_total{answer=\"%s\","
+			    "version=\"%s\"} %llu\n",
+			    answers[k], stats_version_name(v),
+			    (unsigned long long)
+				s->cloud_answers[k * STATS_VERSIONS + v]);
+}
+
 static void latency(struct evbuffer *out, const struct stats_snapshot *s)
 {
 	uint64_t cum = 0;
@@ -183,6 +203,7 @@ void metrics_render(struct evbuffer *out, const struct stats_snapshot *snap,
 		    const struct admin_hooks *hooks)
 {
 	requests(out, snap, g);
+	cloud(out, snap);
 	latency(out, snap);
 	connections(out, snap);
 	guard(out, snap, gc);

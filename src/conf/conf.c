@@ -299,6 +299,10 @@ static struct conf_ldap *copy_ldap(struct conf_ctx *c,
 	l->max_inflight = r->max_inflight;
 	numbers(c, "sitemap.ldap", l, ldap_keys, N(ldap_keys));
 	l->line = line;
+	l->cloud_site = copy(c, r->cloud.site);
+	l->cloud_domains = dup_list(c, r->cloud.target_domains,
+	                            r->cloud.target_domains_count,
+	                            &l->n_cloud_domains);
 	if (l->n_uris == 0)
 		conf_err(c, line, "sitemap.ldap: uris is required");
 	if (l->base == NULL)
@@ -319,7 +323,29 @@ static void free_ldap(struct conf_ldap *l)
 	free(l->base);
 	free(l->filter);
 	free(l->attribute);
+	free(l->cloud_site);
+	for (unsigned i = 0; i < l->n_cloud_domains; i++)
+		free(l->cloud_domains[i]);
+	free(l->cloud_domains);
 	free(l);
+}
+
+static unsigned version_x10(const char *s, size_t len);
+
+/* sites[i].min_version: an EAS version, as guard rules write one. */
+static void copy_min_version(struct conf_ctx *c, unsigned i, const char *v,
+                             struct conf_site *s)
+{
+	char shown[64];
+
+	if (v == NULL)
+		return;
+	s->min_version = version_x10(v, strlen(v));
+	if (s->min_version == 0)
+		conf_err(c, conf_line(c, "sites[%u].min_version", i),
+		         "sites[%u].min_version: '%s' is not an EAS version "
+		         "(16.1, 14.0...)",
+		         i, conf_show(shown, sizeof(shown), v, strlen(v)));
 }
 
 static void copy_site(struct conf_ctx *c, unsigned i,
@@ -341,6 +367,8 @@ static void copy_site(struct conf_ctx *c, unsigned i,
 	snprintf(prefix, sizeof(prefix), "sites[%u].health", i);
 	numbers(c, prefix, &s->health, health_keys, N(health_keys));
 	s->line = conf_line(c, "sites[%u]", i);
+	s->cloud = r->cloud;
+	copy_min_version(c, i, r->min_version, s);
 }
 
 /* Allocates n zeroed elements of size sz into *v and sets *count; both stay

@@ -59,8 +59,13 @@ struct conf_health {
 struct conf_site {
 	char *name;
 	char *external_url; /* NULL: the site has no external URL */
-	char **cas;	    /* n_cas URLs, http:// or https:// */
+	char **cas;	    /* n_cas URLs, http:// or https://; none for a
+			       cloud site */
 	unsigned n_cas;
+	bool cloud;	    /* Exchange Online (DESIGN.md "Mailboxes in
+			       Exchange Online"): 451 or 403, never proxied */
+	unsigned min_version; /* cloud: lowest EAS version x 10 it takes
+				 (161 for "16.1"); 0: none */
 	char *fallback;	    /* NULL: none */
 	char *proxy_path;   /* default /Microsoft-Server-ActiveSync */
 	struct conf_health health;
@@ -90,6 +95,11 @@ struct conf_ldap {
 	unsigned negative_ttl; /* s, default 60 */
 	unsigned cache_size;   /* entries, default 100000 */
 	unsigned max_inflight; /* searches per worker, default 64 */
+	char *cloud_site;      /* cloud.site: where moved mailboxes go (a
+				  cloud site); NULL: no cloud lookup */
+	char **cloud_domains;  /* cloud.target_domains: the tenant's
+				  routing domains */
+	unsigned n_cloud_domains;
 	unsigned line;
 };
 
@@ -195,7 +205,8 @@ struct conf {
  * LINE is 0 only when the file could not be read at all. *err is NULL on
  * success (and when even the message could not be allocated).
  * Checks: YAML syntax, unknown keys, wrong types, missing required keys
- * (site, listen, tls.certificates, sites with name and cas), duplicate site
+ * (site, listen, tls.certificates, sites with name, and cas unless cloud),
+ * cloud sites with cas, fallback or no external_url, duplicate site
  * names, site / fallback / default_site naming no site, URLs that are not
  * http(s), listen addresses that do not parse. Files named (certificates,
  * site map) are not opened here. Also refused: files over CONF_MAX_BYTES,

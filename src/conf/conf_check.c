@@ -142,6 +142,91 @@ static void site_check(struct conf_ctx *c, const struct conf *cf, unsigned i)
 		ref_check(c, cf, key, s->fallback, line);
 }
 
+/* A site named by key (at line) that must have a CAS pool: this front
+ * end's own site, a fallback. A cloud site has none to proxy to. */
+static void not_cloud(struct conf_ctx *c, const struct conf *cf,
+                      const char *key, const char *name, unsigned line)
+{
+	const struct conf_site *s = conf_site_find(cf, name);
+
+	if (s != NULL && s->cloud)
+		conf_err(c, line,
+		         "%s: '%s' is a cloud site, which has no CAS to "
+		         "proxy to",
+		         key, s->name);
+}
+
+/* What a cloud site is (an external URL, nothing of ours) and what every
+ * other site needs (a CAS pool). */
+static void cloud_check(struct conf_ctx *c, const struct conf *cf, unsigned i)
+{
+	const struct conf_site *s = &cf->sites[i];
+	unsigned line = conf_line(c, "sites[%u].name", i);
+	char key[64];
+
+	snprintf(key, sizeof(key), "sites[%u].fallback", i);
+	if (s->fallback != NULL)
+		not_cloud(c, cf, key, s->fallback, conf_line(c, "%s", key));
+	if (!s->cloud) {
+		if (s->n_cas == 0)
+			conf_err(c, line,
+			         "sites[%u]: cas is required (only a site with "
+			         "cloud: true has none)",
+			         i);
+		if (s->min_version != 0)
+			conf_err(c, conf_line(c, "sites[%u].min_version", i),
+			         "sites[%u].min_version: only a cloud site has "
+			         "one",
+			         i);
+		return;
+	}
+	if (s->n_cas > 0)
+		conf_err(c, conf_line(c, "sites[%u].cas", i),
+		         "sites[%u].cas: a cloud site has no CAS of ours", i);
+	if (s->fallback != NULL)
+		conf_err(c, conf_line(c, "%s", key),
+		         "%s: a cloud site has no fallback (it is never down)",
+		         key);
+	if (s->external_url == NULL)
+		conf_err(c, line,
+		         "sites[%u]: a cloud site needs external_url (where "
+		         "its users are sent)",
+		         i);
+}
+
+/* sitemap.ldap.cloud: a cloud site, and domains a targetAddress can end
+ * with. */
+static void ldap_cloud_check(struct conf_ctx *c, const struct conf *cf)
+{
+	const struct conf_ldap *l = cf->ldap;
+	const struct conf_site *s;
+	char shown[64];
+	unsigned line;
+
+	if (l == NULL || l->cloud_site == NULL)
+		return;
+	line = conf_line(c, "sitemap.ldap.cloud.site");
+	s = conf_site_find(cf, l->cloud_site);
+	if (s == NULL)
+		ref_check(c, cf, "sitemap.ldap.cloud.site", l->cloud_site, line);
+	else if (!s->cloud)
+		conf_err(c, line,
+		         "sitemap.ldap.cloud.site: '%s' is not a cloud site "
+		         "(cloud: true)",
+		         s->name);
+	for (unsigned i = 0; i < l->n_cloud_domains; i++) {
+		const char *d = l->cloud_domains[i];
+
+		if (strpbrk(d, " \\@/") != NULL || has_ctl(d) || d[0] == '.')
+			conf_err(c,
+			         conf_line(c, "sitemap.ldap.cloud.target_domains[%u]",
+			                   i),
+			         "sitemap.ldap.cloud.target_domains[%u]: '%s' is "
+			         "not a domain name",
+			         i, show(shown, sizeof(shown), d));
+	}
+}
+
 /* Listen addresses must parse and differ: two equal ones cannot both bind. */
 static void listen_check(struct conf_ctx *c, const struct conf *cf)
 {
@@ -471,9 +556,13 @@ static void guard_check(struct conf_ctx *c, const struct conf *cf)
 
 void conf_check(struct conf_ctx *c, const struct conf *cf)
 {
-	for (unsigned i = 0; i < cf->n_sites; i++)
+	for (unsigned i = 0; i < cf->n_sites; i++) {
 		site_check(c, cf, i);
+		cloud_check(c, cf, i);
+	}
 	ref_check(c, cf, "site", cf->site, conf_line(c, "site"));
+	not_cloud(c, cf, "site", cf->site, conf_line(c, "site"));
+	ldap_cloud_check(c, cf);
 	/* An absent default_site is site, checked just above. */
 	if (conf_line(c, "sitemap.default_site") != 0)
 		ref_check(c, cf, "sitemap.default_site", cf->default_site,

@@ -39,6 +39,8 @@ struct conf_raw_site {
 	char *fallback;
 	char *proxy_path;
 	struct conf_health health;
+	bool cloud;
+	char *min_version; /* parsed by conf.c */
 };
 
 struct conf_raw_tls {
@@ -74,6 +76,11 @@ struct conf_raw_ldap {
 	unsigned negative_ttl;
 	unsigned cache_size;
 	unsigned max_inflight;
+	struct conf_raw_ldap_cloud {
+		char *site;
+		char **target_domains;
+		unsigned target_domains_count;
+	} cloud;
 };
 
 struct conf_raw_sitemap {

@@ -64,12 +64,15 @@ static const cyaml_schema_field_t health_fields[] = {
 static const cyaml_schema_field_t site_fields[] = {
     STR_FIELD("name", CYAML_FLAG_DEFAULT, struct conf_raw_site, name),
     STR_FIELD("external_url", OPT, struct conf_raw_site, external_url),
-    CYAML_FIELD_SEQUENCE("cas", CYAML_FLAG_POINTER, struct conf_raw_site, cas,
-                         &string_entry, 1, 256),
+    /* Required of every site but a cloud one: conf_check says so. */
+    CYAML_FIELD_SEQUENCE("cas", CYAML_FLAG_POINTER | OPT, struct conf_raw_site,
+                         cas, &string_entry, 1, 256),
     STR_FIELD("fallback", OPT, struct conf_raw_site, fallback),
     STR_FIELD("proxy_path", OPT, struct conf_raw_site, proxy_path),
     CYAML_FIELD_MAPPING("health", OPT, struct conf_raw_site, health,
                         health_fields),
+    CYAML_FIELD_BOOL("cloud", OPT, struct conf_raw_site, cloud),
+    STR_FIELD("min_version", OPT, struct conf_raw_site, min_version),
     CYAML_FIELD_END,
 };
 
@@ -87,6 +90,14 @@ static const cyaml_schema_field_t dns_fields[] = {
                          struct conf_raw_dns, servers, &string_entry, 1, 16),
     CYAML_FIELD_UINT("min_ttl", OPT, struct conf_raw_dns, min_ttl),
     CYAML_FIELD_UINT("max_ttl", OPT, struct conf_raw_dns, max_ttl),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_field_t ldap_cloud_fields[] = {
+    STR_FIELD("site", CYAML_FLAG_DEFAULT, struct conf_raw_ldap_cloud, site),
+    CYAML_FIELD_SEQUENCE("target_domains", CYAML_FLAG_POINTER | OPT,
+                         struct conf_raw_ldap_cloud, target_domains,
+                         &string_entry, 0, 64),
     CYAML_FIELD_END,
 };
 
@@ -109,6 +120,8 @@ static const cyaml_schema_field_t ldap_fields[] = {
     CYAML_FIELD_UINT("cache_size", OPT, struct conf_raw_ldap, cache_size),
     CYAML_FIELD_UINT("max_inflight", OPT, struct conf_raw_ldap,
                      max_inflight),
+    CYAML_FIELD_MAPPING("cloud", OPT, struct conf_raw_ldap, cloud,
+                        ldap_cloud_fields),
     CYAML_FIELD_END,
 };
 

@@ -79,7 +79,8 @@ static int build_sites(struct proxy *p, struct gen *g, char **err)
 
 		gs->proxy_path = str_from(cs->proxy_path);
 		gs->cas = calloc(cs->n_cas, sizeof(*gs->cas));
-		if (gs->cas == NULL)
+		/* a cloud site has none */
+		if (gs->cas == NULL && cs->n_cas > 0)
 			return -1;
 		gs->n_cas = cs->n_cas;
 		for (unsigned j = 0; j < cs->n_cas; j++) {

@@ -25,7 +25,7 @@
 
 struct lookup {
 	char name[256];
-	const char *role; /* "external", "cas", "autodiscover" */
+	const char *role; /* "external", "cas", "autodiscover", "cloud" */
 	const char *site;
 	int status;	  /* -2: pending */
 	struct dns_addrs addrs;
@@ -80,6 +80,21 @@ static void add_lookup(struct lookup *ls, unsigned *n, unsigned cap,
 	ls[*n].site = site;
 	ls[*n].status = -2;
 	(*n)++;
+}
+
+/* A cloud site: its URL's name must resolve (phones are sent there), but
+ * it is Microsoft's, on Microsoft's certificate, with no autodiscover name
+ * of ours. Without min_version every 14.0+ client is sent there, whether
+ * the cloud takes it or not: worth a warning. */
+static void cloud_lookup(struct lookup *ls, unsigned *n, unsigned cap,
+			 const struct conf_site *s)
+{
+	add_lookup(ls, n, cap, s->external_url, "cloud", s->name);
+	if (s->min_version == 0)
+		printf("warn %s %-12s no min_version: EAS 14.0 to 16.0 "
+		       "clients get a 451 to %s, which Exchange Online refuses "
+		       "below 16.1 since March 2026\n",
+		       s->name, "cloud", s->external_url);
 }
 
 /* Resolves every lookup at once, bounded by the resolver's own timeouts. */
@@ -144,7 +159,8 @@ static int check_names(const struct conf *c, const struct lookup *ls,
 			       l->status == 1 ? " (no such name)" : "");
 		printf("\n");
 		bad |= !ok;
-		if (strcmp(l->role, "cas") == 0 || ts == NULL)
+		if (strcmp(l->role, "cas") == 0 || strcmp(l->role, "cloud") == 0 ||
+		    ts == NULL)
 			continue;
 		/* What phones connect to must be on a certificate. */
 		if (!tls_server_covers(ts, l->name)) {
@@ -186,6 +202,10 @@ int daemon_preflight(const char *conf_path)
 	for (unsigned i = 0; ls != NULL && i < c->n_sites; i++) {
 		const struct conf_site *s = &c->sites[i];
 
+		if (s->cloud) {
+			cloud_lookup(ls, &n, cap, s);
+			continue;
+		}
 		add_lookup(ls, &n, cap, s->external_url, "external", s->name);
 		if (n > 0 && strcmp(ls[n - 1].role, "external") == 0 &&
 		    strcmp(ls[n - 1].site, s->name) == 0) {

@@ -21,9 +21,10 @@ struct cache_entry {
 	TAILQ_ENTRY(cache_entry) lru; /* first is the most recently used */
 	uint64_t hash;
 	uint64_t expires_us; /* fresh until then, stale after */
-	bool found;          /* false: "no such user" */
+	enum ldap_answer kind; /* FOUND, NO_USER or CLOUD */
 	size_t user_len;
-	char *db;    /* inside this allocation; "" when !found */
+	char *db;    /* inside this allocation: the database (FOUND), the
+	                evidence (CLOUD), "" (NO_USER) */
 	char user[]; /* user, NUL, db, NUL */
 };
 
@@ -53,6 +54,10 @@ const char *ldap_answer_str(enum ldap_answer a)
 		return "stale-no-user";
 	case LDAP_ANS_ERROR:
 		return "error";
+	case LDAP_ANS_CLOUD:
+		return "cloud";
+	case LDAP_ANS_STALE_CLOUD:
+		return "stale-cloud";
 	}
 	return "?";
 }
@@ -157,8 +162,10 @@ static void unlink_at(struct ldap_cache *c, struct cache_entry **slot)
 static void answer(const struct cache_entry *e, bool stale, enum ldap_answer *a,
                    char *db, size_t cap)
 {
-	if (e->found)
+	if (e->kind == LDAP_ANS_FOUND)
 		*a = stale ? LDAP_ANS_STALE_FOUND : LDAP_ANS_FOUND;
+	else if (e->kind == LDAP_ANS_CLOUD)
+		*a = stale ? LDAP_ANS_STALE_CLOUD : LDAP_ANS_CLOUD;
 	else
 		*a = stale ? LDAP_ANS_STALE_NO_USER : LDAP_ANS_NO_USER;
 	if (db != NULL && cap > 0)
@@ -215,8 +222,9 @@ enum ldap_answer ldap_cache_fallback(struct ldap_cache *c, const char *user,
 	return a;
 }
 
-/* Allocates an entry for user and db (NULL: no such user). */
-static struct cache_entry *entry_new(struct str user, const char *db)
+/* Allocates an entry for user saying kind, with db (NULL: none). */
+static struct cache_entry *entry_new(struct str user, enum ldap_answer kind,
+                                     const char *db)
 {
 	size_t dlen = db != NULL ? strlen(db) : 0;
 	struct cache_entry *e = malloc(sizeof(*e) + user.len + 1 + dlen + 1);
@@ -231,11 +239,13 @@ static struct cache_entry *entry_new(struct str user, const char *db)
 	if (dlen > 0)
 		memcpy(e->db, db, dlen);
 	e->db[dlen] = '\0';
-	e->found = db != NULL;
+	e->kind = kind;
 	return e;
 }
 
-void ldap_cache_put(struct ldap_cache *c, const char *user, const char *db)
+/* Stores kind (FOUND, NO_USER or CLOUD) with db for user. */
+static void put(struct ldap_cache *c, const char *user, enum ldap_answer kind,
+                const char *db)
 {
 	struct str u = str_from(user);
 	uint64_t hash = str_hash_ci(u);
@@ -244,14 +254,15 @@ void ldap_cache_put(struct ldap_cache *c, const char *user, const char *db)
 	if (u.len == 0 || u.len > LDAP_SRC_USER_MAX ||
 	    (db != NULL && strnlen(db, LDAP_SRC_DB_MAX) >= LDAP_SRC_DB_MAX))
 		return;
-	e = entry_new(u, db);
+	e = entry_new(u, kind, db);
 	if (e == NULL)
 		return;
 	e->hash = hash;
 	pthread_mutex_lock(&c->mu);
 	e->expires_us =
 	    now(c) +
-	    (uint64_t)(db != NULL ? c->ttl : c->negative_ttl) * 1000000U;
+	    (uint64_t)(kind != LDAP_ANS_NO_USER ? c->ttl : c->negative_ttl) *
+	        1000000U;
 	slot = find(c, u, hash);
 	if (*slot != NULL)
 		unlink_at(c, slot);
@@ -269,6 +280,17 @@ void ldap_cache_put(struct ldap_cache *c, const char *user, const char *db)
 		c->st.evictions++;
 	}
 	pthread_mutex_unlock(&c->mu);
+}
+
+void ldap_cache_put(struct ldap_cache *c, const char *user, const char *db)
+{
+	put(c, user, db != NULL ? LDAP_ANS_FOUND : LDAP_ANS_NO_USER, db);
+}
+
+void ldap_cache_put_cloud(struct ldap_cache *c, const char *user,
+                          const char *why)
+{
+	put(c, user, LDAP_ANS_CLOUD, why != NULL ? why : "");
 }
 
 bool ldap_cache_flush(struct ldap_cache *c, const char *user)

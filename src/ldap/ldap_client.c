@@ -79,6 +79,9 @@ struct search {
 	struct event *deadline;            /* owned */
 	TAILQ_HEAD(, ldap_lookup) waiters; /* owned */
 	bool have_db;                      /* an entry gave a database */
+	bool moved;                        /* none did, and an entry said
+	                                      the mailbox moved: db holds
+	                                      the evidence */
 	char db[LDAP_SRC_DB_MAX];
 	char user[LDAP_SRC_USER_MAX + 1]; /* lower case */
 };
@@ -185,7 +188,8 @@ static void search_tell(struct search *s, enum ldap_answer a, const char *db)
 {
 	struct ldap_client *lc = s->lc;
 	struct ldap_lookup *w;
-	bool has_db = a == LDAP_ANS_FOUND || a == LDAP_ANS_STALE_FOUND;
+	bool has_db = a == LDAP_ANS_FOUND || a == LDAP_ANS_STALE_FOUND ||
+	              a == LDAP_ANS_CLOUD || a == LDAP_ANS_STALE_CLOUD;
 
 	lc->dispatching++;
 	while ((w = TAILQ_FIRST(&s->waiters)) != NULL) {
@@ -194,7 +198,8 @@ static void search_tell(struct search *s, enum ldap_answer a, const char *db)
 
 		TAILQ_REMOVE(&s->waiters, w, link);
 		free(w);
-		if (a != LDAP_ANS_FOUND && a != LDAP_ANS_NO_USER)
+		if (a != LDAP_ANS_FOUND && a != LDAP_ANS_NO_USER &&
+		    a != LDAP_ANS_CLOUD)
 			lc->st.failed++;
 		cb(a, has_db ? db : NULL, arg);
 	}
@@ -298,7 +303,8 @@ static bool write_pending(struct ldap_client *lc)
 static int search_send(struct ldap_client *lc, struct search *s)
 {
 	char filter[LDAP_SRC_FILTER_MAX];
-	char *attrs[] = {lc->conf->attribute, NULL};
+	char *attrs[] = {lc->conf->attribute, LDAP_SRC_ATTR_TYPE,
+	                 LDAP_SRC_ATTR_REMOTE, LDAP_SRC_ATTR_TARGET, NULL};
 	struct timeval limit = {.tv_sec = (lc->conf->timeout_ms + 999) / 1000};
 	int rc, msgid = -1;
 
@@ -310,6 +316,9 @@ static int search_send(struct ldap_client *lc, struct search *s)
 	}
 	/* Size limit 2: one entry is the answer, a second one is only
 	 * noticed. */
+	/* The cloud's attributes only when asked to read them. */
+	if (!lc->conf->cloud)
+		attrs[1] = NULL;
 	rc = ldap_search_ext(lc->ld, lc->conf->base, LDAP_SCOPE_SUBTREE, filter,
 	                     attrs, 0, NULL, NULL, &limit, 2, &msgid);
 	if (rc == LDAP_BUSY)
@@ -362,6 +371,42 @@ static struct search *inflight_find(struct ldap_client *lc, int msgid)
 	return NULL;
 }
 
+/* The first value of attribute attr of entry e; NULL when there is none.
+ * The caller frees *vals with ldap_value_free_len(). */
+static const struct berval *first_value(struct ldap_client *lc, LDAPMessage *e,
+                                        const char *attr,
+                                        struct berval ***vals)
+{
+	*vals = ldap_get_values_len(lc->ld, e, attr);
+	return *vals != NULL ? (*vals)[0] : NULL;
+}
+
+/* Whether entry e, which has no home database, says its mailbox moved to
+ * Exchange Online; the evidence then goes to s->db. */
+static void take_moved(struct ldap_client *lc, struct search *s, LDAPMessage *e)
+{
+	struct berval **tv, **rv, **av;
+	const struct berval *t = first_value(lc, e, LDAP_SRC_ATTR_TYPE, &tv);
+	const struct berval *r = first_value(lc, e, LDAP_SRC_ATTR_REMOTE, &rv);
+	const struct berval *a = first_value(lc, e, LDAP_SRC_ATTR_TARGET, &av);
+	struct ldap_cloud_attrs at = {
+	    .has_home = false,
+	    .type = t ? t->bv_val : NULL,
+	    .type_len = t ? t->bv_len : 0,
+	    .remote = r ? r->bv_val : NULL,
+	    .remote_len = r ? r->bv_len : 0,
+	    .target = a ? a->bv_val : NULL,
+	    .target_len = a ? a->bv_len : 0,
+	};
+
+	s->moved = ldap_cloud_moved(&at, lc->conf->cloud_domains,
+	                            lc->conf->n_cloud_domains, s->db,
+	                            sizeof(s->db)) > 0;
+	ldap_value_free_len(tv);
+	ldap_value_free_len(rv);
+	ldap_value_free_len(av);
+}
+
 /* Takes the database from an entry; the first entry with one wins. */
 static void take_entry(struct ldap_client *lc, struct search *s, LDAPMessage *e)
 {
@@ -370,7 +415,10 @@ static void take_entry(struct ldap_client *lc, struct search *s, LDAPMessage *e)
 	if (s->have_db)
 		return;
 	vals = ldap_get_values_len(lc->ld, e, lc->conf->attribute);
+	if ((vals == NULL || vals[0] == NULL) && lc->conf->cloud && !s->moved)
+		take_moved(lc, s, e);
 	if (vals != NULL && vals[0] != NULL) {
+		s->moved = false;
 		if (ldap_dn_database(vals[0]->bv_val, vals[0]->bv_len, s->db,
 		                     sizeof(s->db)) > 0)
 			s->have_db = true;
@@ -396,7 +444,12 @@ static void take_result(struct ldap_client *lc, struct search *s,
 	search_unlink(s);
 	if (err == LDAP_SUCCESS || err == LDAP_SIZELIMIT_EXCEEDED) {
 		/* A user without the attribute has no mailbox here: as
-		 * good as unknown, and cached as such. */
+		 * good as unknown, and cached as such, unless it moved. */
+		if (s->moved) {
+			ldap_cache_put_cloud(lc->cache, s->user, s->db);
+			search_tell(s, LDAP_ANS_CLOUD, s->db);
+			return;
+		}
 		ldap_cache_put(lc->cache, s->user, s->have_db ? s->db : NULL);
 		search_tell(s, s->have_db ? LDAP_ANS_FOUND : LDAP_ANS_NO_USER,
 		            s->db);

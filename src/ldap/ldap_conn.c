@@ -76,7 +76,26 @@ void ldap_conf_free(struct ldap_src_conf *c)
 	free(c->base);
 	free(c->filter);
 	free(c->attribute);
+	for (unsigned i = 0; i < c->n_cloud_domains; i++)
+		free(c->cloud_domains[i]);
+	free(c->cloud_domains);
 	free(c);
+}
+
+/* Copies the n_cloud_domains of c into d (d's were cleared). Returns 0, or
+ * -1 when out of memory. */
+static int dup_domains(struct ldap_src_conf *d, const struct ldap_src_conf *c)
+{
+	if (c->n_cloud_domains == 0)
+		return 0;
+	d->cloud_domains = calloc(c->n_cloud_domains, sizeof(char *));
+	if (d->cloud_domains == NULL)
+		return -1;
+	for (; d->n_cloud_domains < c->n_cloud_domains; d->n_cloud_domains++)
+		if ((d->cloud_domains[d->n_cloud_domains] =
+		         strdup(c->cloud_domains[d->n_cloud_domains])) == NULL)
+			return -1;
+	return 0;
 }
 
 /* Clamps v into [lo, hi], with def for 0. */
@@ -94,6 +113,8 @@ struct ldap_src_conf *ldap_conf_dup(const struct ldap_src_conf *c)
 	if (d == NULL)
 		return NULL;
 	*d = *c;
+	d->cloud_domains = NULL;
+	d->n_cloud_domains = 0;
 	d->uris = calloc(c->n_uris + 1, sizeof(*d->uris));
 	d->n_uris = d->uris != NULL ? c->n_uris : 0;
 	for (unsigned i = 0; i < d->n_uris; i++)
@@ -112,7 +133,8 @@ struct ldap_src_conf *ldap_conf_dup(const struct ldap_src_conf *c)
 	    (c->cert_file && !d->cert_file) || (c->key_file && !d->key_file) ||
 	    (c->bind_dn && !d->bind_dn) ||
 	    (c->password_file && !d->password_file) || (c->base && !d->base) ||
-	    (c->filter && !d->filter) || d->attribute == NULL)
+	    (c->filter && !d->filter) || d->attribute == NULL ||
+	    dup_domains(d, c) < 0)
 		goto fail;
 	d->timeout_ms = clamp(c->timeout_ms, LDAP_SRC_TIMEOUT_MS, 10, 600000);
 	d->connect_timeout_ms = clamp(c->connect_timeout_ms,

@@ -33,6 +33,10 @@ struct event_base;
 #define LDAP_SRC_DB_MAX 256      /* bytes of a database name, NUL included */
 #define LDAP_SRC_FILTER_MAX 2048 /* bytes of a built filter, NUL included */
 #define LDAP_SRC_ATTRIBUTE "homeMDB"
+/* What tells a mailbox moved to Exchange Online (EAS.md 10). */
+#define LDAP_SRC_ATTR_TYPE "msExchRecipientTypeDetails"
+#define LDAP_SRC_ATTR_REMOTE "msExchRemoteRecipientType"
+#define LDAP_SRC_ATTR_TARGET "targetAddress"
 
 /* Where and how to ask the directory. Strings and the uris array belong to
  * the caller; ldap_client_new() and ldap_check() copy what they keep. */
@@ -69,6 +73,12 @@ struct ldap_src_conf {
 	unsigned max_queue;      /* searches waiting for a slot; 0: 4096 */
 	unsigned backoff_max_ms; /* cap of the reconnection back-off;
 	                            0: 30000 */
+	/* Moved mailboxes (sitemap.ldap.cloud): when cloud is set, a user
+	 * without a home database whose entry says its mailbox moved (see
+	 * ldap_cloud_moved()) is answered LDAP_ANS_CLOUD. */
+	bool cloud;
+	char **cloud_domains; /* the tenant's routing domains */
+	unsigned n_cloud_domains;
 };
 
 /* What a lookup learned; the values are stable. */
@@ -82,6 +92,11 @@ enum ldap_answer {
 	                               past its TTL, was "no such user" */
 	LDAP_ANS_ERROR = 4,         /* the directory failed and nothing is
 	                               known: the caller falls back */
+	LDAP_ANS_CLOUD = 5,         /* no home database: the mailbox moved to
+	                               Exchange Online; database holds what
+	                               the entry said (ldap_cloud_moved()) */
+	LDAP_ANS_STALE_CLOUD = 6,   /* the directory failed; the last
+	                               answer, past its TTL, was CLOUD */
 };
 
 /* Returns a printable name for a, for logs. */
@@ -118,6 +133,32 @@ int ldap_dn_database(const char *dn, size_t len, char *out, size_t cap);
  * control bytes as hex pairs. Returns the length written, or -1 when it does
  * not fit. Pure; ldap_dn_database() reads back what it writes. */
 int ldap_dn_escape_value(const char *v, size_t len, char *out, size_t cap);
+
+/* The attributes of one entry that tell a moved mailbox, as the directory
+ * sent them: untrusted bytes, not NUL-terminated (NULL: absent). */
+struct ldap_cloud_attrs {
+	bool has_home;      /* the entry has a home database */
+	const char *type;   /* msExchRecipientTypeDetails, decimal */
+	size_t type_len;
+	const char *remote; /* msExchRemoteRecipientType, decimal */
+	size_t remote_len;
+	const char *target; /* targetAddress, "[SMTP:]user@domain" */
+	size_t target_len;
+};
+
+/* Whether the entry a says its mailbox moved to Exchange Online: it has no
+ * home database (with one it is on premises whatever else it says), and
+ * its recipient type is a remote mailbox (RemoteUserMailbox 2147483648,
+ * RemoteRoomMailbox 8589934592, RemoteEquipmentMailbox 17179869184,
+ * RemoteSharedMailbox 34359738368) or its targetAddress, an optional
+ * "SMTP:" prefix in any case aside, ends in '@' and one of the n domains
+ * (ASCII case ignored). msExchRemoteRecipientType decides nothing; it is
+ * added to the evidence. Writes the evidence ("msExchRecipientTypeDetails
+ * 2147483648 (RemoteUserMailbox); msExchRemoteRecipientType 4
+ * (migrated)"), printable ASCII only, into why (cap bytes, NUL-terminated,
+ * truncated to fit; "" when not moved). Returns 1 moved, 0 not. Pure. */
+int ldap_cloud_moved(const struct ldap_cloud_attrs *a, char *const *domains,
+                     unsigned n, char *why, size_t cap);
 
 /* ---- the cache ---------------------------------------------------------- */
 
@@ -172,6 +213,12 @@ enum ldap_answer ldap_cache_fallback(struct ldap_cache *c, const char *user,
  * or database too long is not stored. */
 void ldap_cache_put(struct ldap_cache *c, const char *user, const char *db);
 
+/* Stores the answer "moved to Exchange Online" for user with its evidence
+ * why (ldap_cloud_moved()); kept for the database answers' TTL, given back
+ * as LDAP_ANS_CLOUD (LDAP_ANS_STALE_CLOUD) with why as the database. */
+void ldap_cache_put_cloud(struct ldap_cache *c, const char *user,
+                          const char *why);
+
 /* Forgets user; returns whether it was held. */
 bool ldap_cache_flush(struct ldap_cache *c, const char *user);
 
@@ -189,7 +236,8 @@ struct ldap_lookup;
 /* An answer given at once by ldap_lookup(). */
 struct ldap_reply {
 	enum ldap_answer answer;
-	char database[LDAP_SRC_DB_MAX]; /* "" unless FOUND or STALE_FOUND */
+	char database[LDAP_SRC_DB_MAX]; /* "" unless FOUND or STALE_FOUND;
+	                                   the evidence for the CLOUD ones */
 };
 
 /* Counters and gauges of one client. */
@@ -212,8 +260,8 @@ struct ldap_client_stats {
 };
 
 /* Called once per pending lookup, from the event loop: answer and, for
- * FOUND and STALE_FOUND, the database (valid during the call only; NULL
- * otherwise). The lookup handle is already freed when this runs. The
+ * FOUND and STALE_FOUND, the database (for CLOUD and STALE_CLOUD, the
+ * evidence; valid during the call only; NULL otherwise). The lookup handle is already freed when this runs. The
  * callback may start or cancel lookups but must not free the client. */
 typedef void (*ldap_cb)(enum ldap_answer a, const char *database, void *arg);
 

@@ -92,6 +92,7 @@ static bool route_user(struct session *s, const char *user,
 
 	/* Autodiscover carries no EAS version: the decision names the site. */
 	routing_input(&in, s->g, user, 0, s->txn.ad->host, &sc);
+	in.autodiscover = true;
 	if (routing_needs_directory(&in) &&
 	    !dir_lookup(s, in.user, &in.dir, &in.dir_database))
 		return false;

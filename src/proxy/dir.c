@@ -34,6 +34,9 @@ void dir_src_conf(const struct conf_ldap *c, struct ldap_src_conf *s)
 	s->negative_ttl = c->negative_ttl;
 	s->cache_max = c->cache_size;
 	s->max_inflight = c->max_inflight;
+	s->cloud = c->cloud_site != NULL;
+	s->cloud_domains = c->cloud_domains;
+	s->n_cloud_domains = c->n_cloud_domains;
 }
 
 void dir_publish(struct proxy *p, const struct gen *g)
@@ -73,6 +76,13 @@ static bool ldap_changed(const struct conf_ldap *a, const struct conf_ldap *b)
 		return true;
 	for (unsigned i = 0; i < a->n_uris; i++)
 		if (strcmp(a->uris[i], b->uris[i]) != 0)
+			return true;
+	/* What a search asks for, and how an entry is read. */
+	if ((a->cloud_site == NULL) != (b->cloud_site == NULL) ||
+	    a->n_cloud_domains != b->n_cloud_domains)
+		return true;
+	for (unsigned i = 0; i < a->n_cloud_domains; i++)
+		if (strcmp(a->cloud_domains[i], b->cloud_domains[i]) != 0)
 			return true;
 	return !same_str(a->ca_file, b->ca_file) ||
 	       !same_str(a->bind_dn, b->bind_dn) ||

@@ -13,6 +13,9 @@ bool gen_site_down(const struct gen *g, int site)
 {
 	const struct gen_site *gs = &g->sites[site];
 
+	/* A cloud site has no CAS of ours and is never down. */
+	if (gs->n_cas == 0)
+		return false;
 	for (unsigned i = 0; i < gs->n_cas; i++) {
 		const struct cas_entry *e = gs->cas[i].entry;
 

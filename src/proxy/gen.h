@@ -57,7 +57,8 @@ struct gen {
 };
 
 /* True when no CAS of site has an up member (a target with no process
- * state, as in the commands, counts as up). */
+ * state, as in the commands, counts as up). A site without CAS (a cloud
+ * site) is never down. */
 bool gen_site_down(const struct gen *g, int site);
 
 /* Takes a reference; returns g for convenience. */

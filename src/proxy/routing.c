@@ -58,6 +58,10 @@ enum route_dir routing_dir_of(enum ldap_answer a)
 	case LDAP_ANS_NO_USER:
 	case LDAP_ANS_STALE_NO_USER:
 		return ROUTE_DIR_NO_USER;
+	case LDAP_ANS_CLOUD:
+		return ROUTE_DIR_CLOUD;
+	case LDAP_ANS_STALE_CLOUD:
+		return ROUTE_DIR_CLOUD_STALE;
 	case LDAP_ANS_ERROR:
 		break;
 	}

@@ -3,6 +3,8 @@
  * the gauge of requests held by a CAS.
  */
 
+#include <string.h>
+
 #include "proxy/session.h"
 #include "proxy/stats.h"
 #include "proxy/worker.h"
@@ -38,6 +40,25 @@ static void count_latency(struct stats *st, const struct reqlog *l)
 	stat_add(&st->upstream_latency_count, 1);
 }
 
+/* A cloud site's 451 (reason "cloud") or 403 ("cloud-min-version"), by
+ * the version that got it. */
+static void count_cloud(struct stats *st, const struct reqlog *l)
+{
+	unsigned kind;
+
+	if (l->reason == NULL || strncmp(l->reason, "cloud", 5) != 0)
+		return;
+	if (l->reason[5] == '\0')
+		kind = 0;
+	else if (strcmp(l->reason + 5, "-min-version") == 0)
+		kind = 1;
+	else
+		return;
+	stat_add(&st->cloud_answers[kind * STATS_VERSIONS +
+				    stats_version_slot(l->version)],
+		 1);
+}
+
 void session_count_request(struct session *s)
 {
 	struct stats *st = &s->w->stats;
@@ -55,6 +76,7 @@ void session_count_request(struct session *s)
 			 1);
 	if (l->status >= 100 && l->status < 600)
 		stat_add(&st->responses_status[l->status - 100], 1);
+	count_cloud(st, l);
 	stat_add(&st->bytes_in, s->client.bytes);
 	stat_add(&st->bytes_out, l->bytes_out + s->up.bytes);
 	/* A held request's wait is the client's heartbeat, not latency. */

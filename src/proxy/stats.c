@@ -91,6 +91,7 @@ void stats_accumulate(const struct stats *s, struct stats_snapshot *snap)
 	SUM(upstream_connect_failures);
 	SUM(upstream_reused);
 	SUM_ARRAY(guard_answers);
+	SUM_ARRAY(cloud_answers);
 	SUM(client_connections);
 	SUM(upstream_connections);
 	SUM(held_requests);

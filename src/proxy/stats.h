@@ -26,6 +26,9 @@
 #define STATS_BUCKETS 12
 /* Answers of the guard: device-blocked, stale-password, password-guessing. */
 #define STATS_GUARD_REASONS 3
+/* Answers for cloud sites, by kind (redirect, refused) then version slot:
+ * slot kind * STATS_VERSIONS + version slot. */
+#define STATS_CLOUD_ANSWERS (2 * STATS_VERSIONS)
 extern const unsigned stats_bucket_ms[STATS_BUCKETS];
 
 struct stats {
@@ -46,6 +49,7 @@ struct stats {
 	stat_t upstream_connect_failures;
 	stat_t upstream_reused;
 	stat_t guard_answers[STATS_GUARD_REASONS];
+	stat_t cloud_answers[STATS_CLOUD_ANSWERS];
 	/* gauges */
 	stat_t client_connections;
 	stat_t upstream_connections;
@@ -80,6 +84,7 @@ struct stats_snapshot {
 	uint64_t tls_handshakes, tls_resumed, tls_failures;
 	uint64_t upstream_connects, upstream_connect_failures, upstream_reused;
 	uint64_t guard_answers[STATS_GUARD_REASONS];
+	uint64_t cloud_answers[STATS_CLOUD_ANSWERS];
 	uint64_t client_connections, upstream_connections, held_requests;
 };
 

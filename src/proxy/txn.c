@@ -196,6 +196,7 @@ static void dispatch_eas(struct session *s, const struct http_request *req,
 	routing_input(&in, s->g, f->user,
 		      f->path == EAS_PATH_AUTODISCOVER ? 0 : f->version, f->host,
 		      &sc);
+	in.autodiscover = f->path == EAS_PATH_AUTODISCOVER;
 	/* The guard before anything of the request goes anywhere, the
 	 * directory included. A request dispatched again with the
 	 * directory's answer passed it already. */

@@ -130,6 +130,11 @@ static bool version_legacy(unsigned version)
 	return version == 25 || version == 120 || version == 121;
 }
 
+bool route_cloud_takes(const struct conf_site *s, unsigned version)
+{
+	return route_version_redirects(version) && version >= s->min_version;
+}
+
 static void proxy(struct route_decision *d, int site, const char *reason)
 {
 	d->action = ROUTE_PROXY;
@@ -163,6 +168,48 @@ static void decide_up(const struct route_input *in, struct route_decision *d)
 		proxy(d, d->home_site, "proxy-unknown-version");
 }
 
+/* A user line of the map decided: the directory has no say. */
+static bool pinned(const struct route_decision *d)
+{
+	return d->match.how == SITEMAP_USER_SITE ||
+	       d->match.how == SITEMAP_USER_DB;
+}
+
+/* Rows C1 and C2: this front end's site serves, or its fallback. */
+static void serve_own(const struct route_input *in, struct route_decision *d,
+		      const char *reason)
+{
+	int serve = route_fallback(in->conf, in->site_down, d->own_site,
+				   &d->hops);
+
+	if (serve >= 0)
+		proxy(d, serve, reason);
+}
+
+/* Rows C1 to C4: a cloud home site, never proxied to. */
+static void decide_cloud(const struct route_input *in,
+			 struct route_decision *d)
+{
+	const struct conf_site *s = &in->conf->sites[d->home_site];
+
+	d->cloud = true;
+	if (in->autodiscover) {
+		serve_own(in, d, "cloud-autodiscover");
+	} else if (in->dir == ROUTE_DIR_DOWN && !pinned(d)) {
+		d->cloud = false;
+		serve_own(in, d, "directory-down");
+	} else if (route_cloud_takes(s, in->version)) {
+		d->action = ROUTE_REDIRECT;
+		d->site = d->home_site;
+		d->url = s->external_url;
+		d->status = 0;
+		d->reason = "cloud";
+	} else {
+		d->status = 403;
+		d->reason = "cloud-min-version";
+	}
+}
+
 static const char *source_of(enum sitemap_how how)
 {
 	switch (how) {
@@ -174,6 +221,8 @@ static const char *source_of(enum sitemap_how how)
 		return "domain";
 	case SITEMAP_DIRECTORY:
 		return "directory";
+	case SITEMAP_DIRECTORY_CLOUD:
+		return "directory-cloud";
 	default:
 		return "default";
 	}
@@ -182,14 +231,44 @@ static const char *source_of(enum sitemap_how how)
 /* The directory answers user -> database where the map has no user line
  * (an operator's line pins a user); the map's database lines give the site.
  * A database the map does not know leaves the domain or default rule. */
+static bool dir_cloud(enum route_dir dir)
+{
+	return dir == ROUTE_DIR_CLOUD || dir == ROUTE_DIR_CLOUD_STALE;
+}
+
+static bool dir_stale(enum route_dir dir)
+{
+	return dir == ROUTE_DIR_STALE || dir == ROUTE_DIR_CLOUD_STALE;
+}
+
+/* The site sitemap.ldap.cloud names for moved mailboxes: a cloud site
+ * (conf_check), or -1 when there is none (a reload took it away while
+ * the cache still holds such answers). */
+static int cloud_site(const struct conf *c)
+{
+	int i = c->ldap != NULL ? site_find(c, c->ldap->cloud_site) : -1;
+
+	return i >= 0 && c->sites[i].cloud ? i : -1;
+}
+
 static void directory_home(const struct route_input *in,
 			   struct route_decision *out)
 {
 	struct sitemap_match dm;
 
+	if (pinned(out))
+		return;
+	if (dir_cloud(in->dir)) {
+		out->match = (struct sitemap_match){
+		    .site = cloud_site(in->conf),
+		    .how = SITEMAP_DIRECTORY_CLOUD,
+		};
+		if (out->match.site < 0)
+			out->match.how = SITEMAP_NONE;
+		return;
+	}
 	if ((in->dir != ROUTE_DIR_FOUND && in->dir != ROUTE_DIR_STALE) ||
-	    in->dir_database == NULL || out->match.how == SITEMAP_USER_DB ||
-	    out->match.how == SITEMAP_USER_SITE)
+	    in->dir_database == NULL)
 		return;
 	sitemap_database(in->map, in->dir_database, &dm);
 	if (dm.site < 0)
@@ -222,6 +301,9 @@ void route_decide(const struct route_input *in, struct route_decision *out)
 		if (in->dir == ROUTE_DIR_STALE &&
 		    out->match.how == SITEMAP_DIRECTORY)
 			out->source = "directory-stale";
+		else if (in->dir == ROUTE_DIR_CLOUD_STALE &&
+		         out->match.how == SITEMAP_DIRECTORY_CLOUD)
+			out->source = "directory-cloud-stale";
 	}
 	if (out->match.site >= 0 && (unsigned)out->match.site < c->n_sites)
 		out->home_site = out->match.site;
@@ -229,6 +311,10 @@ void route_decide(const struct route_input *in, struct route_decision *out)
 		out->home_site = out->own_site;
 	if (out->home_site < 0)
 		return;
+	if (c->sites[out->home_site].cloud) {
+		decide_cloud(in, out);
+		return;
+	}
 	/* a down site's users go to its fallback, proxied: the fallback's
 	 * front end would only send a redirected client back */
 	serve = route_fallback(c, in->site_down, out->home_site, &out->hops);
@@ -241,8 +327,7 @@ void route_decide(const struct route_input *in, struct route_decision *out)
 	/* Without the directory the home site is a guess (domain line or
 	 * default): proxying a wrong guess still works, a 451 would not. */
 	if (in->dir == ROUTE_DIR_DOWN && out->action == ROUTE_REDIRECT &&
-	    out->match.how != SITEMAP_USER_SITE &&
-	    out->match.how != SITEMAP_USER_DB)
+	    !pinned(out))
 		proxy(out, out->site, "directory-down");
 }
 
@@ -251,6 +336,8 @@ const char *route_answer_url(const struct conf *c,
 {
 	int own = site_find(c, c->site);
 
+	if (d->cloud)
+		return c->sites[d->home_site].external_url;
 	if (d->site >= 0 && c->sites[d->site].external_url != NULL)
 		return c->sites[d->site].external_url;
 	return own >= 0 ? c->sites[own].external_url : NULL;
@@ -267,6 +354,7 @@ size_t route_explain_autodiscover(const struct route_input *in, char *buf,
 
 	/* Autodiscover carries no EAS version. */
 	ad.version = 0;
+	ad.autodiscover = true;
 	route_decide(&ad, &d);
 	url = route_answer_url(c, &d);
 	if (c->autodiscover != CONF_AUTODISCOVER_ANSWER)
@@ -343,9 +431,14 @@ static void explain_match(struct explain *e, const struct route_input *in,
 		    "database %s -> site %s\n",
 		    m->database, map, m->db_line, m->database,
 		    site_name(c, m->site));
+	else if (m->how == SITEMAP_DIRECTORY_CLOUD)
+		say(e, "map:      directory: the mailbox moved to Exchange "
+		    "Online (%s) -> sitemap.ldap.cloud.site %s\n",
+		    in->dir_database ? in->dir_database : "",
+		    site_name(c, m->site));
 	else
 		say(e, "map:      %s: no user line, no domain line\n", map);
-	if (in->dir == ROUTE_DIR_STALE)
+	if (dir_stale(in->dir))
 		say(e, "directory: unreachable; its last answer, past its TTL, "
 		    "was used\n");
 	else if (in->dir == ROUTE_DIR_NO_USER)
@@ -357,6 +450,54 @@ static void explain_match(struct explain *e, const struct route_input *in,
 		say(e, "directory: database %s, which the map does not place "
 		    "(or a map line pins the user)\n",
 		    in->dir_database);
+	else if (dir_cloud(in->dir) && m->how != SITEMAP_DIRECTORY_CLOUD)
+		say(e, "directory: the mailbox moved to Exchange Online (%s), "
+		    "but %s\n",
+		    in->dir_database ? in->dir_database : "",
+		    pinned(d) ? "a map line pins the user"
+		              : "sitemap.ldap.cloud names no cloud site");
+}
+
+/* Why version gets what it gets from cloud site s (rows C3, C4). */
+static const char *cloud_why(const struct conf_site *s, unsigned version)
+{
+	if (route_cloud_takes(s, version))
+		return "";
+	if (version_legacy(version))
+		return " (cannot follow a 451)";
+	if (route_version_redirects(version))
+		return " (below min_version)";
+	return " (no version known to follow a 451)";
+}
+
+/* For a cloud home site: what a client of each version gets there. */
+static void explain_cloud(struct explain *e, const struct route_input *in,
+			  const struct route_decision *d)
+{
+	static const unsigned versions[] = {0, 25, 120, 121, 140, 141, 160, 161};
+	const struct conf_site *s;
+
+	if (d->home_site < 0 || !in->conf->sites[d->home_site].cloud)
+		return;
+	s = &in->conf->sites[d->home_site];
+	if (s->min_version != 0)
+		say(e, "cloud:    %s is Exchange Online, min_version %u.%u\n",
+		    s->name, s->min_version / 10, s->min_version % 10);
+	else
+		say(e, "cloud:    %s is Exchange Online, no min_version\n",
+		    s->name);
+	for (size_t i = 0; i < sizeof(versions) / sizeof(versions[0]); i++) {
+		unsigned v = versions[i];
+
+		if (v == 0)
+			say(e, "cloud:    no version: ");
+		else
+			say(e, "cloud:    %u.%u: ", v / 10, v % 10);
+		if (route_cloud_takes(s, v))
+			say(e, "451 to %s\n", s->external_url);
+		else
+			say(e, "403 cloud-min-version%s\n", cloud_why(s, v));
+	}
 }
 
 static void explain_home(struct explain *e, const struct route_input *in,
@@ -437,6 +578,21 @@ static void explain_why(struct explain *e, const struct route_input *in,
 		    "%s is down; its fallback serves, proxied (never "
 		    "redirected)",
 		    home);
+	else if (strcmp(r, "cloud") == 0)
+		say(e,
+		    "the mailbox is in %s (Exchange Online), which takes this "
+		    "client: 451, never proxied",
+		    home);
+	else if (strcmp(r, "cloud-min-version") == 0)
+		say(e,
+		    "the mailbox is in %s (Exchange Online), which this client "
+		    "cannot reach%s: 403, never proxied",
+		    home, cloud_why(&c->sites[d->home_site], in->version));
+	else if (strcmp(r, "cloud-autodiscover") == 0)
+		say(e,
+		    "the mailbox is in %s (Exchange Online); Autodiscover goes "
+		    "to this site's CAS, which knows it as a remote mailbox",
+		    home);
 	else if (strcmp(r, "directory-down") == 0)
 		say(e,
 		    "the directory cannot be reached, so %s is a guess: "
@@ -458,6 +614,7 @@ size_t route_explain(const struct route_input *in,
 		buf[0] = '\0';
 	explain_match(&e, in, d);
 	explain_home(&e, in, d);
+	explain_cloud(&e, in, d);
 	explain_version(&e, in);
 	if (d->action == ROUTE_REDIRECT)
 		say(&e, "decision: REDIRECT 451 X-MS-Location: %s\n", d->url);

@@ -20,6 +20,19 @@
  * 6. EAS 14.0, 14.1, 16.0, 16.1: REDIRECT to external_url, "redirect".
  * 7. EAS 2.5, 12.0, 12.1: PROXY, "proxy-legacy-version" (KB 2751417).
  * 8. No version, or one not listed above: PROXY, "proxy-unknown-version".
+ *
+ * A cloud home site (cloud: true, Exchange Online) takes none of rows 2 to
+ * 8: it has no CAS of ours and is never down.
+ * C1. An Autodiscover request: PROXY to this front end's site (its
+ *     fallback while it is down), "cloud-autodiscover": its CAS knows the
+ *     user as a remote mailbox.
+ * C2. The directory is down and the home site a guess (domain line,
+ *     default): PROXY as C1, "directory-down".
+ * C3. EAS 14.0+ at or above the site's min_version: REDIRECT to its
+ *     external_url, "cloud".
+ * C4. Any other version (<= 12.1 cannot follow a 451, below min_version
+ *     the cloud refuses it, none or unknown): REJECT 403,
+ *     "cloud-min-version". Never proxied.
  */
 #ifndef EF_SITE_ROUTE_H
 #define EF_SITE_ROUTE_H
@@ -46,6 +59,11 @@ enum route_dir {
 	ROUTE_DIR_NO_USER,  /* the directory knows no such user */
 	ROUTE_DIR_DOWN,     /* unreachable and nothing cached: a guess must
 			       not become a 451 */
+	ROUTE_DIR_CLOUD,    /* no home database: the mailbox moved to
+			       Exchange Online (sitemap.ldap.cloud.site);
+			       dir_database holds the evidence */
+	ROUTE_DIR_CLOUD_STALE, /* the same, from a cached answer past its
+				  TTL */
 };
 
 struct route_input {
@@ -60,7 +78,11 @@ struct route_input {
 	const unsigned char *site_down; /* n_sites flags: 1 = every CAS of that
 	                                   site is down; NULL = all up */
 	enum route_dir dir;         /* the directory's answer */
-	const char *dir_database;   /* FOUND/STALE: the database it named */
+	const char *dir_database;   /* FOUND/STALE: the database it named;
+				       CLOUD/CLOUD_STALE: what the entry
+				       said (ldap_cloud_moved()) */
+	bool autodiscover;          /* an Autodiscover request (version 0):
+				       row C1 */
 };
 
 /* What to do with the request. Pointers are static strings or point into the
@@ -80,6 +102,8 @@ struct route_decision {
 	int own_site;       /* this front end's site (conf->site), -1 if the
 	                       conf does not define it */
 	unsigned hops;      /* fallback hops taken (0 without fallback) */
+	bool cloud;         /* home_site is a cloud site, known for sure
+			       (rows C1, C3, C4; not C2's guess) */
 	struct sitemap_match match; /* the map's answer (site -1 if none) */
 };
 
@@ -111,9 +135,13 @@ int route_fallback(const struct conf *c, const unsigned char *site_down,
 /* True when version (x 10) is one whose clients follow a 451 redirect. */
 bool route_version_redirects(unsigned version);
 
-/* The URL Autodiscover hands a phone whose requests d routes: that site's
- * external_url, else this front end's own (it proxies for such a site);
- * NULL when neither has one. */
+/* True when a client at version (x 10) is sent to cloud site s (row C3)
+ * rather than refused (C4). */
+bool route_cloud_takes(const struct conf_site *s, unsigned version);
+
+/* The URL Autodiscover hands a phone whose requests d routes: the cloud
+ * site's external_url when d.cloud, else that site's, else this front
+ * end's own (it proxies for such a site); NULL when none has one. */
 const char *route_answer_url(const struct conf *c,
 			     const struct route_decision *d);
 

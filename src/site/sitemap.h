@@ -56,6 +56,8 @@ enum sitemap_how {
 	SITEMAP_DOMAIN,    /* domain line for the part after '@' */
 	SITEMAP_DIRECTORY, /* the directory named the database, whose line
 			      names the site */
+	SITEMAP_DIRECTORY_CLOUD, /* the directory said the mailbox moved to
+				    Exchange Online: sitemap.ldap.cloud.site */
 };
 
 /* The answer of a lookup; plain data, no ownership. */

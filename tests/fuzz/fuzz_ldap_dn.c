@@ -6,6 +6,12 @@
  * survives escaping and reading back; a built filter has exactly the
  * template's structure (no unescaped parenthesis or asterisk from the user)
  * and every backslash starts a hex pair.
+ *
+ * The bytes are also the three attributes that say a mailbox moved to
+ * Exchange Online (split on the first two newlines: recipient type, remote
+ * recipient type, targetAddress): the evidence is printable, bounded, the
+ * same at every read, a prefix of itself in a smaller buffer, and empty
+ * when the entry is not moved or has a home database.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -83,6 +89,47 @@ static void check_filter(const char *user)
 		abort();
 }
 
+static char *const domains[] = {"contoso.mail.onmicrosoft.com", "x"};
+
+/* Cuts the next newline-separated field off *p (n bytes left). */
+static const char *field(const char **p, size_t *n, size_t *len)
+{
+	const char *f = *p, *nl = *n > 0 ? memchr(f, '\n', *n) : NULL;
+
+	*len = nl != NULL ? (size_t)(nl - f) : *n;
+	*p += *len + (nl != NULL);
+	*n -= *len + (nl != NULL);
+	return f;
+}
+
+static void check_cloud(const char *data, size_t size)
+{
+	struct ldap_cloud_attrs a = {0};
+	char why[LDAP_SRC_DB_MAX], again[LDAP_SRC_DB_MAX], small[24];
+	const char *p = data;
+	size_t n = size;
+	int m, k;
+
+	a.type = field(&p, &n, &a.type_len);
+	a.remote = field(&p, &n, &a.remote_len);
+	a.target = field(&p, &n, &a.target_len);
+	m = ldap_cloud_moved(&a, domains, 2, why, sizeof(why));
+	if (m != ldap_cloud_moved(&a, domains, 2, again, sizeof(again)) ||
+	    strcmp(why, again) != 0 || (m != 0 && m != 1) ||
+	    (m == 0) != (why[0] == '\0'))
+		abort();
+	for (const char *c = why; *c != '\0'; c++)
+		if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f)
+			abort();
+	k = ldap_cloud_moved(&a, domains, 2, small, sizeof(small));
+	if (k != m || strncmp(small, why, strlen(small)) != 0)
+		abort();
+	a.has_home = true;
+	if (ldap_cloud_moved(&a, domains, 2, why, sizeof(why)) != 0 ||
+	    why[0] != '\0')
+		abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	char user[LDAP_SRC_USER_MAX + 1];
@@ -92,5 +139,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(user, data, n);
 	user[n] = '\0';
 	check_filter(user);
+	check_cloud((const char *)data, size);
 	return 0;
 }

@@ -449,6 +449,49 @@ static const struct bad_row bad_rows[] = {
      "tls: {certificates: [{cert: c}]}\nsites: [{name: a, cas: [http://x]}]\n",
      1, "t.yaml:3: missing required key 'key' in tls.certificates[0]"},
     {"admin: {}\n", 0, "t.yaml:11: missing required key 'listen' in admin"},
+    /* cloud sites (DESIGN.md "Mailboxes in Exchange Online") */
+    {"  - name: exo\n    cloud: true\n", 0,
+     "t.yaml:11: sites[1]: a cloud site needs external_url"},
+    {"  - name: exo\n    cloud: true\n    external_url: https://o.example/x\n"
+     "    cas: [http://y]\n",
+     0, "t.yaml:14: sites[1].cas: a cloud site has no CAS of ours"},
+    {"  - name: exo\n    cloud: true\n    external_url: https://o.example/x\n"
+     "    fallback: a\n",
+     0, "t.yaml:14: sites[1].fallback: a cloud site has no fallback"},
+    {"  - name: exo\n    cloud: true\n    external_url: https://o.example/x\n"
+     "    min_version: \"16.x\"\n",
+     0, "t.yaml:14: sites[1].min_version: '16.x' is not an EAS version"},
+    {"  - name: b\n", 0,
+     "t.yaml:11: sites[1]: cas is required (only a site with cloud: true "
+     "has none)"},
+    {"  - name: b\n    cas: [http://y]\n    min_version: \"16.1\"\n", 0,
+     "t.yaml:13: sites[1].min_version: only a cloud site has one"},
+    {"site: a\nlisten: [{address: \"1.2.3.4:1\"}]\n"
+     "tls: {certificates: [{cert: c, key: k}]}\nsites:\n"
+     "  - {name: a, cas: [http://x], fallback: exo}\n"
+     "  - {name: exo, cloud: true, external_url: \"https://o.example/x\"}\n",
+     1, "t.yaml:5: sites[0].fallback: 'exo' is a cloud site, which has no "
+        "CAS to proxy to"},
+    {"site: exo\nlisten: [{address: \"1.2.3.4:1\"}]\n"
+     "tls: {certificates: [{cert: c, key: k}]}\nsites:\n"
+     "  - {name: a, cas: [http://x]}\n"
+     "  - {name: exo, cloud: true, external_url: \"https://o.example/x\"}\n",
+     1, "t.yaml:1: site: 'exo' is a cloud site"},
+    {"sitemap:\n  ldap:\n    uris: [ldap://x]\n    base: dc=x\n"
+     "    cloud: {site: a}\n",
+     0, "t.yaml:15: sitemap.ldap.cloud.site: 'a' is not a cloud site"},
+    {"sitemap:\n  ldap:\n    uris: [ldap://x]\n    base: dc=x\n"
+     "    cloud: {site: nope}\n",
+     0, "t.yaml:15: sitemap.ldap.cloud.site: 'nope' is not the name of any "
+        "site"},
+    {"sitemap:\n  ldap:\n    uris: [ldap://x]\n    base: dc=x\n"
+     "    cloud: {target_domains: [x.example]}\n",
+     0, "t.yaml:15: missing required key 'site' in sitemap.ldap.cloud"},
+    {"  - name: exo\n    cloud: true\n    external_url: https://o.example/x\n"
+     "sitemap:\n  ldap:\n    uris: [ldap://x]\n    base: dc=x\n    cloud:\n"
+     "      site: exo\n      target_domains: [\"a@b\"]\n",
+     0, "t.yaml:20: sitemap.ldap.cloud.target_domains[0]: 'a@b' is not a "
+        "domain name"},
     /* names */
     {"  - name: a\n    cas: [http://y]\n", 0,
      "t.yaml:11: duplicate site name 'a' (first at line 9)"},
@@ -659,6 +702,37 @@ static const struct bad_row bad_rows[] = {
     {"site: a\nuser: \x01\n", 1,
      "t.yaml:2: not valid YAML text: control characters are not allowed"},
 };
+
+/* A cloud site and the directory's cloud keys, read whole. */
+static void test_cloud_ok(void **state)
+{
+	struct conf *c = load_ok(
+	    MINIMAL "  - name: exo\n"                                /* 11 */
+	            "    cloud: true\n"                              /* 12 */
+	            "    external_url: https://outlook.office365.com/"
+	            "Microsoft-Server-ActiveSync\n"                 /* 13 */
+	            "    min_version: \"16.1\"\n"                    /* 14 */
+	            "sitemap:\n"
+	            "  ldap:\n"
+	            "    uris: [ldap://dc1]\n"
+	            "    base: dc=contoso,dc=com\n"
+	            "    cloud:\n"
+	            "      site: exo\n"
+	            "      target_domains: [contoso.mail.onmicrosoft.com]\n");
+
+	(void)state;
+	assert_int_equal(c->n_sites, 2);
+	assert_false(c->sites[0].cloud);
+	assert_int_equal(c->sites[0].min_version, 0);
+	assert_true(c->sites[1].cloud);
+	assert_int_equal(c->sites[1].n_cas, 0);
+	assert_int_equal(c->sites[1].min_version, 161);
+	assert_string_equal(c->ldap->cloud_site, "exo");
+	assert_int_equal(c->ldap->n_cloud_domains, 1);
+	assert_string_equal(c->ldap->cloud_domains[0],
+	                    "contoso.mail.onmicrosoft.com");
+	conf_free(c);
+}
 
 static void test_bad_rows(void **state)
 {
@@ -1020,6 +1094,7 @@ int main(void)
 	    cmocka_unit_test(test_limits_zero),
 	    cmocka_unit_test(test_tls_hsts),
 	    cmocka_unit_test(test_guard_values),
+	    cmocka_unit_test(test_cloud_ok),
 	    cmocka_unit_test(test_guard_versions),
 	    cmocka_unit_test(test_bad_rows),
 	    cmocka_unit_test(test_all_problems_listed),

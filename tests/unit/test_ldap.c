@@ -276,6 +276,121 @@ static void test_dn_escape_roundtrip(void **state)
 	assert_int_equal(ldap_dn_escape_value("a,b", 3, (char[4]){0}, 4), -1);
 }
 
+/* ---- moved mailboxes ----------------------------------------------------- */
+
+static char *const tenant[] = {"contoso.mail.onmicrosoft.com",
+                               "Fabrikam.mail.onmicrosoft.com"};
+
+struct cloud_row {
+	bool home;
+	const char *type, *remote, *target; /* NULL: absent */
+	int moved;
+	const char *why; /* expected evidence, "" when not moved */
+};
+
+static const struct cloud_row cloud_rows[] = {
+    {false, "2147483648", "4", NULL, 1,
+     "msExchRecipientTypeDetails 2147483648 (RemoteUserMailbox); "
+     "msExchRemoteRecipientType 4 (migrated)"},
+    {false, "8589934592", NULL, NULL, 1,
+     "msExchRecipientTypeDetails 8589934592 (RemoteRoomMailbox)"},
+    {false, "17179869184", NULL, NULL, 1,
+     "msExchRecipientTypeDetails 17179869184 (RemoteEquipmentMailbox)"},
+    {false, "34359738368", "100", NULL, 1,
+     "msExchRecipientTypeDetails 34359738368 (RemoteSharedMailbox); "
+     "msExchRemoteRecipientType 100"},
+    {false, "2147483648", "1", "SMTP:a@contoso.mail.onmicrosoft.com", 1,
+     "msExchRecipientTypeDetails 2147483648 (RemoteUserMailbox); "
+     "msExchRemoteRecipientType 1 (provisioned in the cloud)"},
+    /* only a targetAddress in a tenant domain */
+    {false, NULL, NULL, "SMTP:alice@contoso.mail.onmicrosoft.com", 1,
+     "targetAddress SMTP:alice@contoso.mail.onmicrosoft.com (tenant domain "
+     "contoso.mail.onmicrosoft.com)"},
+    {false, NULL, NULL, "smtp:b@CONTOSO.mail.onmicrosoft.COM", 1,
+     "targetAddress smtp:b@CONTOSO.mail.onmicrosoft.COM (tenant domain "
+     "contoso.mail.onmicrosoft.com)"},
+    {false, NULL, NULL, "c@fabrikam.mail.onmicrosoft.com", 1,
+     "targetAddress c@fabrikam.mail.onmicrosoft.com (tenant domain "
+     "Fabrikam.mail.onmicrosoft.com)"},
+    {false, "1", NULL, "x\"y@contoso.mail.onmicrosoft.com", 1,
+     "targetAddress x?y@contoso.mail.onmicrosoft.com (tenant domain "
+     "contoso.mail.onmicrosoft.com)"},
+    /* a homeMDB: on premises whatever the rest says */
+    {true, "2147483648", "4", "SMTP:a@contoso.mail.onmicrosoft.com", 0, ""},
+    /* not moved */
+    {false, "1", NULL, NULL, 0, ""},                 /* UserMailbox */
+    {false, "2147483649", NULL, NULL, 0, ""},
+    {false, "02147483648x", NULL, NULL, 0, ""},
+    {false, "", NULL, NULL, 0, ""},
+    {false, "99999999999999999999999", NULL, NULL, 0, ""},
+    {false, NULL, "4", NULL, 0, ""},                 /* decides nothing */
+    {false, NULL, NULL, "SMTP:a@contoso.com", 0, ""},
+    {false, NULL, NULL, "SMTP:a@sub.contoso.mail.onmicrosoft.com", 0, ""},
+    {false, NULL, NULL, "SMTP:contoso.mail.onmicrosoft.com", 0, ""},
+    {false, NULL, NULL, "SMTP:a@contoso.mail.onmicrosoft.com.", 0, ""},
+    {false, NULL, NULL, "X500:/o=a@contoso.mail.onmicrosoft.com", 1,
+     "targetAddress X500:/o=a@contoso.mail.onmicrosoft.com (tenant domain "
+     "contoso.mail.onmicrosoft.com)"},
+    {false, NULL, NULL, "SMTP:", 0, ""},
+    {false, NULL, NULL, "@", 0, ""},
+};
+
+static struct ldap_cloud_attrs attrs_of(const struct cloud_row *r)
+{
+	return (struct ldap_cloud_attrs){
+	    .has_home = r->home,
+	    .type = r->type,
+	    .type_len = r->type ? strlen(r->type) : 0,
+	    .remote = r->remote,
+	    .remote_len = r->remote ? strlen(r->remote) : 0,
+	    .target = r->target,
+	    .target_len = r->target ? strlen(r->target) : 0,
+	};
+}
+
+static void test_cloud_table(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(cloud_rows) / sizeof(cloud_rows[0]); i++) {
+		const struct cloud_row *r = &cloud_rows[i];
+		struct ldap_cloud_attrs a = attrs_of(r);
+		char why[LDAP_SRC_DB_MAX];
+		int m = ldap_cloud_moved(&a, tenant, 2, why, sizeof(why));
+
+		if (m != r->moved || strcmp(why, r->why) != 0)
+			fail_msg("row %zu: %d \"%s\"", i, m, why);
+	}
+}
+
+/* Bytes the directory may send: NUL inside, control bytes, no terminator,
+ * an evidence longer than the buffer. */
+static void test_cloud_bounds(void **state)
+{
+	static const char nul_target[] = "SMTP:a\0b@contoso.mail.onmicrosoft.com";
+	char long_target[600], why[LDAP_SRC_DB_MAX], small[16];
+	struct ldap_cloud_attrs a = {
+	    .target = nul_target, .target_len = sizeof(nul_target) - 1};
+
+	(void)state;
+	assert_int_equal(ldap_cloud_moved(&a, tenant, 2, why, sizeof(why)), 1);
+	assert_non_null(strstr(why, "SMTP:a?b@"));
+	memset(long_target, '\x01', sizeof(long_target));
+	memcpy(long_target + sizeof(long_target) - 29,
+	       "@contoso.mail.onmicrosoft.com", 29);
+	a.target = long_target;
+	a.target_len = sizeof(long_target);
+	assert_int_equal(ldap_cloud_moved(&a, tenant, 2, why, sizeof(why)), 1);
+	assert_true(strlen(why) < sizeof(why));
+	assert_null(strchr(why, '\x01'));
+	assert_non_null(strstr(why, "..."));
+	assert_int_equal(ldap_cloud_moved(&a, tenant, 2, small, sizeof(small)),
+	                 1);
+	assert_int_equal(strlen(small), sizeof(small) - 1);
+	/* no domains configured: only the recipient type counts */
+	assert_int_equal(ldap_cloud_moved(&a, NULL, 0, why, sizeof(why)), 0);
+	assert_string_equal(why, "");
+}
+
 /* ---- the cache -------------------------------------------------------- */
 
 static uint64_t fake_now;
@@ -361,6 +476,37 @@ static void test_cache_set_ttl(void **state)
 	assert_false(ldap_cache_get(c, "u@x", &a, db, sizeof(db)));
 	assert_int_equal(ldap_cache_fallback(c, "u@x", db, sizeof(db)),
 	                 LDAP_ANS_STALE_FOUND);
+	ldap_cache_free(c);
+}
+
+/* A moved mailbox is kept like a database: the TTL of positive answers,
+ * stale past it. */
+static void test_cache_cloud(void **state)
+{
+	struct ldap_cache *c = fake_cache(10, 60, 5);
+	enum ldap_answer a;
+	char db[LDAP_SRC_DB_MAX];
+
+	(void)state;
+	ldap_cache_put_cloud(c, "moved@contoso.com", "targetAddress x");
+	assert_true(ldap_cache_get(c, "Moved@contoso.com", &a, db, sizeof(db)));
+	assert_int_equal(a, LDAP_ANS_CLOUD);
+	assert_string_equal(db, "targetAddress x");
+	fake_now += 30 * 1000000ULL;
+	assert_true(ldap_cache_get(c, "moved@contoso.com", &a, db, sizeof(db)));
+	fake_now += 31 * 1000000ULL;
+	assert_false(ldap_cache_get(c, "moved@contoso.com", &a, db, sizeof(db)));
+	assert_int_equal(ldap_cache_fallback(c, "moved@contoso.com", db,
+	                                     sizeof(db)),
+	                 LDAP_ANS_STALE_CLOUD);
+	assert_string_equal(db, "targetAddress x");
+	assert_string_equal(ldap_answer_str(LDAP_ANS_STALE_CLOUD),
+	                    "stale-cloud");
+	/* back on premises */
+	ldap_cache_put(c, "moved@contoso.com", "DB01");
+	assert_true(ldap_cache_get(c, "moved@contoso.com", &a, db, sizeof(db)));
+	assert_int_equal(a, LDAP_ANS_FOUND);
+	assert_string_equal(db, "DB01");
 	ldap_cache_free(c);
 }
 
@@ -1136,6 +1282,9 @@ int main(void)
 	    cmocka_unit_test(test_client_notice),
 	    cmocka_unit_test(test_check_refused),
 	    cmocka_unit_test(test_client_bad_args),
+	    cmocka_unit_test(test_cloud_table),
+	    cmocka_unit_test(test_cloud_bounds),
+	    cmocka_unit_test(test_cache_cloud),
 	};
 	int rc;
 

@@ -491,6 +491,210 @@ static void test_explain_truncates(void **state)
 	}
 }
 
+/* ---- cloud sites (rows C1 to C4) ---- */
+
+#define EXO URL("outlook.office365.com")
+#define EXO2 URL("cloud2.example")
+
+static struct conf_site csites[] = {
+    {.name = "site1", .external_url = URL("site1-eas.contoso.com"),
+     .fallback = "site2"},
+    {.name = "site2", .external_url = URL("site2-eas.contoso.com")},
+    {.name = "exo", .cloud = true, .external_url = EXO, .min_version = 161},
+    {.name = "exo2", .cloud = true, .external_url = EXO2},
+};
+
+static struct conf_ldap cldap = {.cloud_site = "exo"};
+
+static struct conf cconf = {
+    .path = "c.yaml",
+    .site = "site1",
+    .sites = csites,
+    .n_sites = sizeof(csites) / sizeof(csites[0]),
+    .default_site = "site1",
+    .ldap = &cldap,
+};
+
+static const char cmap_text[] = "database DB01 site1\n"        /* 1 */
+                                "user tsv@contoso.com exo\n"   /* 2 */
+                                "user old@contoso.com EXO2\n"  /* 3 */
+                                "user pin@contoso.com DB01\n"  /* 4 */
+                                "domain cloudy.com exo\n";     /* 5 */
+
+#define WHY "msExchRecipientTypeDetails 2147483648 (RemoteUserMailbox)"
+
+struct cloud_row {
+	const char *name;
+	const char *user;
+	unsigned version;
+	enum route_dir dir;
+	bool autodiscover;
+	unsigned down;    /* S1...: sites whose CAS are all down */
+	bool no_cloud;    /* sitemap.ldap.cloud absent */
+	/* expected */
+	enum route_action action;
+	int site;
+	unsigned status;
+	const char *reason;
+	const char *source;
+	bool cloud;
+};
+
+#define D0 ROUTE_DIR_NONE
+#define DC ROUTE_DIR_CLOUD
+
+static const struct cloud_row cloud_rows[] = {
+    /* the TSV map puts a user on a cloud site */
+    {"tsv 16.1", "tsv@contoso.com", 161, D0, 0, 0, 0, R, 2, 0, "cloud",
+     "user-site", 1},
+    {"tsv 16.0", "tsv@contoso.com", 160, D0, 0, 0, 0, X, -1, 403,
+     "cloud-min-version", "user-site", 1},
+    {"tsv 14.1", "tsv@contoso.com", 141, D0, 0, 0, 0, X, -1, 403,
+     "cloud-min-version", "user-site", 1},
+    {"tsv 14.0", "tsv@contoso.com", 140, D0, 0, 0, 0, X, -1, 403,
+     "cloud-min-version", "user-site", 1},
+    {"tsv 12.1", "tsv@contoso.com", 121, D0, 0, 0, 0, X, -1, 403,
+     "cloud-min-version", "user-site", 1},
+    {"tsv 2.5", "tsv@contoso.com", 25, D0, 0, 0, 0, X, -1, 403,
+     "cloud-min-version", "user-site", 1},
+    {"tsv, no version", "tsv@contoso.com", 0, D0, 0, 0, 0, X, -1, 403,
+     "cloud-min-version", "user-site", 1},
+    {"tsv, unknown 17.0", "tsv@contoso.com", 170, D0, 0, 0, 0, X, -1, 403,
+     "cloud-min-version", "user-site", 1},
+    /* a cloud site never falls back, even if flagged down */
+    {"tsv 16.1, cloud flagged down", "tsv@contoso.com", 161, D0, 0, S3, 0, R,
+     2, 0, "cloud", "user-site", 1},
+    /* no min_version: every client that follows a 451 */
+    {"no min_version, 14.0", "old@contoso.com", 140, D0, 0, 0, 0, R, 3, 0,
+     "cloud", "user-site", 1},
+    {"no min_version, 12.1", "old@contoso.com", 121, D0, 0, 0, 0, X, -1, 403,
+     "cloud-min-version", "user-site", 1},
+    /* the directory says the mailbox moved */
+    {"directory 16.1", "zed@nowhere.example", 161, DC, 0, 0, 0, R, 2, 0,
+     "cloud", "directory-cloud", 1},
+    {"directory stale 14.1", "zed@nowhere.example", 141,
+     ROUTE_DIR_CLOUD_STALE, 0, 0, 0, X, -1, 403, "cloud-min-version",
+     "directory-cloud-stale", 1},
+    {"directory, a user line pins", "pin@contoso.com", 161, DC, 0, 0, 0, P, 0,
+     0, "local", "user-db", 0},
+    {"directory, no cloud site configured", "zed@nowhere.example", 161, DC, 0,
+     0, 1, P, 0, 0, "local", "default", 0},
+    /* Autodiscover: this site's CAS, or its fallback */
+    {"autodiscover", "zed@nowhere.example", 0, DC, 1, 0, 0, P, 0, 0,
+     "cloud-autodiscover", "directory-cloud", 1},
+    {"autodiscover, own site down", "tsv@contoso.com", 0, D0, 1, S1, 0, P, 1,
+     0, "cloud-autodiscover", "user-site", 1},
+    /* directory down: a domain line's guess is proxied, never answered */
+    {"directory down, guess", "x@cloudy.com", 161, ROUTE_DIR_DOWN, 0, 0, 0, P,
+     0, 0, "directory-down", "domain", 0},
+    {"directory down, guess, 12.1", "x@cloudy.com", 121, ROUTE_DIR_DOWN, 0, 0,
+     0, P, 0, 0, "directory-down", "domain", 0},
+    {"directory down, pinned", "tsv@contoso.com", 161, ROUTE_DIR_DOWN, 0, 0, 0,
+     R, 2, 0, "cloud", "user-site", 1},
+};
+
+static void decide_cloud_row(const struct cloud_row *t, struct sitemap *m,
+                             struct route_input *in, struct route_decision *d,
+                             unsigned char *down)
+{
+	for (unsigned i = 0; i < cconf.n_sites; i++)
+		down[i] = (t->down >> i) & 1U;
+	cconf.ldap = t->no_cloud ? NULL : &cldap;
+	*in = (struct route_input){
+	    .conf = &cconf,
+	    .map = m,
+	    .user = t->user,
+	    .version = t->version,
+	    .site_down = down,
+	    .dir = t->dir,
+	    .dir_database = t->dir == DC || t->dir == ROUTE_DIR_CLOUD_STALE
+	                        ? WHY
+	                        : NULL,
+	    .autodiscover = t->autodiscover,
+	};
+	route_decide(in, d);
+}
+
+static void test_cloud(void **state)
+{
+	char *err = NULL;
+	struct sitemap *m = sitemap_load_mem(&cconf, "c.tsv", cmap_text,
+	                                     strlen(cmap_text), &err);
+
+	(void)state;
+	assert_non_null(m);
+	for (size_t i = 0; i < sizeof(cloud_rows) / sizeof(cloud_rows[0]); i++) {
+		const struct cloud_row *t = &cloud_rows[i];
+		unsigned char down[8];
+		struct route_input in;
+		struct route_decision d;
+		char text[4096];
+		size_t n;
+
+		decide_cloud_row(t, m, &in, &d, down);
+		if (d.action != t->action || d.site != t->site ||
+		    d.status != t->status || strcmp(d.reason, t->reason) != 0 ||
+		    strcmp(d.source, t->source) != 0 || d.cloud != t->cloud)
+			fail_msg("row \"%s\": action %d site %d status %u reason "
+			         "%s source %s cloud %d",
+			         t->name, d.action, d.site, d.status, d.reason,
+			         d.source, d.cloud);
+		if (d.action == ROUTE_REDIRECT)
+			assert_ptr_equal(d.url, csites[d.site].external_url);
+		n = route_explain(&in, &d, text, sizeof(text));
+		assert_true(n > 0 && n < sizeof(text));
+		assert_non_null(strstr(text, t->reason));
+	}
+	cconf.ldap = &cldap;
+	sitemap_free(m);
+}
+
+/* The explanation says which attribute moved the user and what every
+ * version gets; Autodiscover answers with the cloud URL. */
+static void test_cloud_explain(void **state)
+{
+	char *err = NULL;
+	struct sitemap *m = sitemap_load_mem(&cconf, "c.tsv", cmap_text,
+	                                     strlen(cmap_text), &err);
+	unsigned char down[8];
+	struct route_input in;
+	struct route_decision d;
+	char text[4096];
+
+	(void)state;
+	assert_non_null(m);
+	decide_cloud_row(&cloud_rows[11], m, &in, &d, down);
+	in.version = 141;
+	route_decide(&in, &d);
+	route_explain(&in, &d, text, sizeof(text));
+	assert_non_null(strstr(text, "directory: the mailbox moved to Exchange "
+	                             "Online (" WHY ") -> "
+	                             "sitemap.ldap.cloud.site exo\n"));
+	assert_non_null(strstr(text, "cloud:    exo is Exchange Online, "
+	                             "min_version 16.1\n"));
+	assert_non_null(strstr(text, "cloud:    12.1: 403 cloud-min-version "
+	                             "(cannot follow a 451)\n"));
+	assert_non_null(strstr(text, "cloud:    14.0: 403 cloud-min-version "
+	                             "(below min_version)\n"));
+	assert_non_null(strstr(text, "cloud:    16.1: 451 to " EXO "\n"));
+	assert_non_null(strstr(text, "decision: REJECT 403\n"));
+	/* Autodiscover: answered with the cloud URL, or proxied here */
+	cconf.autodiscover = CONF_AUTODISCOVER_ANSWER;
+	route_explain_autodiscover(&in, text, sizeof(text));
+	assert_string_equal(text, "autodiscover: answered here with Url " EXO
+	                          "\n");
+	cconf.autodiscover = CONF_AUTODISCOVER_PROXY;
+	route_explain_autodiscover(&in, text, sizeof(text));
+	assert_string_equal(text, "autodiscover: proxied to the CAS of site1 "
+	                          "(autodiscover: proxy)\n");
+	/* no min_version: said so */
+	decide_cloud_row(&cloud_rows[9], m, &in, &d, down);
+	route_explain(&in, &d, text, sizeof(text));
+	assert_non_null(strstr(text, "exo2 is Exchange Online, no min_version"));
+	assert_non_null(strstr(text, "cloud:    14.0: 451 to " EXO2 "\n"));
+	sitemap_free(m);
+}
+
 static int setup(void **state)
 {
 	char *err = NULL;
@@ -522,6 +726,8 @@ int main(void)
 	    cmocka_unit_test(test_broken_conf),
 	    cmocka_unit_test(test_explain),
 	    cmocka_unit_test(test_explain_truncates),
+	    cmocka_unit_test(test_cloud),
+	    cmocka_unit_test(test_cloud_explain),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -155,8 +155,9 @@ openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.pem" \
 printf 'svc-secret\n' > "$dir/svc.pw"
 printf 'wrong-secret\n' > "$dir/bad.pw"
 
-# The schema: a home database DN and an auxiliary class that carries it,
-# under the documentation OID arc of RFC 5612.
+# The schema: a home database DN, the three attributes that tell a mailbox
+# moved to Exchange Online, and an auxiliary class that carries them, under
+# the documentation OID arc of RFC 5612.
 cat > "$dir/easfront.schema" <<'SCHEMA'
 attributetype ( 1.3.6.1.4.1.32473.1.1.1 NAME 'userPrincipalName'
 	EQUALITY caseIgnoreMatch SUBSTR caseIgnoreSubstringsMatch
@@ -164,8 +165,18 @@ attributetype ( 1.3.6.1.4.1.32473.1.1.1 NAME 'userPrincipalName'
 attributetype ( 1.3.6.1.4.1.32473.1.1.2 NAME 'homeMDB'
 	EQUALITY distinguishedNameMatch
 	SYNTAX 1.3.6.1.4.1.1466.115.121.1.12 SINGLE-VALUE )
+attributetype ( 1.3.6.1.4.1.32473.1.1.3 NAME 'msExchRecipientTypeDetails'
+	EQUALITY integerMatch
+	SYNTAX 1.3.6.1.4.1.1466.115.121.1.27 SINGLE-VALUE )
+attributetype ( 1.3.6.1.4.1.32473.1.1.4 NAME 'msExchRemoteRecipientType'
+	EQUALITY integerMatch
+	SYNTAX 1.3.6.1.4.1.1466.115.121.1.27 SINGLE-VALUE )
+attributetype ( 1.3.6.1.4.1.32473.1.1.5 NAME 'targetAddress'
+	EQUALITY caseIgnoreMatch
+	SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 SINGLE-VALUE )
 objectclass ( 1.3.6.1.4.1.32473.1.2.1 NAME 'efMailboxUser' AUXILIARY
-	MAY ( userPrincipalName $ homeMDB ) )
+	MAY ( userPrincipalName $ homeMDB $ msExchRecipientTypeDetails $
+	      msExchRemoteRecipientType $ targetAddress ) )
 SCHEMA
 
 cat > "$dir/slapd.conf" <<CONF
@@ -242,6 +253,28 @@ userPrincipalName: st*r@contoso.test
 homeMDB: CN=DB04,$EXCH
 
 LDIF
+	# Mailboxes moved to Exchange Online (test_cloud.py), and their
+	# look-alikes that stay on premises.
+	cloud_user() { # uid, then "attribute: value" lines
+		local uid=$1
+		shift
+		printf 'dn: uid=%s,ou=people,%s\n' "$uid" "$SUFFIX"
+		printf 'objectClass: inetOrgPerson\nobjectClass: efMailboxUser\n'
+		printf 'uid: %s\ncn: %s\nsn: %s\n' "$uid" "$uid" "$uid"
+		printf 'userPrincipalName: %s@contoso.test\n' "$uid"
+		printf '%s\n' "$@"
+		printf '\n'
+	}
+	cloud_user moved "msExchRecipientTypeDetails: 2147483648" \
+		"msExchRemoteRecipientType: 4" \
+		"targetAddress: SMTP:moved@contoso.mail.onmicrosoft.com"
+	cloud_user tenant "targetAddress: smtp:tenant@Contoso.mail.onmicrosoft.com"
+	cloud_user sharedmoved "msExchRecipientTypeDetails: 34359738368" \
+		"msExchRemoteRecipientType: 100"
+	cloud_user onprem "homeMDB: CN=DB01,$EXCH" \
+		"msExchRecipientTypeDetails: 2147483648" \
+		"targetAddress: SMTP:onprem@contoso.mail.onmicrosoft.com"
+	cloud_user elsewhere "targetAddress: SMTP:elsewhere@fabrikam.test"
 	awk -v n="$USERS" -v suffix="$SUFFIX" -v exch="$EXCH" 'BEGIN {
 		for (i = 1; i <= n; i++) {
 			u = sprintf("user%04d", i)
