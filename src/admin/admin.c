@@ -291,11 +291,13 @@ static void guard_json(struct evbuffer *b, const struct guard_view *v)
 	    b,
 	    "{\"passwords\":%s,\"rules\":%u,\"entries\":%zu,"
 	    "\"max_entries\":%zu,\"held_passwords\":%zu,\"held_users\":%zu,"
-	    "\"evictions\":%llu,\"turned_away\":%llu,\"holds\":[",
+	    "\"evictions\":%llu,\"turned_away\":%llu,\"throttle\":%s,"
+	    "\"throttled_keys\":%zu,\"holds\":[",
 	    c->passwords_on ? "true" : "false", c->rules, c->entries,
 	    c->max_entries, c->held_passwords, c->held_users,
 	    (unsigned long long)c->evictions,
-	    (unsigned long long)c->turned_away);
+	    (unsigned long long)c->turned_away,
+	    c->throttle_on ? "true" : "false", c->throttled_keys);
 	for (size_t i = 0; i < v->shown; i++) {
 		const struct guard_hold *h = &v->holds[i];
 

@@ -192,6 +192,13 @@ static void guard(struct evbuffer *out, const struct stats_snapshot *s,
 	    "table was full of holds and known-good passwords "
 	    "(guard.max_entries too small, or a flood).",
 	    gc->turned_away);
+	one(out, "easfront_guard_throttled_keys", "gauge",
+	    "Throttle buckets (devices, users, client addresses) not full "
+	    "again now: the keys being limited or about to be.",
+	    gc->throttled_keys);
+	one(out, "easfront_guard_throttle_evictions_total", "counter",
+	    "Throttle buckets given up for room (guard.max_entries).",
+	    gc->throttle_evictions);
 	one(out, "easfront_guard_rules", "gauge",
 	    "Device rules of the configuration serving new requests "
 	    "(guard.devices).",

@@ -464,6 +464,54 @@ static const struct num_key password_keys[] = {
     {"hold", offsetof(struct conf_guard_passwords, hold), 1800, false},
 };
 
+static const struct num_key throttle_keys[] = {
+    {"retry_after", offsetof(struct conf_guard_throttle, retry_after), 300,
+     false},
+};
+
+/* The buckets of guard.throttle and their defaults: the client's is off
+ * unless asked for (a NAT or Exchange Online's hybrid sync puts many
+ * phones behind one address). */
+static const struct {
+	const char *key;
+	size_t off;
+	struct conf_bucket def;
+} buckets[] = {
+    {"device", offsetof(struct conf_guard_throttle, device), {120, 60}},
+    {"user", offsetof(struct conf_guard_throttle, user), {600, 60}},
+    {"client", offsetof(struct conf_guard_throttle, client), {0, 60}},
+};
+
+static const struct num_key bucket_keys[] = {
+    {"requests", offsetof(struct conf_bucket, requests), 0, true},
+    {"per", offsetof(struct conf_bucket, per), 60, false},
+};
+
+static void copy_throttle(struct conf_ctx *c, const struct conf_raw_guard *r,
+                          struct conf *cf)
+{
+	struct conf_guard_throttle *t = &cf->guard_throttle;
+	char key[64];
+
+	cf->guard_throttle_on = true;
+	*t = r->throttle;
+	numbers(c, "guard.throttle", t, throttle_keys, N(throttle_keys));
+	for (size_t i = 0; i < N(buckets); i++) {
+		struct conf_bucket *b =
+		    (struct conf_bucket *)((char *)t + buckets[i].off);
+
+		snprintf(key, sizeof(key), "guard.throttle.%s", buckets[i].key);
+		if (conf_line(c, "%s", key) == 0) {
+			*b = buckets[i].def;
+			continue;
+		}
+		numbers(c, key, b, bucket_keys, N(bucket_keys));
+		/* A bucket named without requests keeps its default size. */
+		if (conf_line(c, "%s.requests", key) == 0)
+			b->requests = buckets[i].def.requests;
+	}
+}
+
 /* An EAS version "N.D" (N 1-99 without a leading zero, D one digit) in
  * s[0..len), times ten; 0 when it is not one. */
 static unsigned version_x10(const char *s, size_t len)
@@ -568,6 +616,8 @@ static void copy_guard(struct conf_ctx *c, const struct conf_raw_guard *r,
 		numbers(c, "guard.passwords", &cf->guard_passwords,
 		        password_keys, N(password_keys));
 	}
+	if (conf_line(c, "guard.throttle") != 0)
+		copy_throttle(c, r, cf);
 	cf->guard_key_file = copy(c, r->key_file);
 	cf->guard_max_entries = conf_line(c, "guard.max_entries")
 	                            ? r->max_entries

@@ -139,6 +139,21 @@ struct conf_device_rule {
 	unsigned value_line;  /* line of the block/allow mapping's value */
 };
 
+/* A token bucket of guard.throttle: requests tokens at the most (the
+ * burst), refilled at requests every per seconds. requests 0: off. */
+struct conf_bucket {
+	unsigned requests;
+	unsigned per; /* s */
+};
+
+/* guard.throttle (DESIGN.md "Edge protection"). */
+struct conf_guard_throttle {
+	struct conf_bucket device; /* per DeviceId, default 120 per 60 */
+	struct conf_bucket user;   /* per user, default 600 per 60 */
+	struct conf_bucket client; /* per client address, default off */
+	unsigned retry_after;	   /* s, Retry-After of a 503, default 300 */
+};
+
 /* guard.passwords: the password shield (DESIGN.md "Edge protection"). */
 struct conf_guard_passwords {
 	unsigned password_failures; /* default 3; 0: off */
@@ -194,6 +209,8 @@ struct conf {
 	struct conf_guard_passwords guard_passwords;
 	char *guard_key_file;	 /* guard.key_file; NULL: random per start */
 	unsigned guard_max_entries; /* guard.max_entries, default 1000000 */
+	bool guard_throttle_on;	 /* guard.throttle present */
+	struct conf_guard_throttle guard_throttle;
 };
 
 /*

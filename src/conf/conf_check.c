@@ -554,8 +554,31 @@ static void guard_check(struct conf_ctx *c, const struct conf *cf)
 		         "instead");
 }
 
+/* guard.throttle's numbers: a bucket's arithmetic (guard/throttle.c) is
+ * exact within these bounds. */
+static void throttle_check(struct conf_ctx *c, const struct conf *cf)
+{
+	static const char *const names[] = {"device", "user", "client"};
+	const struct conf_guard_throttle *t = &cf->guard_throttle;
+	const struct conf_bucket *b[] = {&t->device, &t->user, &t->client};
+	char key[64];
+
+	if (!cf->guard_throttle_on)
+		return;
+	for (unsigned i = 0; i < 3; i++) {
+		snprintf(key, sizeof(key), "guard.throttle.%s.requests",
+		         names[i]);
+		at_most(c, key, b[i]->requests, 1000000, "");
+		snprintf(key, sizeof(key), "guard.throttle.%s.per", names[i]);
+		at_most(c, key, b[i]->per, 86400, " (a day)");
+	}
+	at_most(c, "guard.throttle.retry_after", t->retry_after, 86400,
+	        " (a day)");
+}
+
 void conf_check(struct conf_ctx *c, const struct conf *cf)
 {
+	throttle_check(c, cf);
 	for (unsigned i = 0; i < cf->n_sites; i++) {
 		site_check(c, cf, i);
 		cloud_check(c, cf, i);

@@ -123,6 +123,7 @@ struct conf_raw_guard {
 	struct conf_raw_rule *devices;
 	unsigned devices_count;
 	struct conf_guard_passwords passwords;
+	struct conf_guard_throttle throttle;
 	char *key_file;
 	unsigned max_entries;
 };

@@ -219,12 +219,32 @@ static const cyaml_schema_field_t passwords_fields[] = {
 };
 
 /* An empty devices list is no rule at all, as when the key is absent. */
+static const cyaml_schema_field_t bucket_fields[] = {
+    CYAML_FIELD_UINT("requests", OPT, struct conf_bucket, requests),
+    CYAML_FIELD_UINT("per", OPT, struct conf_bucket, per),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_field_t throttle_fields[] = {
+    CYAML_FIELD_MAPPING("device", OPT, struct conf_guard_throttle, device,
+                        bucket_fields),
+    CYAML_FIELD_MAPPING("user", OPT, struct conf_guard_throttle, user,
+                        bucket_fields),
+    CYAML_FIELD_MAPPING("client", OPT, struct conf_guard_throttle, client,
+                        bucket_fields),
+    CYAML_FIELD_UINT("retry_after", OPT, struct conf_guard_throttle,
+                     retry_after),
+    CYAML_FIELD_END,
+};
+
 static const cyaml_schema_field_t guard_fields[] = {
     CYAML_FIELD_SEQUENCE("devices", CYAML_FLAG_POINTER | OPT,
                          struct conf_raw_guard, devices, &rule_entry, 0,
                          CONF_GUARD_RULES_MAX),
     CYAML_FIELD_MAPPING("passwords", OPT, struct conf_raw_guard, passwords,
                         passwords_fields),
+    CYAML_FIELD_MAPPING("throttle", OPT, struct conf_raw_guard, throttle,
+                        throttle_fields),
     STR_FIELD("key_file", OPT, struct conf_raw_guard, key_file),
     CYAML_FIELD_UINT("max_entries", OPT, struct conf_raw_guard, max_entries),
     CYAML_FIELD_END,

@@ -82,6 +82,9 @@ struct guard_counts {
 	uint64_t evictions;	/* entries pushed out by a full table */
 	uint64_t turned_away;	/* newcomers not kept: the table was full of
 				   holds and known-good passwords */
+	bool throttle_on;	/* guard.throttle configured */
+	size_t throttled_keys;	/* buckets not full again now */
+	uint64_t throttle_evictions; /* buckets given up for room */
 };
 
 /* The users with a hold now (user: that one only, normalised as routing

@@ -1,7 +1,8 @@
 /*
  * Responses easfront writes itself: errors, the 451 redirect, the health
- * page. Short, always with Content-Length, never 500, never X-MS-ASThrottle,
- * never cached, never sniffed.
+ * page, the guard's answers. Short, always with Content-Length, never 500,
+ * never X-MS-ASThrottle but on the throttle's own 503 (screen.c), never
+ * cached, never sniffed.
  */
 #include "proxy/session.h"
 

@@ -156,16 +156,61 @@ static int guard_shield(const struct gen *g, struct proxy *p, const char *user,
 	return guard_hold_lines(&h, out, cap);
 }
 
+/* One bucket's budget, as the config gives it ("off" for none). */
+static void budget(char *out, size_t cap, const char *name, bool applies,
+                   const struct conf_bucket *b)
+{
+	if (b->requests == 0)
+		snprintf(out, cap, "%s off", name);
+	else if (!applies)
+		snprintf(out, cap, "%s none (the request has no %s)", name,
+		         name);
+	else
+		snprintf(out, cap, "%s %u per %u s", name, b->requests, b->per);
+}
+
+/* The throttle's buckets the request would spend a token of. */
+static int guard_throttle(const struct gen *g, const struct rules_facts *f,
+                          char *out, size_t cap)
+{
+	const struct conf_guard_throttle *t = &g->conf->guard_throttle;
+	char d[96], u[96], c[96];
+
+	if (!g->conf->guard_throttle_on)
+		return snprintf(out, cap, "guard:    throttle off\n");
+	budget(d, sizeof(d), "device", f->device_id[0] != '\0', &t->device);
+	budget(u, sizeof(u), "user", f->user[0] != '\0', &t->user);
+	budget(c, sizeof(c), "client", true, &t->client);
+	return snprintf(out, cap,
+	                "guard:    throttle: %s, %s, %s; an empty bucket gets "
+	                "503 (Retry-After %u)\n",
+	                d, u, c, t->retry_after);
+}
+
+/* Appends what one part of the guard says at out + *n. */
+static void explain_part(int (*part)(const struct gen *, const struct rules_facts *,
+                                     char *, size_t),
+                         const struct gen *g, const struct rules_facts *f,
+                         char *out, size_t cap, size_t *n)
+{
+	int m = part(g, f, *n < cap ? out + *n : NULL,
+	             *n < cap ? cap - *n : 0);
+
+	*n += m < 0 ? 0 : (size_t)m;
+}
+
 size_t routing_guard_explain(const struct gen *g, struct proxy *p,
                              const struct rules_facts *f, char *out, size_t cap)
 {
-	int n = guard_devices(g, f, out, cap), m;
+	size_t n = 0;
+	int m;
 
-	if (n < 0)
-		n = 0;
-	m = guard_shield(g, p, f->user, (size_t)n < cap ? out + n : NULL,
-	                 (size_t)n < cap ? cap - (size_t)n : 0);
-	return (size_t)n + (m < 0 ? 0 : (size_t)m);
+	explain_part(guard_devices, g, f, out, cap, &n);
+	m = guard_shield(g, p, f->user, n < cap ? out + n : NULL,
+	                 n < cap ? cap - n : 0);
+	n += m < 0 ? 0 : (size_t)m;
+	explain_part(guard_throttle, g, f, out, cap, &n);
+	return n;
 }
 
 /* ---- the directory from a loop outside the workers ---- */

@@ -1,8 +1,9 @@
 /*
  * The guard on the data path (DESIGN.md "Edge protection"): asked once a
  * request's facts are read and before it is routed, device rules first,
- * then the password shield, each either letting the request pass or
- * answering it here; and the CAS's answer fed back to the shield.
+ * then the password shield, then the throttle, each either letting the
+ * request pass or answering it here; and the CAS's answer fed back to the
+ * shield.
  *
  * A password enters here only to be hashed at once (on the stack, wiped);
  * the request keeps the ids, never the credentials.
@@ -18,6 +19,7 @@
 #include "core/siphash.h"
 #include "guard/rules.h"
 #include "guard/shield.h"
+#include "proxy/buckets.h"
 #include "proxy/gen.h"
 #include "proxy/shields.h"
 #include "proxy/stats.h"
@@ -29,6 +31,7 @@ enum {
 	ANSWER_DEVICE_BLOCKED = 0,
 	ANSWER_STALE_PASSWORD,
 	ANSWER_PASSWORD_GUESSING,
+	ANSWER_THROTTLED, /* + enum bucket_kind */
 };
 
 /* Longest User-Agent matched from the stack; longer ones are copied to
@@ -63,6 +66,63 @@ static void answer_401(struct session *s, const struct eas_facts *f,
 						  : ANSWER_PASSWORD_GUESSING],
 		 1);
 	session_respond(s, 401, extra, "401 Unauthorized\n");
+}
+
+/* Exchange's own answer to a device over its budget (MS-ASHTTP 3.1.5.2.3,
+ * EAS.md 10), which EAS clients honour by waiting Retry-After. */
+static void answer_503(struct session *s, enum bucket_kind k)
+{
+	static const char *const reasons[BUCKET_KINDS] = {
+	    "throttled-device", "throttled-user", "throttled-client"};
+	char extra[160];
+
+	snprintf(extra, sizeof(extra),
+		 "Content-Type: text/plain\r\n"
+		 "X-MS-ASThrottle: CommandFrequency\r\n"
+		 "Retry-After: %u\r\n",
+		 s->g->conf->guard_throttle.retry_after);
+	s->txn.log.decision = "reject";
+	s->txn.log.reason = reasons[k];
+	s->txn.log.term = TERM_LOCAL;
+	stat_add(&s->w->stats.guard_answers[ANSWER_THROTTLED + k], 1);
+	session_respond(s, 503, extra, "503 Service Unavailable\n");
+}
+
+/* The keyed hash of one bucket's key: a kind letter and the value, so a
+ * device and a user of the same name never share a bucket. */
+static uint64_t bucket_key(const struct session *s, char kind,
+			   const char *value)
+{
+	char buf[EAS_USER_MAX + 2];
+	size_t n = strlen(value);
+
+	if (n > sizeof(buf) - 1)
+		n = sizeof(buf) - 1;
+	buf[0] = kind;
+	memcpy(buf + 1, value, n);
+	return siphash24(s->w->p->fp_key, buf, n + 1);
+}
+
+/* The buckets the request spends a token of: its device's, its user's,
+ * its client address's, each when the request has that key and the
+ * bucket is on. */
+static enum bucket_kind throttle(struct session *s, const struct eas_facts *f,
+				 const char *user)
+{
+	const struct conf_guard_throttle *t = &s->g->conf->guard_throttle;
+	struct bucket_keys k = {
+	    .has = {f->device_id[0] != '\0' && t->device.requests > 0,
+		    user != NULL && user[0] != '\0' && t->user.requests > 0,
+		    t->client.requests > 0},
+	};
+
+	if (k.has[BUCKET_DEVICE])
+		k.key[BUCKET_DEVICE] = bucket_key(s, 'd', f->device_id);
+	if (k.has[BUCKET_USER])
+		k.key[BUCKET_USER] = bucket_key(s, 'u', user);
+	if (k.has[BUCKET_CLIENT])
+		k.key[BUCKET_CLIENT] = bucket_key(s, 'c', s->client_ip);
+	return buckets_take(s->w->p->buckets, &k);
 }
 
 /* The first rule the request meets, -1 for none (default allow). */
@@ -147,6 +207,7 @@ bool screen_request(struct session *s, const struct http_request *req,
 {
 	const struct gen *g = s->g;
 	enum shield_verdict v;
+	enum bucket_kind k;
 	int hit;
 
 	if (g->rules != NULL) {
@@ -164,18 +225,23 @@ bool screen_request(struct session *s, const struct http_request *req,
 	/* Only Basic credentials are the CAS's to check against the
 	 * directory per request; NTLM and Negotiate legs and Bearer probes
 	 * never count (DESIGN.md). */
-	if (g->guard_key == NULL || f->user_src != EAS_USER_BASIC ||
-	    user == NULL || user[0] == '\0')
-		return false;
-	if (!credential_ids(s, req, user))
-		return false;
-	v = shields_check(s->w->p->shields, s->txn.shield_user,
-			  s->txn.shield_pass);
-	if (v != SHIELD_PASS) {
-		answer_401(s, f, v);
+	if (g->guard_key != NULL && f->user_src == EAS_USER_BASIC &&
+	    user != NULL && user[0] != '\0' && credential_ids(s, req, user)) {
+		v = shields_check(s->w->p->shields, s->txn.shield_user,
+				  s->txn.shield_pass);
+		if (v != SHIELD_PASS) {
+			answer_401(s, f, v);
+			return true;
+		}
+		s->txn.flags |= TXN_F_SHIELD;
+	}
+	if (g->conf->guard_throttle_on &&
+	    (k = throttle(s, f, user)) != BUCKET_NONE) {
+		/* Nothing of it goes up: nothing to feed back. */
+		s->txn.flags &= ~TXN_F_SHIELD;
+		answer_503(s, k);
 		return true;
 	}
-	s->txn.flags |= TXN_F_SHIELD;
 	return false;
 }
 

@@ -13,6 +13,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/str.h"
+#include "proxy/buckets.h"
 #include "proxy/gen.h"
 #include "proxy/proxy.h"
 #include "proxy/worker.h"
@@ -378,7 +379,11 @@ void proxy_guard_counts(struct proxy *p, struct guard_counts *out)
 	struct gen *g = proxy_gen_hold(p);
 
 	shields_counts(p->shields, out);
-	if (g != NULL)
+	buckets_counts(p->buckets, &out->throttled_keys,
+		       &out->throttle_evictions);
+	if (g != NULL) {
 		out->rules = g->conf->n_guard_devices;
+		out->throttle_on = g->conf->guard_throttle_on;
+	}
 	gen_release(g);
 }

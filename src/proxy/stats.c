@@ -61,7 +61,8 @@ const char *stats_decision_name(unsigned slot)
 const char *stats_guard_reason(unsigned slot)
 {
 	static const char *const names[STATS_GUARD_REASONS] = {
-		"device-blocked", "stale-password", "password-guessing",
+		"device-blocked",   "stale-password", "password-guessing",
+		"throttled-device", "throttled-user", "throttled-client",
 	};
 
 	return slot < STATS_GUARD_REASONS ? names[slot] : "other";

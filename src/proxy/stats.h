@@ -24,8 +24,9 @@
 /* Upstream first-byte latency buckets, upper bounds in ms; held requests
  * are not counted (their latency is the client's heartbeat). */
 #define STATS_BUCKETS 12
-/* Answers of the guard: device-blocked, stale-password, password-guessing. */
-#define STATS_GUARD_REASONS 3
+/* Answers of the guard: device-blocked, stale-password, password-guessing,
+ * throttled-device, throttled-user, throttled-client. */
+#define STATS_GUARD_REASONS 6
 /* Answers for cloud sites, by kind (redirect, refused) then version slot:
  * slot kind * STATS_VERSIONS + version slot. */
 #define STATS_CLOUD_ANSWERS (2 * STATS_VERSIONS)

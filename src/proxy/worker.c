@@ -28,6 +28,7 @@
 #include "proxy/proxy.h"
 #include "proxy/session.h"
 #include "proxy/shields.h"
+#include "proxy/buckets.h"
 #include "proxy/stats.h"
 #include "upstream/upstream.h"
 
@@ -64,7 +65,8 @@ struct proxy *proxy_new(unsigned n_workers, char **err)
 		goto fail;
 	p->n_workers = n_workers;
 	p->shields = shields_new();
-	if (p->shields == NULL ||
+	p->buckets = buckets_new();
+	if (p->shields == NULL || p->buckets == NULL ||
 	    RAND_bytes(p->fp_key, sizeof(p->fp_key)) != 1)
 		goto fail;
 	pthread_mutex_init(&p->lock, NULL);
@@ -76,8 +78,11 @@ struct proxy *proxy_new(unsigned n_workers, char **err)
 	}
 	return p;
 fail:
-	if (p != NULL)
+	if (p != NULL) {
 		free(p->workers);
+		shields_free(p->shields);
+		buckets_free(p->buckets);
+	}
 	free(p);
 	*err = strdup("out of memory");
 	return NULL;
@@ -196,6 +201,7 @@ void proxy_publish(struct proxy *p, struct gen *g)
 		control_follow(p, g);
 	dir_publish(p, g);
 	shields_configure(p->shields, g);
+	buckets_configure(p->buckets, g);
 	gen_release(old);
 	if (!p->started)
 		return;
@@ -498,6 +504,7 @@ void proxy_free(struct proxy *p)
 	limits_destroy(&p->limits);
 	ldap_cache_free(p->ldap_cache);
 	shields_free(p->shields);
+	buckets_free(p->buckets);
 	pthread_mutex_destroy(&p->lock);
 	free(p);
 }

@@ -28,6 +28,7 @@ struct ldap_cache;
 struct conf_ldap;
 struct rules_memo;
 struct shields;
+struct buckets;
 
 /* Bytes of the per-worker scratch buffer for building forwarded heads: the
  * largest accepted head plus the headers easfront adds. */
@@ -89,7 +90,10 @@ struct proxy {
 					  shared by every worker */
 	struct shields *shields; /* owned: the password shield, shared by
 				    every worker, kept across reloads */
-	uint8_t fp_key[16];	/* random: the sessions' auth_memo key */
+	uint8_t fp_key[16];	/* random: the sessions' auth_memo key and
+				   the throttle's bucket keys */
+	struct buckets *buckets; /* owned: the throttle's, shared by every
+				    worker, kept across reloads */
 	atomic_bool stopping;
 	bool started;
 };

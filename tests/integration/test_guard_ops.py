@@ -132,7 +132,8 @@ class AdminGuard(GuardCase):
             {k: g[k] for k in g if k != "entries"},
             {"passwords": True, "rules": 3, "max_entries": 5000,
              "held_passwords": 0, "held_users": 0, "evictions": 0,
-             "turned_away": 0, "holds": [], "more": 0})
+             "turned_away": 0, "throttle": False, "throttled_keys": 0,
+             "holds": [], "more": 0})
         self.assertEqual(self.send(d, ALICE, RIGHT), 200)
 
         self.hold_alice(d)
@@ -297,8 +298,8 @@ class RouteGuard(GuardCase):
             text = self.route(conf, *args)
             self.assertNotIn("offline view", text)
             self.assertEqual(self.guard_lines(text), [
-                want, "guard:    password shield: no hold for %s" % ALICE],
-                text)
+                want, "guard:    password shield: no hold for %s" % ALICE,
+                "guard:    throttle off"], text)
             # the admin's /route says the same words
             q = {"user": ALICE, "version": "14.1"}
             q.update({a[2:].replace("-", "_"): v
@@ -313,7 +314,8 @@ class RouteGuard(GuardCase):
         self.assertRegex(lines[1], r"^guard:    password shield: 1 password "
                          r"of %s held for \d+ s more \(stale-password: those "
                          r"passwords get 401 here\)$" % re.escape(ALICE))
-        self.assertEqual(len(lines), 2, lines)
+        self.assertEqual(lines[2], "guard:    throttle off")
+        self.assertEqual(len(lines), 3, lines)
         text = self.cli("route", "-c", conf, BOB).stdout
         self.assertRegex(text, r"(?m)^guard:    %s is in a guessing hold for "
                          r"\d+ s more: passwords not known good get 401 "
@@ -327,10 +329,11 @@ class RouteGuard(GuardCase):
         self.assertEqual(self.guard_lines(text), [
             self.rule(off, 0),
             "guard:    password shield: holds are known only to a running "
-            "easfront"])
+            "easfront", "guard:    throttle off"])
         text = self.route(self.offline_config(guard=None), "--cmd", "Ping")
         self.assertEqual(self.guard_lines(text), [
-            "guard:    no device rules", "guard:    password shield off"])
+            "guard:    no device rules", "guard:    password shield off",
+            "guard:    throttle off"])
 
 
 class GuardCommand(GuardCase):

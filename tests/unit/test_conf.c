@@ -338,7 +338,48 @@ static void test_guard_values(void **state)
 	/* A guard without passwords leaves the shield off. */
 	c = load_ok(MINIMAL "guard: {}\n");
 	assert_false(c->guard_passwords_on);
+	assert_false(c->guard_throttle_on);
 	assert_int_equal(c->guard_max_entries, 1000000);
+	conf_free(c);
+}
+
+/* guard.throttle: every default from an empty mapping; a bucket named
+ * with only one of its numbers keeps the other's default; 0 requests
+ * turns a bucket off. */
+static void test_guard_throttle(void **state)
+{
+	struct conf *c;
+	const struct conf_guard_throttle *t;
+
+	(void)state;
+	c = load_ok(MINIMAL "guard:\n  throttle: {}\n");
+	t = &c->guard_throttle;
+	assert_true(c->guard_throttle_on);
+	assert_int_equal(t->device.requests, 120);
+	assert_int_equal(t->device.per, 60);
+	assert_int_equal(t->user.requests, 600);
+	assert_int_equal(t->user.per, 60);
+	assert_int_equal(t->client.requests, 0);
+	assert_int_equal(t->retry_after, 300);
+	conf_free(c);
+
+	c = load_ok(MINIMAL "guard:\n  throttle:\n"
+	                    "    device: { requests: 30 }\n"
+	                    "    user: { per: 10 }\n"
+	                    "    client: { requests: 1000, per: 1 }\n"
+	                    "    retry_after: 60\n");
+	t = &c->guard_throttle;
+	assert_int_equal(t->device.requests, 30);
+	assert_int_equal(t->device.per, 60);
+	assert_int_equal(t->user.requests, 600);
+	assert_int_equal(t->user.per, 10);
+	assert_int_equal(t->client.requests, 1000);
+	assert_int_equal(t->client.per, 1);
+	assert_int_equal(t->retry_after, 60);
+	conf_free(c);
+
+	c = load_ok(MINIMAL "guard:\n  throttle:\n    device: {requests: 0}\n");
+	assert_int_equal(c->guard_throttle.device.requests, 0);
 	conf_free(c);
 }
 
@@ -653,6 +694,18 @@ static const struct bad_row bad_rows[] = {
      "t.yaml:13: guard.passwords.password_failures: at most 1000"},
     {"guard:\n  passwords:\n    user_failures: 1001\n", 0,
      "t.yaml:13: guard.passwords.user_failures: at most 1000"},
+    {"guard:\n  throttle:\n    device: {per: 0}\n", 0,
+     "t.yaml:13: guard.throttle.device.per: must be at least 1"},
+    {"guard:\n  throttle:\n    user:\n      requests: 1000001\n", 0,
+     "t.yaml:14: guard.throttle.user.requests: at most 1000000"},
+    {"guard:\n  throttle:\n    client:\n      per: 86401\n", 0,
+     "t.yaml:14: guard.throttle.client.per: at most 86400 (a day)"},
+    {"guard:\n  throttle:\n    retry_after: 0\n", 0,
+     "t.yaml:13: guard.throttle.retry_after: must be at least 1"},
+    {"guard:\n  throttle:\n    long_polls_per_device: 2\n", 0,
+     "t.yaml:13: unknown key 'long_polls_per_device' in guard.throttle"},
+    {"guard:\n  throttle:\n    device: {burst: 5}\n", 0,
+     "t.yaml:13: unknown key 'burst' in guard.throttle.device"},
     {"guard:\n  passwords:\n    user_failures: -1\n", 0,
      "t.yaml:13: guard.passwords.user_failures: must not be negative"},
     {"guard:\n  max_entries: 15\n", 0,
@@ -661,8 +714,8 @@ static const struct bad_row bad_rows[] = {
      "t.yaml:12: guard.max_entries: from 16 to 100000000"},
     {"guard:\n  key_file: \"/etc/x\\ty\"\n", 0,
      "t.yaml:12: guard.key_file: holds a control character"},
-    {"guard:\n  throttle: {}\n", 0,
-     "t.yaml:12: unknown key 'throttle' in guard"},
+    {"guard:\n  store: redis://x\n", 0,
+     "t.yaml:12: unknown key 'store' in guard"},
     {"guard:\n", 0, "t.yaml:11: guard: expected a mapping, got nothing"},
     /* the document as a whole */
     {"", 1, "t.yaml:1: the file holds no settings"},
@@ -1094,8 +1147,9 @@ int main(void)
 	    cmocka_unit_test(test_limits_zero),
 	    cmocka_unit_test(test_tls_hsts),
 	    cmocka_unit_test(test_guard_values),
-	    cmocka_unit_test(test_cloud_ok),
+	    cmocka_unit_test(test_guard_throttle),
 	    cmocka_unit_test(test_guard_versions),
+	    cmocka_unit_test(test_cloud_ok),
 	    cmocka_unit_test(test_bad_rows),
 	    cmocka_unit_test(test_all_problems_listed),
 	    cmocka_unit_test(test_schema_problems_listed),

@@ -1,0 +1,138 @@
+/*
+ * The buckets' table: sets of WAYS entries chosen by the key's low bits, no
+ * probing, no deletion: an entry whose bucket is full again is as good as
+ * empty and is simply reused. 16 bytes an entry.
+ */
+#include "guard/throttle.h"
+
+#include <stdbool.h>
+#include <stdlib.h>
+
+#define WAYS 4
+
+struct slot {
+	uint64_t key; /* 0: never used (key 0 is stored as 1) */
+	uint64_t tat; /* us: when the bucket is full again */
+};
+
+struct throttle {
+	struct slot *slot; /* owned: (mask + 1) * WAYS */
+	size_t mask;
+	uint64_t evictions;
+};
+
+struct throttle *throttle_new(size_t max_entries)
+{
+	struct throttle *t = calloc(1, sizeof(*t));
+	size_t sets = 16;
+
+	while (sets * WAYS < max_entries)
+		sets <<= 1;
+	if (t == NULL || (t->slot = calloc(sets * WAYS, sizeof(*t->slot))) ==
+			     NULL) {
+		free(t);
+		return NULL;
+	}
+	t->mask = sets - 1;
+	return t;
+}
+
+void throttle_free(struct throttle *t)
+{
+	if (t == NULL)
+		return;
+	free(t->slot);
+	free(t);
+}
+
+/* The time one token stands for, and how far ahead of now the bucket may
+ * run before it is empty: (requests - 1) tokens. Within conf_check's
+ * bounds (per <= 86400 s, requests <= 10^6) both fit easily in 64 bits. */
+static uint64_t interval_us(const struct conf_bucket *b)
+{
+	return (uint64_t)b->per * 1000000 / b->requests;
+}
+
+static uint64_t tolerance_us(const struct conf_bucket *b)
+{
+	return interval_us(b) * (b->requests - 1);
+}
+
+static struct slot *set_of(const struct throttle *t, uint64_t key)
+{
+	/* The high bits: the caller's keys are keyed hashes, every bit as
+	 * good, and the low ones stay for the slots' own comparisons. */
+	return &t->slot[((key >> 32) & t->mask) * WAYS];
+}
+
+static const struct slot *lookup(const struct throttle *t, uint64_t key)
+{
+	const struct slot *s = set_of(t, key);
+
+	for (unsigned w = 0; w < WAYS; w++)
+		if (s[w].key == key)
+			return &s[w];
+	return NULL;
+}
+
+/* key's slot, made when absent from the way whose bucket is fullest (the
+ * smallest tat: a full one is the same as none at all). */
+static struct slot *claim(struct throttle *t, uint64_t key, uint64_t now)
+{
+	struct slot *s = set_of(t, key), *pick = &s[0];
+
+	for (unsigned w = 0; w < WAYS; w++) {
+		if (s[w].key == key)
+			return &s[w];
+		if (s[w].tat < pick->tat)
+			pick = &s[w];
+	}
+	if (pick->key != 0 && pick->tat > now)
+		t->evictions++;
+	pick->key = key;
+	pick->tat = 0;
+	return pick;
+}
+
+uint64_t throttle_peek(const struct throttle *t, const struct conf_bucket *b,
+		       uint64_t key, uint64_t now)
+{
+	const struct slot *s;
+	uint64_t tat;
+
+	if (b->requests == 0)
+		return 0;
+	s = lookup(t, key ? key : 1);
+	tat = s != NULL && s->tat > now ? s->tat : now;
+	return tat - now > tolerance_us(b) ? tat - now - tolerance_us(b) : 0;
+}
+
+/* a + b, at most UINT64_MAX: a clock near its end must not wrap a bucket
+ * around to full. */
+static uint64_t sat_add(uint64_t a, uint64_t b)
+{
+	return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+uint64_t throttle_take(struct throttle *t, const struct conf_bucket *b,
+		       uint64_t key, uint64_t now)
+{
+	uint64_t wait = throttle_peek(t, b, key, now);
+	struct slot *s;
+
+	if (b->requests == 0 || wait > 0)
+		return wait;
+	s = claim(t, key ? key : 1, now);
+	s->tat = sat_add(s->tat > now ? s->tat : now, interval_us(b));
+	return 0;
+}
+
+void throttle_get_stats(const struct throttle *t, uint64_t now,
+			size_t *active, uint64_t *evictions)
+{
+	*active = 0;
+	for (size_t i = 0; i < (t->mask + 1) * WAYS; i++)
+		if (t->slot[i].key != 0 && t->slot[i].tat > now)
+			(*active)++;
+	*evictions = t->evictions;
+}

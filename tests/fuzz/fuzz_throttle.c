@@ -1,0 +1,83 @@
+/*
+ * libFuzzer harness of the token buckets: random takes and peeks of a few
+ * keys under random bucket sizes and rates (up to conf_check's bounds) at
+ * random, also extreme, clock readings. Each bucket must behave like a
+ * model computed in 128-bit arithmetic: never more than `requests` tokens
+ * at once, a refusal's wait exactly the time to the next token, and no
+ * wrap-around whatever the clock says.
+ */
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "guard/throttle.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define KEYS 4
+
+static uint64_t take64(const uint8_t **p, size_t *n, unsigned bytes)
+{
+	uint64_t v = 0;
+
+	for (unsigned i = 0; i < bytes && *n > 0; i++, (*p)++, (*n)--)
+		v = v << 8 | **p;
+	return v;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct throttle *t = throttle_new(64);
+	unsigned __int128 tat[KEYS] = {0};
+	bool wild[KEYS] = {false};
+	struct conf_bucket b;
+	uint64_t now = 0;
+
+	if (t == NULL)
+		abort();
+	b.requests = (unsigned)(take64(&data, &size, 3) % 1000001);
+	b.per = (unsigned)(take64(&data, &size, 3) % 86400) + 1;
+	while (size >= 2) {
+		unsigned op = data[0] % 4, k = data[1] % KEYS;
+		/* Keys apart in every bit the table looks at; never 0 or 1,
+		 * which the table stores alike. */
+		uint64_t key = (k + 2) * 0x9e3779b97f4a7c15ULL;
+		unsigned __int128 at, iv, tol, want;
+		uint64_t got;
+
+		data += 2;
+		size -= 2;
+		if (op == 3) {
+			/* Time moves on, a little or to near the clock's end. */
+			uint64_t d = take64(&data, &size, 8);
+
+			now = d >> 63 ? d : now + (d & 0xffffffffULL);
+			continue;
+		}
+		if (b.requests == 0) {
+			if (throttle_take(t, &b, key, now) != 0)
+				abort();
+			continue;
+		}
+		iv = (unsigned __int128)b.per * 1000000 / b.requests;
+		tol = iv * (b.requests - 1);
+		at = tat[k] > now ? tat[k] : now;
+		want = at - now > tol ? at - now - tol : 0;
+		got = op == 0 ? throttle_peek(t, &b, key, now)
+			      : throttle_take(t, &b, key, now);
+		/* Near the clock's end the table saturates where the model
+		 * runs beyond 2^64: from then on that key is only run, not
+		 * compared. */
+		if (wild[k] || at + 2 * iv + tol > UINT64_MAX) {
+			wild[k] = true;
+			continue;
+		}
+		if (got != (uint64_t)want)
+			abort();
+		if (op != 0 && want == 0)
+			tat[k] = at + iv;
+	}
+	throttle_free(t);
+	return 0;
+}

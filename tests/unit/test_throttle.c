@@ -1,0 +1,114 @@
+/*
+ * Token buckets: a burst of exactly `requests`, then one token every
+ * per/requests seconds, the wait it says is the wait there is, keys apart,
+ * a bucket with requests 0 never empty, clocks at their extremes, and a
+ * flood of new keys that cannot push out a bucket being throttled.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "guard/throttle.h"
+
+#define S 1000000ULL /* us */
+
+static void test_burst_then_rate(void **state)
+{
+	struct throttle *t = throttle_new(1000);
+	const struct conf_bucket b = {.requests = 120, .per = 60};
+	uint64_t now = 1000 * S, wait;
+
+	(void)state;
+	for (unsigned i = 0; i < 120; i++)
+		assert_int_equal(throttle_take(t, &b, 42, now), 0);
+	wait = throttle_take(t, &b, 42, now);
+	/* one token every 0.5 s */
+	assert_int_equal(wait, S / 2);
+	assert_true(throttle_take(t, &b, 42, now + wait - 1) > 0);
+	assert_int_equal(throttle_take(t, &b, 42, now + wait), 0);
+	assert_true(throttle_take(t, &b, 42, now + wait) > 0);
+	/* other keys are untouched */
+	assert_int_equal(throttle_take(t, &b, 43, now), 0);
+	/* a minute later the bucket is full again: a whole burst */
+	for (unsigned i = 0; i < 120; i++)
+		assert_int_equal(throttle_take(t, &b, 42, now + 61 * S), 0);
+	assert_true(throttle_take(t, &b, 42, now + 61 * S) > 0);
+	throttle_free(t);
+}
+
+static void test_off_and_peek(void **state)
+{
+	struct throttle *t = throttle_new(64);
+	const struct conf_bucket off = {.requests = 0, .per = 60},
+				 one = {.requests = 1, .per = 10};
+
+	(void)state;
+	for (unsigned i = 0; i < 1000; i++)
+		assert_int_equal(throttle_take(t, &off, 7, S), 0);
+	assert_int_equal(throttle_peek(t, &one, 7, S), 0);
+	assert_int_equal(throttle_take(t, &one, 7, S), 0);
+	assert_int_equal(throttle_peek(t, &one, 7, S), 10 * S);
+	assert_int_equal(throttle_peek(t, &one, 7, 11 * S), 0);
+	/* key 0 is a key like any other */
+	assert_int_equal(throttle_take(t, &one, 0, S), 0);
+	assert_true(throttle_take(t, &one, 0, S) > 0);
+	throttle_free(t);
+}
+
+/* At the clock's end the arithmetic saturates rather than wrapping a
+ * bucket back to full; the largest configured rates stay exact. */
+static void test_extremes(void **state)
+{
+	struct throttle *t = throttle_new(64);
+	const struct conf_bucket slow = {.requests = 1, .per = 86400},
+				 fast = {.requests = 1000000, .per = 1},
+				 big = {.requests = 1000000, .per = 86400};
+
+	(void)state;
+	assert_int_equal(throttle_take(t, &slow, 1, UINT64_MAX - 5), 0);
+	assert_true(throttle_take(t, &slow, 1, UINT64_MAX - 5) > 0);
+	assert_true(throttle_take(t, &slow, 1, UINT64_MAX - 4) > 0);
+	for (unsigned i = 0; i < 1000000; i++)
+		assert_int_equal(throttle_take(t, &fast, 2, 5 * S), 0);
+	assert_int_equal(throttle_take(t, &fast, 2, 5 * S), 1);
+	assert_int_equal(throttle_take(t, &big, 3, 0), 0);
+	assert_int_equal(throttle_peek(t, &big, 3, 0), 0);
+	throttle_free(t);
+}
+
+/* 100,000 new keys with one request each through a table of 1,000: the
+ * throttled device still is, and the table never grew. */
+static void test_flood(void **state)
+{
+	struct throttle *t = throttle_new(1000);
+	const struct conf_bucket b = {.requests = 10, .per = 60};
+	size_t active;
+	uint64_t evictions;
+
+	(void)state;
+	for (unsigned i = 0; i < 11; i++)
+		throttle_take(t, &b, 0xdead0000beefULL, 5 * S);
+	assert_true(throttle_take(t, &b, 0xdead0000beefULL, 5 * S) > 0);
+	for (uint64_t k = 1; k <= 100000; k++)
+		throttle_take(t, &b, k * 0x9e3779b97f4a7c15ULL, 6 * S);
+	assert_true(throttle_take(t, &b, 0xdead0000beefULL, 7 * S) > 0);
+	throttle_get_stats(t, 7 * S, &active, &evictions);
+	assert_true(active <= 1024);
+	assert_true(evictions > 90000);
+	throttle_free(t);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_burst_then_rate),
+	    cmocka_unit_test(test_off_and_peek),
+	    cmocka_unit_test(test_extremes),
+	    cmocka_unit_test(test_flood),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
