@@ -465,6 +465,9 @@ static const struct num_key password_keys[] = {
 };
 
 static const struct num_key throttle_keys[] = {
+    /* 0: the long-polls of a device are not limited */
+    {"long_polls_per_device",
+     offsetof(struct conf_guard_throttle, long_polls_per_device), 2, true},
     {"retry_after", offsetof(struct conf_guard_throttle, retry_after), 300,
      false},
 };

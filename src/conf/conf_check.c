@@ -572,6 +572,8 @@ static void throttle_check(struct conf_ctx *c, const struct conf *cf)
 		snprintf(key, sizeof(key), "guard.throttle.%s.per", names[i]);
 		at_most(c, key, b[i]->per, 86400, " (a day)");
 	}
+	at_most(c, "guard.throttle.long_polls_per_device",
+	        t->long_polls_per_device, 100, "");
 	at_most(c, "guard.throttle.retry_after", t->retry_after, 86400,
 	        " (a day)");
 }

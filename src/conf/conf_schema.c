@@ -232,6 +232,8 @@ static const cyaml_schema_field_t throttle_fields[] = {
                         bucket_fields),
     CYAML_FIELD_MAPPING("client", OPT, struct conf_guard_throttle, client,
                         bucket_fields),
+    CYAML_FIELD_UINT("long_polls_per_device", OPT, struct conf_guard_throttle,
+                     long_polls_per_device),
     CYAML_FIELD_UINT("retry_after", OPT, struct conf_guard_throttle,
                      retry_after),
     CYAML_FIELD_END,

@@ -56,8 +56,13 @@ static void own_headers(const struct session *s, unsigned status, char *out,
 void session_respond(struct session *s, unsigned status, const char *extra,
 		     const char *body)
 {
+	session_respond_bytes(s, status, extra, body, body ? strlen(body) : 0);
+}
+
+void session_respond_bytes(struct session *s, unsigned status,
+			   const char *extra, const void *body, size_t blen)
+{
 	char head[2048], own[160];
-	size_t blen = body ? strlen(body) : 0;
 	int n;
 
 	/* Whatever the CAS was doing for this request is over. */

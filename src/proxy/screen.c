@@ -21,6 +21,7 @@
 #include "guard/shield.h"
 #include "proxy/buckets.h"
 #include "proxy/gen.h"
+#include "proxy/polls.h"
 #include "proxy/shields.h"
 #include "proxy/stats.h"
 #include "proxy/worker.h"
@@ -101,6 +102,72 @@ static uint64_t bucket_key(const struct session *s, char kind,
 	buf[0] = kind;
 	memcpy(buf + 1, value, n);
 	return siphash24(s->w->p->fp_key, buf, n + 1);
+}
+
+/* The registry's key of the request's device: its device bucket's. */
+static uint64_t device_key(const struct session *s)
+{
+	return bucket_key(s, 'd', s->txn.log.device);
+}
+
+void screen_poll_begin(struct session *s)
+{
+	const struct conf *c = s->g != NULL ? s->g->conf : NULL;
+	struct poll_ref r, victim;
+
+	if (c == NULL || !c->guard_throttle_on ||
+	    c->guard_throttle.long_polls_per_device == 0 ||
+	    s->txn.log.device[0] == '\0')
+		return;
+	s->txn.poll_key = device_key(s);
+	s->txn.poll_serial =
+	    ++s->w->poll_serials << 8 | (s->w->idx & 0xff);
+	s->txn.flags |= TXN_F_POLL;
+	r = (struct poll_ref){s, s->txn.poll_serial, s->w->idx};
+	if (polls_begin(s->w->p->polls, s->txn.poll_key, &r,
+			c->guard_throttle.long_polls_per_device, &victim))
+		worker_end_poll(&s->w->p->workers[victim.worker], &victim,
+				s->txn.poll_key);
+}
+
+void screen_poll_end(struct session *s)
+{
+	struct poll_ref r = {s, s->txn.poll_serial, s->w->idx};
+
+	if (!(s->txn.flags & TXN_F_POLL))
+		return;
+	s->txn.flags &= ~TXN_F_POLL;
+	polls_end(s->w->p->polls, s->txn.poll_key, &r);
+}
+
+/* A Ping answered "the heartbeat expired, nothing changed" (MS-ASCMD
+ * 2.2.3.177.11, Status 1): the client re-issues it. */
+static const unsigned char ping_status_1[] = {
+    0x03, 0x01, 0x6a, 0x00,	  /* WBXML 1.3, UTF-8 */
+    0x00, 0x0d,			  /* code page 13: Ping */
+    0x45, 0x47, 0x03, '1', 0x00, /* <Ping><Status>1 */
+    0x01, 0x01,			  /* </Status></Ping> */
+};
+
+void screen_poll_supersede(struct session *s)
+{
+	s->txn.flags &= ~TXN_F_POLL;
+	s->txn.log.reason = "superseded-long-poll";
+	/* An NTLM connection's CAS keeps answering the old request on the
+	 * same connection: only closing both ends it. */
+	if (s->flags & SESSION_F_PINNED) {
+		session_close(s, TERM_LOCAL);
+		return;
+	}
+	/* An empty 200 to a Sync with Wait says nothing changed in the
+	 * wait (MS-ASCMD 2.2.2.20): the client syncs again. */
+	if (strcmp(s->txn.log.cmd, "Ping") == 0)
+		session_respond_bytes(s, 200,
+				      "Content-Type: "
+				      "application/vnd.ms-sync.wbxml\r\n",
+				      ping_status_1, sizeof(ping_status_1));
+	else
+		session_respond(s, 200, NULL, NULL);
 }
 
 /* The buckets the request spends a token of: its device's, its user's,

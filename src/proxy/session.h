@@ -108,6 +108,8 @@ struct side {
 #define TXN_F_UP_POOLED 0x080U	  /* the upstream came from the pool */
 #define TXN_F_LOCAL_FAIL 0x100U  /* the last connect failed for want of a
 				    local resource, not the CAS's fault */
+#define TXN_F_POLL 0x400U	  /* registered as one of its device's
+				    long-polls (txn.poll_key, poll_serial) */
 #define TXN_F_SHIELD 0x200U	  /* Basic credentials went up: the CAS's
 				    answer is fed to the password shield
 				    (txn.shield_user/pass) */
@@ -167,6 +169,8 @@ struct txn {
 				    connection, kept until the first response
 				    byte in case that connection was already
 				    dead; else NULL */
+	uint64_t poll_key;	 /* TXN_F_POLL: its device's keyed hash */
+	uint64_t poll_serial;	 /* TXN_F_POLL: this request, in the process */
 	uint8_t shield_user[16]; /* TXN_F_SHIELD: the keyed ids of the */
 	uint8_t shield_pass[16]; /* user and of the password it sent */
 	struct reqlog log;	 /* its access-log line, written at its end */
@@ -273,6 +277,19 @@ bool screen_request(struct session *s, const struct http_request *req,
  * shield follows: a 401 counts against the password, a success clears it.
  * Once per request; nothing for other requests. */
 void screen_feed(struct session *s, unsigned status);
+
+/* screen.c: a Ping or Sync is now held by the CAS / no longer is: it
+ * counts among its device's long-polls (guard.throttle), and one too many
+ * ends the oldest, on whichever worker it lives. */
+void screen_poll_begin(struct session *s);
+void screen_poll_end(struct session *s);
+/* screen.c: ends s's held request, chosen as the oldest of its device's
+ * long-polls, with the answer that makes a client simply re-issue it. */
+void screen_poll_supersede(struct session *s);
+
+/* respond.c: session_respond with a body of len bytes (may hold NUL). */
+void session_respond_bytes(struct session *s, unsigned status,
+			   const char *extra, const void *body, size_t len);
 
 /* relay.c: starts proxying the parsed request req to site. */
 void relay_start(struct session *s, const struct http_request *req, int site);

@@ -89,6 +89,7 @@ void session_held_begin(struct session *s)
 	if ((s->txn.flags & TXN_F_HELD) && !(s->txn.flags & TXN_F_HELD_GAUGE)) {
 		s->txn.flags |= TXN_F_HELD_GAUGE;
 		stat_add(&s->w->stats.held_requests, 1);
+		screen_poll_begin(s);
 	}
 }
 
@@ -97,5 +98,6 @@ void session_held_end(struct session *s)
 	if (s->txn.flags & TXN_F_HELD_GAUGE) {
 		s->txn.flags &= ~TXN_F_HELD_GAUGE;
 		stat_sub(&s->w->stats.held_requests, 1);
+		screen_poll_end(s);
 	}
 }

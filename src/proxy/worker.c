@@ -66,7 +66,8 @@ struct proxy *proxy_new(unsigned n_workers, char **err)
 	p->n_workers = n_workers;
 	p->shields = shields_new();
 	p->buckets = buckets_new();
-	if (p->shields == NULL || p->buckets == NULL ||
+	p->polls = polls_new();
+	if (p->shields == NULL || p->buckets == NULL || p->polls == NULL ||
 	    RAND_bytes(p->fp_key, sizeof(p->fp_key)) != 1)
 		goto fail;
 	pthread_mutex_init(&p->lock, NULL);
@@ -75,6 +76,7 @@ struct proxy *proxy_new(unsigned n_workers, char **err)
 		p->workers[i].p = p;
 		p->workers[i].idx = i;
 		p->workers[i].wakeup_fd = -1;
+		pthread_mutex_init(&p->workers[i].poll_lock, NULL);
 	}
 	return p;
 fail:
@@ -82,6 +84,7 @@ fail:
 		free(p->workers);
 		shields_free(p->shields);
 		buckets_free(p->buckets);
+		polls_free(p->polls);
 	}
 	free(p);
 	*err = strdup("out of memory");
@@ -347,6 +350,48 @@ static void worker_begin_stop(struct worker *w)
 }
 
 /* Other threads poke a worker here: a new generation or the stop. */
+void worker_end_poll(struct worker *w, const struct poll_ref *r,
+		     uint64_t key)
+{
+	struct poll_msg *m;
+
+	pthread_mutex_lock(&w->poll_lock);
+	if (w->n_poll_msgs == w->cap_poll_msgs) {
+		size_t cap = w->cap_poll_msgs ? 2 * w->cap_poll_msgs : 16;
+
+		m = realloc(w->poll_msgs, cap * sizeof(*m));
+		if (m == NULL) {
+			/* The old long-poll then lasts its heartbeat, as
+			 * without the limit. */
+			pthread_mutex_unlock(&w->poll_lock);
+			return;
+		}
+		w->poll_msgs = m;
+		w->cap_poll_msgs = cap;
+	}
+	w->poll_msgs[w->n_poll_msgs++] = (struct poll_msg){*r, key};
+	pthread_mutex_unlock(&w->poll_lock);
+	worker_poke(w);
+}
+
+/* Ends the long-polls other threads chose, those still held (polls.h). */
+static void end_polls(struct worker *w)
+{
+	struct poll_msg *m;
+	size_t n;
+
+	pthread_mutex_lock(&w->poll_lock);
+	m = w->poll_msgs;
+	n = w->n_poll_msgs;
+	w->poll_msgs = NULL;
+	w->n_poll_msgs = w->cap_poll_msgs = 0;
+	pthread_mutex_unlock(&w->poll_lock);
+	for (size_t i = 0; i < n; i++)
+		if (polls_take_marked(w->p->polls, m[i].key, &m[i].ref))
+			screen_poll_supersede(m[i].ref.s);
+	free(m);
+}
+
 static void wakeup_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker *w = arg;
@@ -354,6 +399,7 @@ static void wakeup_cb(evutil_socket_t fd, short what, void *arg)
 	eventfd_t n;
 
 	eventfd_read(fd, &n);
+	end_polls(w);
 
 	if (atomic_load(&w->p->stopping)) {
 		if (!w->stopping)
@@ -472,6 +518,8 @@ static void worker_free(struct worker *w)
 	free(w->lev);
 	free(w->lfd);
 	rules_memo_free(w->rules_memo);
+	free(w->poll_msgs);
+	pthread_mutex_destroy(&w->poll_lock);
 	upstream_pools_free(&w->pools);
 	dir_worker_free(w);
 	gen_release(w->gen);
@@ -505,6 +553,7 @@ void proxy_free(struct proxy *p)
 	ldap_cache_free(p->ldap_cache);
 	shields_free(p->shields);
 	buckets_free(p->buckets);
+	polls_free(p->polls);
 	pthread_mutex_destroy(&p->lock);
 	free(p);
 }

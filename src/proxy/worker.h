@@ -16,6 +16,7 @@
 #include "http/http.h"
 #include "net/conn.h"
 #include "proxy/limits.h"
+#include "proxy/polls.h"
 #include "proxy/stats.h"
 #include "upstream/cas.h"
 #include "upstream/upstream.h"
@@ -75,7 +76,24 @@ struct worker {
 	struct event *alog_ev;		 /* owned: writes alog, end of pass */
 	struct rules_memo *rules_memo;	 /* owned: device rules' regex
 					    results of recent devices */
+	uint64_t poll_serials;		 /* requests registered as
+					    long-polls by this worker */
+	/* Long-polls of this worker other threads chose to end (polls.h):
+	 * posted under poll_lock, taken on this thread at its wakeup. */
+	pthread_mutex_t poll_lock;
+	struct poll_msg *poll_msgs;	 /* owned */
+	size_t n_poll_msgs, cap_poll_msgs;
 };
+
+/* One long-poll to end, for the worker it lives on. */
+struct poll_msg {
+	struct poll_ref ref;
+	uint64_t key;
+};
+
+/* Asks worker w (any thread may) to end its long-poll r of device key. */
+void worker_end_poll(struct worker *w, const struct poll_ref *r,
+		     uint64_t key);
 
 /* The shared part of the proxy. */
 struct proxy {
@@ -94,6 +112,8 @@ struct proxy {
 				   the throttle's bucket keys */
 	struct buckets *buckets; /* owned: the throttle's, shared by every
 				    worker, kept across reloads */
+	struct polls *polls;	/* owned: every worker's long-polls by
+				   device */
 	atomic_bool stopping;
 	bool started;
 };

@@ -105,6 +105,7 @@ import base64
 import hashlib
 import os
 import re
+import select
 import socket
 import ssl
 import struct
@@ -805,12 +806,34 @@ class StandinCAS:
         req.complete = True
         req.t_done = time.monotonic()
         resp = self._dispatch(req)
-        if resp.hold:
-            self._stop.wait(resp.hold)
-            if self._stop.is_set():
-                return False
+        if resp.hold and not self._hold(sock, resp.hold):
+            return False
         self._send(sock, req, resp, mode)
         return not resp.close
+
+    def _hold(self, sock, seconds):
+        """Waits seconds (a held long-poll); False when the stand-in stops
+        or the peer closed the connection meanwhile, which IIS notices (a
+        TLS connection is only waited on)."""
+        deadline = time.monotonic() + seconds
+        while not self._stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return True
+            if isinstance(sock, ssl.SSLSocket):
+                self._stop.wait(min(left, 0.1))
+                continue
+            readable, _, _ = select.select([sock], [], [], min(left, 0.1))
+            if not readable:
+                continue
+            try:
+                if sock.recv(1, socket.MSG_PEEK) == b"":
+                    return False
+            except OSError:
+                return False
+            # a pipelined request waits its turn
+            self._stop.wait(min(left, 0.1))
+        return False
 
     # ---- parsing (lenient: the stand-in must record whatever arrives)
 

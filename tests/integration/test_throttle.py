@@ -10,6 +10,7 @@ import time
 import unittest
 
 import eftest
+import standin_cas as sc
 from test_guard import GuardCase, RIGHT, USER, new_device
 
 BOB = "bob@contoso.test"
@@ -147,6 +148,59 @@ class CasThrottlePassesThrough(ThrottleCase):
         self.assertEqual(resp.header("X-FEServer"), cas.fe)
         self.assertIsNotNone(resp.header("X-MS-ASThrottle"))
         self.assertEqual(len(cas.find(req.mark)), 1)
+
+
+class LongPolls(ThrottleCase):
+
+    def held_ping(self, d, device_id, heartbeat=60):
+        """A Ping of device_id held by the CAS over a new connection:
+        (connection, request)."""
+        conn = d.connect()
+        self.addCleanup(conn.close)
+        req = eftest.http_request(
+            "POST", eftest.eas_target("Ping", user=USER,
+                                      device_id=device_id),
+            [("Authorization", eftest.basic(USER, RIGHT)),
+             ("MS-ASProtocolVersion", "14.1"),
+             ("Content-Type", "application/vnd.ms-sync.wbxml")],
+            sc.ping_request(heartbeat))
+        conn.send(req.raw)
+        return conn, req
+
+    def test_third_ping_ends_the_oldest(self):
+        """long_polls_per_device 2: a device's third held Ping ends its
+        first: the CAS sees that Ping's connection closed, its client gets
+        200 with Ping Status 1 (re-issue) from easfront; the second and
+        third stay held; another device's Pings are untouched."""
+        cas, d = self.world(throttle(device=(100, 60)))
+        dev, other = new_device(), new_device()
+        conns = []
+        for i in range(2):
+            conns.append(self.held_ping(d, dev))
+            self.assertTrue(cas.wait_for(
+                lambda rs, i=i: len([r for r in rs if dev in r.target])
+                >= i + 1), "Ping %d did not reach the CAS" % (i + 1))
+        bystander = self.held_ping(d, other)
+        first = cas.wait_for(lambda rs: [r for r in rs
+                                         if r.header("X-Test-Mark")
+                                         == conns[0][1].mark])[0]
+        conns.append(self.held_ping(d, dev))
+        resp = conns[0][0].read_response(timeout=10)
+        self.assertEqual(resp.status, 200)
+        self.assertIsNone(resp.header("X-FEServer"), "not easfront's")
+        self.assertEqual(sc.wbxml_find_text(sc.wbxml_decode(bytes(resp.body)),
+                                            sc.PAGE_PING, sc.PING_STATUS),
+                         "1")
+        self.assertTrue(eftest.wait_until(
+            lambda: first.conn_id in cas.closed, 5),
+            "the CAS connection of the superseded Ping stayed open")
+        # the others are still held: nothing came back on them
+        for conn, _ in conns[1:] + [bystander]:
+            with self.assertRaises(Exception):
+                conn.read_head(timeout=0.5)
+        self.assertTrue(eftest.wait_until(
+            lambda: [r for r in d.records()
+                     if r.get("reason") == "superseded-long-poll"], 5))
 
 
 class Route(ThrottleCase):

@@ -360,6 +360,7 @@ static void test_guard_throttle(void **state)
 	assert_int_equal(t->user.requests, 600);
 	assert_int_equal(t->user.per, 60);
 	assert_int_equal(t->client.requests, 0);
+	assert_int_equal(t->long_polls_per_device, 2);
 	assert_int_equal(t->retry_after, 300);
 	conf_free(c);
 
@@ -367,6 +368,7 @@ static void test_guard_throttle(void **state)
 	                    "    device: { requests: 30 }\n"
 	                    "    user: { per: 10 }\n"
 	                    "    client: { requests: 1000, per: 1 }\n"
+	                    "    long_polls_per_device: 0\n"
 	                    "    retry_after: 60\n");
 	t = &c->guard_throttle;
 	assert_int_equal(t->device.requests, 30);
@@ -375,6 +377,7 @@ static void test_guard_throttle(void **state)
 	assert_int_equal(t->user.per, 10);
 	assert_int_equal(t->client.requests, 1000);
 	assert_int_equal(t->client.per, 1);
+	assert_int_equal(t->long_polls_per_device, 0);
 	assert_int_equal(t->retry_after, 60);
 	conf_free(c);
 
@@ -702,8 +705,8 @@ static const struct bad_row bad_rows[] = {
      "t.yaml:14: guard.throttle.client.per: at most 86400 (a day)"},
     {"guard:\n  throttle:\n    retry_after: 0\n", 0,
      "t.yaml:13: guard.throttle.retry_after: must be at least 1"},
-    {"guard:\n  throttle:\n    long_polls_per_device: 2\n", 0,
-     "t.yaml:13: unknown key 'long_polls_per_device' in guard.throttle"},
+    {"guard:\n  throttle:\n    long_polls_per_device: 101\n", 0,
+     "t.yaml:13: guard.throttle.long_polls_per_device: at most 100"},
     {"guard:\n  throttle:\n    device: {burst: 5}\n", 0,
      "t.yaml:13: unknown key 'burst' in guard.throttle.device"},
     {"guard:\n  passwords:\n    user_failures: -1\n", 0,
