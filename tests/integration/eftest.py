@@ -60,6 +60,17 @@ VERBOSE = bool(os.environ.get("EFTEST_VERBOSE"))
 # --------------------------------------------------------------------------
 # small helpers
 
+def admin_request(port, method, path, host="127.0.0.1", timeout=10):
+    """(status, body text) of one request to an admin endpoint."""
+    c = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        c.request(method, path)
+        r = c.getresponse()
+        return r.status, r.read().decode("utf-8", "replace")
+    finally:
+        c.close()
+
+
 def free_port():
     """A TCP port on 127.0.0.1 that was free a moment ago."""
     s = socket.socket()

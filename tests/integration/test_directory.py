@@ -24,7 +24,6 @@ directly to count searches per user and the searches in flight at once.
 """
 
 import asyncio
-import http.client
 import os
 import re
 import shlex
@@ -317,14 +316,7 @@ class DirWorld(tr.World):
     # ---- admin endpoint
 
     def admin(self, method, path):
-        c = http.client.HTTPConnection("127.0.0.1", self.admin_port,
-                                       timeout=10)
-        try:
-            c.request(method, path)
-            r = c.getresponse()
-            return r.status, r.read().decode("utf-8", "replace")
-        finally:
-            c.close()
+        return eftest.admin_request(self.admin_port, method, path)
 
     def metrics(self):
         """{"hit"|"miss"|"stale"|"error": n, "entries": n}"""

@@ -64,15 +64,8 @@ class GuardDaemon(eftest.Daemon):
 
     def admin(self, method, path, timeout=10):
         """(status, body text) of one admin request."""
-        import http.client
-        c = http.client.HTTPConnection("127.0.0.1", self.admin_port,
-                                       timeout=timeout)
-        try:
-            c.request(method, path)
-            r = c.getresponse()
-            return r.status, r.read().decode("utf-8", "replace")
-        finally:
-            c.close()
+        return eftest.admin_request(self.admin_port, method, path,
+                                    timeout=timeout)
 
     def guard_status(self):
         """GET /guard as JSON, or None while the endpoint does not exist."""

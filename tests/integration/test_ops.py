@@ -10,7 +10,6 @@ bounds its own waits; helpers that only this module needs live here."""
 import base64
 import calendar
 import hashlib
-import http.client
 import json
 import os
 import re
@@ -93,14 +92,8 @@ class OpsDaemon(eftest.Daemon):
 
     def admin(self, method, path, timeout=10):
         """(status, body text) of one admin request."""
-        c = http.client.HTTPConnection(self.admin_host, self.admin_port,
-                                       timeout=timeout)
-        try:
-            c.request(method, path)
-            r = c.getresponse()
-            return r.status, r.read().decode("utf-8", "replace")
-        finally:
-            c.close()
+        return eftest.admin_request(self.admin_port, method, path,
+                                    host=self.admin_host, timeout=timeout)
 
     def metrics_text(self):
         status, text = self.admin("GET", "/metrics")
