@@ -14,7 +14,7 @@ fuzz_seconds=${EF_FUZZ_SECONDS:-30}
 packages=(
   build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
   libevent-dev libssl-dev libxml2-dev libldns-dev libcyaml-dev libldap2-dev
-  libcmocka-dev openssl curl sslscan valgrind python3 procps iproute2
+  libcmocka-dev libhiredis-dev redis-server openssl curl sslscan valgrind python3 procps iproute2
   mandoc dpkg-dev file adduser ssl-cert systemd
 )
 missing=()

@@ -1,0 +1,1 @@
+ef_fuzz(store_reply ef_store)
