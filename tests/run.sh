@@ -16,11 +16,15 @@ packages=(
   libevent-dev libssl-dev libxml2-dev libldns-dev libcyaml-dev libldap2-dev
   libcmocka-dev libhiredis-dev redis-server openssl curl sslscan valgrind python3 procps iproute2
   mandoc dpkg-dev file adduser ssl-cert systemd
+  prometheus chromium nodejs
 )
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
 done
+# npm, with which the status page's test puts playwright-core into the
+# build tree: Debian's package, unless the nodejs here brings its own.
+command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -7,14 +7,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <event2/buffer.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
 
+#include "admin/history.h"
 #include "admin/metrics.h"
+#include "admin/page.h"
+#include "admin/status.h"
 #include "conf/conf.h"
 #include "eas/eas.h"
 #include "ldap/ldap_src.h"
@@ -31,6 +33,7 @@ struct admin {
 	struct proxy *p;
 	struct admin_hooks *hooks;
 	struct routing_dir *dir; /* owned: the directory, for /route */
+	struct history *history; /* owned: the last minute's decisions */
 };
 
 static void reply(struct evhttp_request *req, int code, const char *type,
@@ -80,10 +83,14 @@ static void directory_metrics(struct evbuffer *b, struct ldap_cache *c)
 		"# HELP easfront_directory_cache_entries Users the directory "
 		"cache holds.\n"
 		"# TYPE easfront_directory_cache_entries gauge\n"
-		"easfront_directory_cache_entries %u\n",
+		"easfront_directory_cache_entries %u\n"
+		"# HELP easfront_directory_up 0 when the directory failed the "
+		"last lookup sent to it, else 1.\n"
+		"# TYPE easfront_directory_up gauge\n"
+		"easfront_directory_up %d\n",
 		(unsigned long long)st.hits, (unsigned long long)st.misses,
 		(unsigned long long)st.stale, (unsigned long long)st.errors,
-		st.entries);
+		st.entries, !st.down);
 }
 
 static void metrics_cb(struct evhttp_request *req, void *arg)
@@ -109,53 +116,9 @@ static void metrics_cb(struct evhttp_request *req, void *arg)
 	evbuffer_free(b);
 }
 
-/* A JSON string from config text: quotes, backslashes and controls escaped. */
-static void json_str(struct evbuffer *b, const char *s)
-{
-	evbuffer_add(b, "\"", 1);
-	for (; s != NULL && *s != '\0'; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (c == '"' || c == '\\')
-			evbuffer_add_printf(b, "\\%c", c);
-		else if (c < 0x20)
-			evbuffer_add_printf(b, "\\u%04x", c);
-		else
-			evbuffer_add(b, s, 1);
-	}
-	evbuffer_add(b, "\"", 1);
-}
-
-static void status_sites(struct evbuffer *b, const struct conf *c)
-{
-	evbuffer_add_printf(b, "\"sites\":[");
-	for (unsigned i = 0; i < c->n_sites; i++) {
-		const struct conf_site *s = &c->sites[i];
-
-		evbuffer_add_printf(b, "%s{\"name\":", i ? "," : "");
-		json_str(b, s->name);
-		evbuffer_add_printf(b, ",\"own\":%s,\"external_url\":",
-				    strcmp(s->name, c->site) == 0 ? "true"
-								  : "false");
-		if (s->external_url != NULL)
-			json_str(b, s->external_url);
-		else
-			evbuffer_add_printf(b, "null");
-		evbuffer_add_printf(b, ",\"cas\":[");
-		for (unsigned j = 0; j < s->n_cas; j++) {
-			if (j > 0)
-				evbuffer_add(b, ",", 1);
-			json_str(b, s->cas[j]);
-		}
-		evbuffer_add_printf(b, "]}");
-	}
-	evbuffer_add_printf(b, "]");
-}
-
 static void status_cb(struct evhttp_request *req, void *arg)
 {
 	struct admin *a = arg;
-	struct stats_snapshot snap;
 	struct evbuffer *b;
 	struct gen *g;
 
@@ -169,21 +132,30 @@ static void status_cb(struct evhttp_request *req, void *arg)
 			evbuffer_free(b);
 		return reply_text(req, 503, "not serving yet");
 	}
-	proxy_stats(a->p, &snap);
-	evbuffer_add_printf(b, "{\"generation\":%u,\"uptime_seconds\":%lld,"
-			       "\"site\":",
-			    g->id, (long long)(time(NULL) - a->hooks->started));
-	json_str(b, g->conf->site);
-	evbuffer_add_printf(b,
-			    ",\"client_connections\":%llu,\"held_requests\":%llu,"
-			    "\"site_map_users\":%zu,",
-			    (unsigned long long)snap.client_connections,
-			    (unsigned long long)snap.held_requests,
-			    g->map ? sitemap_users(g->map) : (size_t)0);
-	status_sites(b, g->conf);
-	evbuffer_add_printf(b, "}\n");
+	status_render(b, a->p, g, a->hooks, a->history);
 	gen_release(g);
+	/* The page polls this: never a cached answer. */
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+			  "Cache-Control", "no-store");
 	reply(req, 200, "application/json", b);
+	evbuffer_free(b);
+}
+
+/* GET /: the status page, a fixed document that draws /status. */
+static void page_cb(struct evhttp_request *req, void *arg)
+{
+	struct evbuffer *b;
+
+	(void)arg;
+	if (!method_is(req, EVHTTP_REQ_GET))
+		return;
+	b = evbuffer_new();
+	if (b == NULL || page_render(b, evhttp_request_get_output_headers(req)) != 0) {
+		if (b != NULL)
+			evbuffer_free(b);
+		return reply_text(req, 503, "out of memory");
+	}
+	reply(req, 200, "text/html; charset=utf-8", b);
 	evbuffer_free(b);
 }
 
@@ -302,7 +274,7 @@ static void guard_json(struct evbuffer *b, const struct guard_view *v)
 		const struct guard_hold *h = &v->holds[i];
 
 		evbuffer_add_printf(b, "%s{\"user\":", i ? "," : "");
-		json_str(b, h->user);
+		status_json_str(b, h->user);
 		evbuffer_add_printf(
 		    b,
 		    ",\"held_passwords\":%u,\"password_left\":%u,"
@@ -599,12 +571,14 @@ struct admin *admin_new(struct event_base *base, const char *address,
 	a->p = p;
 	a->hooks = hooks;
 	a->dir = routing_dir_new(base, p);
+	a->history = history_new(base, p);
 	a->http = evhttp_new(base);
-	if (a->dir == NULL || a->http == NULL)
+	if (a->dir == NULL || a->history == NULL || a->http == NULL)
 		goto fail;
 	evhttp_set_max_headers_size(a->http, 16384);
 	evhttp_set_max_body_size(a->http, 4096);
 	evhttp_set_timeout(a->http, 10);
+	evhttp_set_cb(a->http, "/", page_cb, a);
 	evhttp_set_cb(a->http, "/metrics", metrics_cb, a);
 	evhttp_set_cb(a->http, "/status", status_cb, a);
 	evhttp_set_cb(a->http, "/reload", reload_cb, a);
@@ -639,5 +613,6 @@ void admin_free(struct admin *a)
 	routing_dir_free(a->dir);
 	if (a->http != NULL)
 		evhttp_free(a->http);
+	history_free(a->history);
 	free(a);
 }

@@ -1,6 +1,7 @@
 /*
  * The operators' endpoint on admin.listen (loopback by default):
- * GET /metrics (Prometheus text), GET /status (JSON), POST /reload,
+ * GET / (the status page), GET /metrics (Prometheus text), GET /status
+ * (JSON, what the page draws), POST /reload,
  * GET /route?user=...&version=...&host=...&device_id=...&device_type=...
  * &user_agent=...&cmd=..., POST /cache/flush[?user=...], and the guard's
  * tables: GET /guard[?user=...][&format=text] (JSON, or the text
@@ -10,6 +11,7 @@
 #ifndef EF_ADMIN_ADMIN_H
 #define EF_ADMIN_ADMIN_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -25,6 +27,9 @@ struct admin_hooks {
 	uint64_t reloads_ok;
 	uint64_t reloads_failed;
 	time_t started;
+	time_t last_reload;	  /* when the last reload was asked; 0: none */
+	bool last_reload_ok;	  /* its outcome */
+	char last_reload_error[512]; /* why it was refused (first lines) */
 };
 
 struct admin;

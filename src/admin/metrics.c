@@ -1,15 +1,19 @@
 #include "admin/metrics.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <time.h>
 
 #include <event2/buffer.h>
 
 #include "admin/admin.h"
+#include "admin/status.h"
 #include "conf/conf.h"
 #include "proxy/gen.h"
 #include "proxy/proxy.h"
 #include "proxy/stats.h"
+#include "tls/tls.h"
+#include "upstream/cas.h"
 
 static void family(struct evbuffer *out, const char *name, const char *type,
 		   const char *help)
@@ -58,6 +62,19 @@ static void by_label(struct evbuffer *out, const char *name, const char *help,
 					    (unsigned long long)v[i]);
 }
 
+/* A counter family by HTTP status (slots 100..599), the statuses seen
+ * only. */
+static void by_status(struct evbuffer *out, const char *name,
+		      const char *help, const uint64_t *v)
+{
+	family(out, name, "counter", help);
+	for (unsigned i = 0; i < STATS_STATUS; i++)
+		if (v[i] != 0)
+			evbuffer_add_printf(out, "%s{status=\"%u\"} %llu\n",
+					    name, i + 100,
+					    (unsigned long long)v[i]);
+}
+
 static void requests(struct evbuffer *out, const struct stats_snapshot *s,
 		     const struct gen *g)
 {
@@ -78,15 +95,13 @@ static void requests(struct evbuffer *out, const struct stats_snapshot *s,
 		evbuffer_add_printf(out, "\"} %llu\n",
 				    (unsigned long long)s->requests_site[i]);
 	}
-	family(out, "easfront_responses_total", "counter",
-	       "Responses by HTTP status.");
-	for (unsigned i = 0; i < STATS_STATUS; i++)
-		if (s->responses_status[i] != 0)
-			evbuffer_add_printf(out,
-					    "easfront_responses_total{status="
-					    "\"%u\"} %llu\n",
-					    i + 100,
-					    (unsigned long long)s->responses_status[i]);
+	by_status(out, "easfront_responses_total", "Responses by HTTP status.",
+		  s->responses_status);
+	by_status(out, "easfront_own_responses_total",
+		  "Responses easfront wrote itself (its own errors, redirects, "
+		  "guard answers, health page), by HTTP status; the rest of "
+		  "easfront_responses_total came from a CAS.",
+		  s->own_responses);
 }
 
 /* Every answer and version is always there, like the guard's reasons. */
@@ -205,6 +220,142 @@ static void guard(struct evbuffer *out, const struct stats_snapshot *s,
 	    gc->rules);
 }
 
+/* Opens a sample of name with site="S" (and a comma when more labels
+ * follow). */
+static void site_sample(struct evbuffer *out, const char *name,
+			const char *site, bool more)
+{
+	evbuffer_add_printf(out, "%s{site=\"", name);
+	label_value(out, site);
+	evbuffer_add_printf(out, "\"%s", more ? "," : "} ");
+}
+
+static void sites_health(struct evbuffer *out, const struct gen *g)
+{
+	const struct conf *c = g->conf;
+
+	family(out, "easfront_site_up", "gauge",
+	       "1 while some CAS of the site is up (a cloud site always is).");
+	for (unsigned i = 0; i < c->n_sites; i++) {
+		site_sample(out, "easfront_site_up", c->sites[i].name, false);
+		evbuffer_add_printf(out, "%d\n", !gen_site_down(g, (int)i));
+	}
+	family(out, "easfront_site_fallback_active", "gauge",
+	       "1 while the site is down and its fallback serves its users.");
+	for (unsigned i = 0; i < c->n_sites; i++) {
+		int serving = status_serving_site(g, (int)i);
+
+		if (c->sites[i].fallback == NULL)
+			continue;
+		site_sample(out, "easfront_site_fallback_active",
+			    c->sites[i].name, false);
+		evbuffer_add_printf(out, "%d\n",
+				    serving >= 0 && serving != (int)i);
+	}
+}
+
+/* Opens a sample of name labelled with site, CAS URL t and, when addr is
+ * not NULL, member address. */
+static void cas_sample(struct evbuffer *out, const char *name,
+		       const char *site, const struct cas_target *t,
+		       const char *addr)
+{
+	site_sample(out, name, site, true);
+	evbuffer_add_printf(out, "cas=\"");
+	label_value(out, t->url);
+	if (addr != NULL) {
+		evbuffer_add_printf(out, "\",address=\"");
+		label_value(out, addr);
+	}
+	evbuffer_add_printf(out, "\"");
+}
+
+static void cas_members(struct evbuffer *out, const struct gen *g)
+{
+	family(out, "easfront_cas_up", "gauge",
+	       "1 while the CAS address (from DNS) passes its health checks.");
+	for (unsigned i = 0; i < g->conf->n_sites; i++)
+		for (unsigned j = 0; j < g->sites[i].n_cas; j++) {
+			const struct cas_target *t = &g->sites[i].cas[j];
+			struct cas_entry *e = t->entry;
+
+			if (e == NULL)
+				continue;
+			pthread_mutex_lock(&e->lock);
+			for (unsigned k = 0; k < e->n_members; k++) {
+				cas_sample(out, "easfront_cas_up",
+					   g->conf->sites[i].name, t,
+					   e->members[k]->name);
+				evbuffer_add_printf(
+				    out, "} %d\n",
+				    atomic_load(&e->members[k]->up) ? 1 : 0);
+			}
+			pthread_mutex_unlock(&e->lock);
+		}
+}
+
+static void cas_connections(struct evbuffer *out, const struct gen *g,
+			    const struct stats_snapshot *s)
+{
+	family(out, "easfront_cas_connections", "gauge",
+	       "Connections to a CAS now: active (carrying a request) or "
+	       "idle (pooled).");
+	for (unsigned i = 0; i < g->conf->n_sites; i++)
+		for (unsigned j = 0; j < g->sites[i].n_cas; j++) {
+			const struct cas_target *t = &g->sites[i].cas[j];
+			uint64_t open, idle;
+
+			if (t->id >= STATS_CAS)
+				continue;
+			open = s->cas_open[t->id];
+			idle = s->cas_idle[t->id];
+			cas_sample(out, "easfront_cas_connections",
+				   g->conf->sites[i].name, t, NULL);
+			evbuffer_add_printf(out, ",state=\"active\"} %llu\n",
+					    (unsigned long long)(open > idle
+								     ? open - idle
+								     : 0));
+			cas_sample(out, "easfront_cas_connections",
+				   g->conf->sites[i].name, t, NULL);
+			evbuffer_add_printf(out, ",state=\"idle\"} %llu\n",
+					    (unsigned long long)idle);
+		}
+}
+
+static void certificates(struct evbuffer *out, const struct gen *g)
+{
+	unsigned n = g->tls != NULL ? tls_server_n_certs(g->tls) : 0;
+
+	family(out, "easfront_certificate_expiry_timestamp_seconds", "gauge",
+	       "Unix time the served certificate expires (tls.certificates; "
+	       "name: the first name it serves).");
+	for (unsigned i = 0; i < n && i < g->conf->n_certs; i++) {
+		struct tls_cert_info ci;
+
+		tls_server_cert_info(g->tls, i, &ci);
+		evbuffer_add_printf(
+		    out, "easfront_certificate_expiry_timestamp_seconds{file=\"");
+		label_value(out, g->conf->certs[i].cert);
+		evbuffer_add_printf(out, "\",name=\"");
+		label_value(out, ci.n_names > 0 ? ci.names[0] : "");
+		evbuffer_add_printf(out, "\"} %lld\n", (long long)ci.not_after);
+	}
+}
+
+/* What the status page shows of sites, CAS and certificates, as series an
+ * alert can watch. */
+static void live(struct evbuffer *out, const struct gen *g,
+		 const struct stats_snapshot *s)
+{
+	sites_health(out, g);
+	cas_members(out, g);
+	cas_connections(out, g, s);
+	certificates(out, g);
+	one(out, "easfront_config_loaded_timestamp_seconds", "gauge",
+	    "Unix time the configuration serving new requests was read.",
+	    (uint64_t)g->loaded_at);
+}
+
 void metrics_render(struct evbuffer *out, const struct stats_snapshot *snap,
 		    const struct guard_counts *gc, const struct gen *g,
 		    const struct admin_hooks *hooks)
@@ -214,6 +365,8 @@ void metrics_render(struct evbuffer *out, const struct stats_snapshot *snap,
 	latency(out, snap);
 	connections(out, snap);
 	guard(out, snap, gc);
+	if (g != NULL)
+		live(out, g, snap);
 	family(out, "easfront_reloads_total", "counter",
 	       "Configuration reloads by outcome.");
 	evbuffer_add_printf(out,
@@ -221,6 +374,10 @@ void metrics_render(struct evbuffer *out, const struct stats_snapshot *snap,
 			    "easfront_reloads_total{result=\"failed\"} %llu\n",
 			    (unsigned long long)hooks->reloads_ok,
 			    (unsigned long long)hooks->reloads_failed);
+	one(out, "easfront_config_last_reload_successful", "gauge",
+	    "0 while the last reload was refused (the previous configuration "
+	    "serves), else 1.",
+	    hooks->last_reload == 0 || hooks->last_reload_ok);
 	one(out, "easfront_config_generation", "gauge",
 	    "Generation of the configuration serving new requests.",
 	    g ? g->id : 0);

@@ -196,6 +196,11 @@ static int reload_apply(void *arg, char **err)
 
 	notify("RELOADING=1");
 	g = build_generation(d, err);
+	d->hooks.last_reload = time(NULL);
+	d->hooks.last_reload_ok = g != NULL;
+	snprintf(d->hooks.last_reload_error,
+		 sizeof(d->hooks.last_reload_error), "%s",
+		 g == NULL && *err != NULL ? *err : "");
 	if (g == NULL) {
 		log_errors("reload refused", *err);
 		d->hooks.reloads_failed++;

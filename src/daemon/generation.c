@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/rand.h>
@@ -214,6 +215,7 @@ struct gen *generation_build(struct proxy *p, const char *path, unsigned id,
 	}
 	atomic_init(&g->refs, 1);
 	g->id = id;
+	g->loaded_at = time(NULL);
 	if (conf_load(path, &g->conf, err) != 0)
 		goto fail;
 	if (g->conf->sitemap_file != NULL) {

@@ -206,6 +206,7 @@ enum ldap_answer ldap_cache_fallback(struct ldap_cache *c, const char *user,
 	if (db != NULL && cap > 0)
 		db[0] = '\0';
 	pthread_mutex_lock(&c->mu);
+	c->st.down = true;
 	e = *find(c, u, str_hash_ci(u));
 	if (e == NULL) {
 		c->st.errors++;
@@ -272,6 +273,7 @@ static void put(struct ldap_cache *c, const char *user, enum ldap_answer kind,
 	TAILQ_INSERT_HEAD(&c->lru, e, lru);
 	c->count++;
 	c->st.inserts++;
+	c->st.down = false;
 	while (c->count > c->max) {
 		struct cache_entry *old = TAILQ_LAST(&c->lru, cache_lru);
 

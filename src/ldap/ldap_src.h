@@ -173,6 +173,9 @@ struct ldap_cache_stats {
 	uint64_t inserts;   /* answers stored */
 	uint64_t evictions; /* entries dropped to stay within the bound */
 	unsigned entries;   /* entries held now, fresh and stale */
+	bool down;          /* the directory failed the last lookup that went
+	                       to it (a fallback came after the last answer
+	                       stored); false before any */
 };
 
 /* Creates an empty cache of at most max entries (at least 1) whose database

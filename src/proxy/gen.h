@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include <openssl/ssl.h>
 
@@ -35,6 +36,7 @@ struct gen_site {
 struct gen {
 	atomic_uint refs;
 	unsigned id;		   /* 1, 2, 3... per process */
+	time_t loaded_at;	   /* when its files were read */
 	struct conf *conf;	   /* owned */
 	struct sitemap *map;	   /* owned; NULL when no sitemap.file */
 	struct tls_server *tls;	   /* owned */

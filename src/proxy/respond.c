@@ -89,6 +89,7 @@ void session_respond_bytes(struct session *s, unsigned status,
 			     "Connection: close\r\n\r\n",
 			     status, http_reason(status), own);
 	s->txn.log.status = status;
+	s->txn.flags |= TXN_F_OWN;
 	if (s->txn.log.term == TERM_UNSET)
 		s->txn.log.term = status >= 400 ? TERM_LOCAL : TERM_OK;
 	conn_write(s->client.conn, head, (size_t)n);

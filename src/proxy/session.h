@@ -110,6 +110,7 @@ struct side {
 				    local resource, not the CAS's fault */
 #define TXN_F_POLL 0x400U	  /* registered as one of its device's
 				    long-polls (txn.poll_key, poll_serial) */
+#define TXN_F_OWN 0x800U	  /* easfront wrote the answer itself */
 #define TXN_F_SHIELD 0x200U	  /* Basic credentials went up: the CAS's
 				    answer is fed to the password shield
 				    (txn.shield_user/pass) */

@@ -74,8 +74,13 @@ void session_count_request(struct session *s)
 						    ? l->site
 						    : STATS_SITES - 1],
 			 1);
-	if (l->status >= 100 && l->status < 600)
+	if (l->status >= 100 && l->status < 600) {
 		stat_add(&st->responses_status[l->status - 100], 1);
+		/* Apart, so that an alert can tell easfront's own 5xx from
+		 * the CAS's. */
+		if (s->txn.flags & TXN_F_OWN)
+			stat_add(&st->own_responses[l->status - 100], 1);
+	}
 	count_cloud(st, l);
 	stat_add(&st->bytes_in, s->client.bytes);
 	stat_add(&st->bytes_out, l->bytes_out + s->up.bytes);

@@ -93,7 +93,10 @@ void stats_accumulate(const struct stats *s, struct stats_snapshot *snap)
 	SUM(upstream_reused);
 	SUM_ARRAY(guard_answers);
 	SUM_ARRAY(cloud_answers);
+	SUM_ARRAY(own_responses);
 	SUM(client_connections);
 	SUM(upstream_connections);
 	SUM(held_requests);
+	SUM_ARRAY(cas_open);
+	SUM_ARRAY(cas_idle);
 }

@@ -30,6 +30,9 @@
 /* Answers for cloud sites, by kind (redirect, refused) then version slot:
  * slot kind * STATS_VERSIONS + version slot. */
 #define STATS_CLOUD_ANSWERS (2 * STATS_VERSIONS)
+/* CAS whose connections are counted one by one (cas_target.id below it);
+ * the status page shows them, and a front end names far fewer CAS. */
+#define STATS_CAS 64
 extern const unsigned stats_bucket_ms[STATS_BUCKETS];
 
 struct stats {
@@ -51,10 +54,14 @@ struct stats {
 	stat_t upstream_reused;
 	stat_t guard_answers[STATS_GUARD_REASONS];
 	stat_t cloud_answers[STATS_CLOUD_ANSWERS];
+	stat_t own_responses[STATS_STATUS]; /* answers easfront wrote itself,
+					       by status (100..599) */
 	/* gauges */
 	stat_t client_connections;
 	stat_t upstream_connections;
 	stat_t held_requests;
+	stat_t cas_open[STATS_CAS]; /* connections to each CAS, by id */
+	stat_t cas_idle[STATS_CAS]; /* of those, idle in the pool */
 };
 
 /* The slot of a command code (enum eas_cmd, -1 none). */
@@ -86,7 +93,9 @@ struct stats_snapshot {
 	uint64_t upstream_connects, upstream_connect_failures, upstream_reused;
 	uint64_t guard_answers[STATS_GUARD_REASONS];
 	uint64_t cloud_answers[STATS_CLOUD_ANSWERS];
+	uint64_t own_responses[STATS_STATUS];
 	uint64_t client_connections, upstream_connections, held_requests;
+	uint64_t cas_open[STATS_CAS], cas_idle[STATS_CAS];
 };
 
 /* Adds the counters of s into snap. */

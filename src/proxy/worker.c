@@ -440,6 +440,9 @@ static int worker_setup(struct worker *w, char **err)
 		.connects = &w->stats.upstream_connects,
 		.reused = &w->stats.upstream_reused,
 		.connections = &w->stats.upstream_connections,
+		.cas_open = w->stats.cas_open,
+		.cas_idle = w->stats.cas_idle,
+		.n_cas_stats = STATS_CAS,
 	};
 	if (w->base == NULL || w->wakeup_fd < 0 ||
 	    conn_loop_init(&w->loop, w->base) != 0)

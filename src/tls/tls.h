@@ -7,6 +7,8 @@
 #define EF_TLS_TLS_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <time.h>
 
 #include <openssl/ssl.h>
 
@@ -38,6 +40,22 @@ void tls_server_free(struct tls_server *ts);
 /* The context to give SSL_new() for a new client connection: the default
  * certificate's, with the SNI callback installed. */
 SSL_CTX *tls_server_ctx(const struct tls_server *ts);
+
+/* What the operators see of one served certificate. */
+struct tls_cert_info {
+	const char *const *names; /* ts's: the names it serves, sorted */
+	size_t n_names;
+	time_t not_after;	  /* expiry, Unix time; 0: unreadable */
+	const char *key_type;	  /* "ECDSA", "RSA" or "other" */
+};
+
+/* How many certificates ts serves: one per conf.certs entry, in order. */
+unsigned tls_server_n_certs(const struct tls_server *ts);
+
+/* Fills *out for certificate i (below tls_server_n_certs); what it points
+ * to lives as long as ts. */
+void tls_server_cert_info(const struct tls_server *ts, unsigned i,
+                          struct tls_cert_info *out);
 
 /* Index into conf.certs of the certificate a client asking for servername
  * (NULL: no SNI) gets: the first whose SAN (or CN when there is no SAN)

@@ -58,6 +58,7 @@ struct tls_server_cert {
 	size_t n_names;
 	int key_type; /* EVP_PKEY base id of the key: its slot in a ctx */
 	SSL_CTX *ctx; /* not owned: the entry of ts->ctxs serving it */
+	time_t not_after; /* the leaf's expiry, Unix time; 0: unreadable */
 };
 
 struct tls_server {
@@ -323,6 +324,16 @@ static int server_install(struct tls_server *ts, unsigned i, struct tls_pem *p,
 	return 0;
 }
 
+/* t as Unix time, for the operators' view of expiry; 0 when unreadable. */
+static time_t asn1_unix(const ASN1_TIME *t)
+{
+	struct tm tm;
+
+	if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1)
+		return 0;
+	return timegm(&tm);
+}
+
 /* Loads c->certs[i] into ts: its own context, or the one of its twin. */
 static int server_add_cert(struct tls_server *ts, const struct conf *c,
                            unsigned i, char **err)
@@ -348,6 +359,7 @@ static int server_add_cert(struct tls_server *ts, const struct conf *c,
 		goto out;
 	}
 	tc->key_type = EVP_PKEY_get_base_id(p.key);
+	tc->not_after = asn1_unix(X509_get0_notAfter(p.leaf));
 	rc = server_install(ts, i, &p, cc->cert, why, sizeof(why));
 out:
 	if (rc < 0)
@@ -410,4 +422,22 @@ void tls_server_free(struct tls_server *ts)
 SSL_CTX *tls_server_ctx(const struct tls_server *ts)
 {
 	return ts->ctxs[0];
+}
+
+unsigned tls_server_n_certs(const struct tls_server *ts)
+{
+	return ts->n_certs;
+}
+
+void tls_server_cert_info(const struct tls_server *ts, unsigned i,
+                          struct tls_cert_info *out)
+{
+	const struct tls_server_cert *tc = &ts->certs[i];
+
+	out->names = (const char *const *)tc->names;
+	out->n_names = tc->n_names;
+	out->not_after = tc->not_after;
+	out->key_type = tc->key_type == EVP_PKEY_EC ? "ECDSA"
+	                : tc->key_type == EVP_PKEY_RSA ? "RSA"
+	                                               : "other";
 }

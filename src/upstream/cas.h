@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "conf/conf.h"
 #include "site/health.h"
@@ -21,6 +22,14 @@
 struct hcheck;
 struct control;
 struct dns_watch;
+
+/* The last active health check of a member, for the operators' view. */
+struct cas_check_result {
+	time_t at;		/* when it ended; 0: none yet */
+	bool ok;
+	unsigned latency_ms;	/* from its start to its verdict */
+	char why[128];		/* what failed; "" when ok */
+};
 
 struct cas_member {
 	struct sockaddr_storage addr;
@@ -30,6 +39,8 @@ struct cas_member {
 	atomic_uint passive_fails;   /* workers' failures since the last tick */
 	struct health h;	     /* control thread only */
 	struct hcheck *check;	     /* control thread only; owned */
+	struct cas_check_result last; /* control thread only (the admin
+					 endpoint runs on it too) */
 };
 
 struct cas_entry {

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -16,6 +17,7 @@
 #include <openssl/err.h>
 
 #include "conf/conf.h"
+#include "core/clock.h"
 #include "core/log.h"
 #include "dns/dns.h"
 #include "http/http.h"
@@ -49,6 +51,7 @@ struct hcheck {
 	 * handshake and answer together) */
 	struct event *timer;
 	struct conn *conn; /* owned: the check under way, or NULL */
+	uint64_t started_us; /* monotonic: when the check under way began */
 };
 
 static void hcheck_arm(struct hcheck *hc, unsigned seconds)
@@ -65,6 +68,13 @@ static void hcheck_finish(struct hcheck *hc, bool ok, const char *why)
 
 	conn_free(hc->conn);
 	hc->conn = NULL;
+	/* Kept for the admin's status page: an operator asks "why down"
+	 * before reading the log. */
+	m->last.at = time(NULL);
+	m->last.ok = ok;
+	m->last.latency_ms =
+	    (unsigned)((clock_mono_us() - hc->started_us) / 1000);
+	snprintf(m->last.why, sizeof(m->last.why), "%s", ok ? "" : why);
 	if (!ok)
 		log_debug("CAS %s (%s): health check failed: %s", e->url,
 		          m->name, why);
@@ -229,6 +239,7 @@ static void hcheck_start(struct hcheck *hc)
 {
 	char why[HCHECK_WHY_MAX] = "";
 
+	hc->started_us = clock_mono_us();
 	hc->conn = hcheck_connect(hc, why, sizeof(why));
 	if (hc->conn == NULL) {
 		hcheck_finish(hc, false, why);

@@ -25,6 +25,19 @@
 #define POOL_FAST_CLOSES 2
 #define POOL_NO_REUSE_US (300 * 1000000ULL)
 
+/* Moves the per-CAS gauge g (cas_open or cas_idle) of pool's CAS by one,
+ * up or down; CAS past the counted ones are not shown. */
+static void count_cas(const struct upstream_pools *ps, stat_t *g,
+		      const struct pool *pool, bool up)
+{
+	if (g == NULL || pool->id >= ps->n_cas_stats)
+		return;
+	if (up)
+		stat_add(&g[pool->id], 1);
+	else
+		stat_sub(&g[pool->id], 1);
+}
+
 static void note_idle_close(struct upconn *uc, short what)
 {
 	struct pool *pool = uc->pool;
@@ -57,6 +70,7 @@ static void idle_event_cb(struct conn *c, short what, void *arg)
 		if (*pp == uc) {
 			*pp = uc->next;
 			pool->n_idle--;
+			count_cas(uc->ps, uc->ps->cas_idle, pool, false);
 			break;
 		}
 	}
@@ -102,8 +116,11 @@ static struct pool *pool_of(struct upstream_pools *ps, unsigned id)
 		ps->pools = np;
 		ps->n = n;
 	}
-	if (ps->pools[id] == NULL)
+	if (ps->pools[id] == NULL) {
 		ps->pools[id] = calloc(1, sizeof(*ps->pools[id]));
+		if (ps->pools[id] != NULL)
+			ps->pools[id]->id = id;
+	}
 	return ps->pools[id];
 }
 
@@ -117,6 +134,7 @@ struct upconn *upstream_take(struct upstream_pools *ps,
 		uc = pool->idle;
 		pool->idle = uc->next;
 		pool->n_idle--;
+		count_cas(ps, ps->cas_idle, pool, false);
 		uc->next = NULL;
 		/* DNS or health may have moved traffic away from this
 		 * member since the connection went idle. */
@@ -186,6 +204,7 @@ struct upconn *upstream_connect(struct upstream_pools *ps, SSL_CTX *ctx,
 	}
 	stat_add(ps->connects, 1);
 	stat_add(ps->connections, 1);
+	count_cas(ps, ps->cas_open, pool, true);
 	uc->counted = true;
 	return uc;
 }
@@ -230,6 +249,7 @@ void upstream_release(struct upstream_pools *ps, struct upconn *uc)
 	uc->next = pool->idle;
 	pool->idle = uc;
 	pool->n_idle++;
+	count_cas(ps, ps->cas_idle, pool, true);
 }
 
 void upstream_failed(struct upconn *uc)
@@ -254,8 +274,10 @@ void upstream_free(struct upconn *uc)
 		}
 		conn_free(uc->conn);
 	}
-	if (uc->counted)
+	if (uc->counted) {
 		stat_sub(uc->ps->connections, 1);
+		count_cas(uc->ps, uc->ps->cas_open, uc->pool, false);
+	}
 	free(uc);
 }
 
@@ -270,6 +292,7 @@ void upstream_pools_drop_idle(struct upstream_pools *ps)
 			struct upconn *uc = pool->idle;
 
 			pool->idle = uc->next;
+			count_cas(ps, ps->cas_idle, pool, false);
 			upstream_free(uc);
 		}
 		pool->n_idle = 0;

@@ -38,6 +38,7 @@ struct upconn {
 };
 
 struct pool {
+	unsigned id;	     /* the cas_target.id it serves */
 	struct upconn *idle; /* owned */
 	unsigned n_idle;
 	unsigned next_addr;	 /* round-robin over the target's addresses */
@@ -60,6 +61,9 @@ struct upstream_pools {
 	stat_t *connects;	  /* the worker's counters */
 	stat_t *reused;
 	stat_t *connections;	  /* gauge */
+	stat_t *cas_open;	  /* gauges by cas_target.id, n_cas_stats */
+	stat_t *cas_idle;	  /* of them: the open and the idle ones */
+	unsigned n_cas_stats;
 };
 
 /* An idle connection to t, detached from the pool, or NULL. */

@@ -418,10 +418,18 @@ static void test_cache_ttl(void **state)
 	char db[LDAP_SRC_DB_MAX];
 
 	assert_false(ldap_cache_get(c, "jdoe@contoso.com", &a, db, sizeof(db)));
+	ldap_cache_stats(c, &st);
+	assert_false(st.down);
 	assert_int_equal(
 	    ldap_cache_fallback(c, "jdoe@contoso.com", db, sizeof(db)),
 	    LDAP_ANS_ERROR);
+	/* The status page's "directory down": a fallback after the last
+	 * answer, until the next answer. */
+	ldap_cache_stats(c, &st);
+	assert_true(st.down);
 	ldap_cache_put(c, "jdoe@contoso.com", "DB01");
+	ldap_cache_stats(c, &st);
+	assert_false(st.down);
 	ldap_cache_put(c, "ghost@contoso.com", NULL);
 	/* Case is ignored. */
 	assert_true(ldap_cache_get(c, "JDoe@Contoso.COM", &a, db, sizeof(db)));

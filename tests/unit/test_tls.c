@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -354,6 +355,25 @@ static void assert_server_ctx(SSL_CTX *ctx)
 static void test_server_ctx(void **state)
 {
 	assert_server_ctx(tls_server_ctx(fx.ts));
+}
+
+/* What the status page and the expiry metric show: each entry's names
+ * (sorted, lower case) and its leaf's expiry, 30 days from now. */
+static void test_cert_info(void **state)
+{
+	struct tls_cert_info ci;
+	time_t now = time(NULL);
+
+	assert_int_equal(tls_server_n_certs(fx.ts), 4);
+	tls_server_cert_info(fx.ts, 1, &ci);
+	assert_string_equal(ci.key_type, "RSA");
+	assert_int_equal(ci.n_names, 2);
+	assert_string_equal(ci.names[0], "eas.contoso.com");
+	assert_string_equal(ci.names[1], "site1-eas.contoso.com");
+	assert_true(ci.not_after > now + 30 * 86400 - 120 &&
+	            ci.not_after < now + 30 * 86400 + 120);
+	tls_server_cert_info(fx.ts, 0, &ci);
+	assert_string_equal(ci.key_type, "ECDSA");
 }
 
 /* The RSA twin is served from the default context when the client cannot
@@ -709,6 +729,7 @@ int main(void)
 	    cmocka_unit_test(test_select_wildcard),
 	    cmocka_unit_test(test_select_unknown),
 	    cmocka_unit_test(test_server_ctx),
+	    cmocka_unit_test(test_cert_info),
 	    cmocka_unit_test(test_twins),
 	    cmocka_unit_test(test_sni_handshake),
 	    cmocka_unit_test(test_ticket_resume),
