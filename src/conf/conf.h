@@ -151,9 +151,9 @@ struct conf_guard_throttle {
 	struct conf_bucket device; /* per DeviceId, default 120 per 60 */
 	struct conf_bucket user;   /* per user, default 600 per 60 */
 	struct conf_bucket client; /* per client address, default off */
-	unsigned long_polls_per_device; /* Ping/Sync held at once by the
-					   CAS for one DeviceId, default 2;
-					   0: no limit */
+	unsigned long_polls_per_device; /* Pings held at once by the CAS
+					   for one DeviceId, default 2; 0: no
+					   limit */
 	unsigned retry_after;	   /* s, Retry-After of a 503, default 300 */
 };
 

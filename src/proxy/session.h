@@ -279,12 +279,12 @@ bool screen_request(struct session *s, const struct http_request *req,
  * Once per request; nothing for other requests. */
 void screen_feed(struct session *s, unsigned status);
 
-/* screen.c: a Ping or Sync is now held by the CAS / no longer is: it
- * counts among its device's long-polls (guard.throttle), and one too many
- * ends the oldest, on whichever worker it lives. */
+/* screen.c: a Ping is now held by the CAS / no longer is: it counts
+ * among its device's long-polls (guard.throttle), and one too many ends
+ * the oldest, on whichever worker it lives. */
 void screen_poll_begin(struct session *s);
 void screen_poll_end(struct session *s);
-/* screen.c: ends s's held request, chosen as the oldest of its device's
+/* screen.c: ends s's held Ping, chosen as the oldest of its device's
  * long-polls, with the answer that makes a client simply re-issue it. */
 void screen_poll_supersede(struct session *s);
 
