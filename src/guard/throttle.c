@@ -15,10 +15,17 @@ struct slot {
 	uint64_t tat; /* us: when the bucket is full again */
 };
 
+/* throttle_get_stats walks one REGIONS-th of the table a call: a full walk
+ * of a million buckets would hold every worker's requests for
+ * milliseconds, at each scrape. */
+#define REGIONS 16
+
 struct throttle {
 	struct slot *slot; /* owned: (mask + 1) * WAYS */
 	size_t mask;
 	uint64_t evictions;
+	size_t region_active[REGIONS]; /* as last walked */
+	unsigned next_region;
 };
 
 struct throttle *throttle_new(size_t max_entries)
@@ -127,12 +134,19 @@ uint64_t throttle_take(struct throttle *t, const struct conf_bucket *b,
 	return 0;
 }
 
-void throttle_get_stats(const struct throttle *t, uint64_t now,
-			size_t *active, uint64_t *evictions)
+void throttle_get_stats(struct throttle *t, uint64_t now, size_t *active,
+			uint64_t *evictions)
 {
-	*active = 0;
-	for (size_t i = 0; i < (t->mask + 1) * WAYS; i++)
+	size_t n = (t->mask + 1) * WAYS, per = n / REGIONS;
+	size_t from = t->next_region * per, count = 0;
+
+	for (size_t i = from; i < from + per; i++)
 		if (t->slot[i].key != 0 && t->slot[i].tat > now)
-			(*active)++;
+			count++;
+	t->region_active[t->next_region] = count;
+	t->next_region = (t->next_region + 1) % REGIONS;
+	*active = 0;
+	for (unsigned r = 0; r < REGIONS; r++)
+		*active += t->region_active[r];
 	*evictions = t->evictions;
 }

@@ -39,9 +39,11 @@ uint64_t throttle_take(struct throttle *t, const struct conf_bucket *b,
 uint64_t throttle_peek(const struct throttle *t, const struct conf_bucket *b,
 		       uint64_t key, uint64_t now);
 
-/* Buckets not yet full again at now (the keys being limited or about to
- * be), and the buckets given up for room. Walks the whole table. */
-void throttle_get_stats(const struct throttle *t, uint64_t now,
-			size_t *active, uint64_t *evictions);
+/* Buckets not yet full again (the keys being limited or about to be), and
+ * the buckets given up for room. Each call walks a sixteenth of the table
+ * at now and adds the other sixteenths as last walked: the count lags by
+ * up to fifteen calls. */
+void throttle_get_stats(struct throttle *t, uint64_t now, size_t *active,
+			uint64_t *evictions);
 
 #endif
