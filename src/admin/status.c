@@ -195,8 +195,49 @@ static void status_directory(struct evbuffer *b, struct proxy *p)
 	    asked ? (double)st.hits / (double)asked : 0.0);
 }
 
+/* Most rules /status lists, those that blocked most since the reload. */
+#define TOP_RULES 5
+
+/* The rules of g that blocked most, most first, as JSON entries. */
+static void status_top_rules(struct evbuffer *b, const struct gen *g)
+{
+	unsigned n = g->rule_blocks ? g->conf->n_guard_devices : 0;
+	uint64_t shown_max = UINT64_MAX;
+	int last = -1;
+
+	evbuffer_add_printf(b, ",\"top_rules\":[");
+	for (unsigned k = 0; k < TOP_RULES; k++) {
+		uint64_t best_hits = 0;
+		int best = -1;
+
+		/* the next by hits (ties by order), below the one shown */
+		for (unsigned i = 0; i < n; i++) {
+			uint64_t h = atomic_load_explicit(&g->rule_blocks[i],
+			                                  memory_order_relaxed);
+
+			if (h == 0 || h > shown_max ||
+			    (h == shown_max && (int)i <= last))
+				continue;
+			if (best < 0 || h > best_hits) {
+				best = (int)i;
+				best_hits = h;
+			}
+		}
+		if (best < 0)
+			break;
+		evbuffer_add_printf(b, "%s{\"line\":%u,\"blocked\":%llu}",
+		                    k ? "," : "",
+		                    g->conf->guard_devices[best].line,
+		                    (unsigned long long)best_hits);
+		shown_max = best_hits;
+		last = best;
+	}
+	evbuffer_add_printf(b, "]");
+}
+
 static void status_guard(struct evbuffer *b, struct proxy *p,
-                         const struct stats_snapshot *snap)
+                         const struct stats_snapshot *snap,
+                         const struct gen *g)
 {
 	struct guard_counts gc;
 
@@ -212,7 +253,9 @@ static void status_guard(struct evbuffer *b, struct proxy *p,
 		evbuffer_add_printf(b, "%s\"%s\":%llu", r ? "," : "",
 		                    stats_guard_reason(r),
 		                    (unsigned long long)snap->guard_answers[r]);
-	evbuffer_add_printf(b, "}}");
+	evbuffer_add_printf(b, "}");
+	status_top_rules(b, g);
+	evbuffer_add_printf(b, "}");
 }
 
 static void status_certificates(struct evbuffer *b, const struct gen *g,
@@ -322,7 +365,7 @@ void status_render(struct evbuffer *b, struct proxy *p, const struct gen *g,
 		history_json(h, b);
 	}
 	status_directory(b, p);
-	status_guard(b, p, snap);
+	status_guard(b, p, snap, g);
 	status_certificates(b, g, now);
 	evbuffer_add_printf(b, "}\n");
 	free(snap);

@@ -193,7 +193,9 @@ static int load_rules(struct gen *g, char **err)
 		return 0;
 	g->rules = rules_new(g->conf->guard_devices,
 			     g->conf->n_guard_devices, &why);
-	if (g->rules != NULL)
+	g->rule_blocks = calloc(g->conf->n_guard_devices,
+				sizeof(*g->rule_blocks));
+	if (g->rules != NULL && g->rule_blocks != NULL)
 		return 0;
 	if (why != NULL) {
 		snprintf(buf, sizeof(buf), "%s: %s\n", g->conf->path, why);

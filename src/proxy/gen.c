@@ -44,6 +44,7 @@ static void gen_free(struct gen *g)
 	}
 	shield_key_free(g->guard_key);
 	rules_free(g->rules);
+	free(g->rule_blocks);
 	sitemap_free(g->map);
 	tls_server_free(g->tls);
 	SSL_CTX_free(g->client_ctx);

@@ -56,6 +56,10 @@ struct gen {
 					   under another key mean nothing */
 	struct rules *rules;	   /* owned: guard.devices compiled; NULL
 				      when there are none */
+	atomic_uint_fast64_t *rule_blocks; /* owned: requests each rule
+					      blocked under this generation
+					      (n_guard_devices); NULL with
+					      rules */
 };
 
 /* True when no CAS of site has an up member (a target with no process

@@ -39,12 +39,15 @@ enum {
  * the heap (a head is at most 32 KiB). */
 #define UA_STACK 1024
 
-static void answer_403(struct session *s, unsigned line)
+static void answer_403(struct session *s, unsigned rule)
 {
 	s->txn.log.decision = "reject";
 	s->txn.log.reason = "device-blocked";
-	s->txn.log.rule_line = line;
+	s->txn.log.rule_line = rules_rule(s->g->rules, rule)->line;
 	stat_add(&s->w->stats.guard_answers[ANSWER_DEVICE_BLOCKED], 1);
+	/* Blocks are rare and shared by the workers: one atomic add. */
+	atomic_fetch_add_explicit(&s->g->rule_blocks[rule], 1,
+				  memory_order_relaxed);
 	session_respond_error(s, 403, TERM_LOCAL);
 }
 
@@ -283,7 +286,7 @@ bool screen_request(struct session *s, const struct http_request *req,
 		}
 		if (hit >= 0 && rules_rule(g->rules, (unsigned)hit)->action ==
 				    CONF_RULE_BLOCK) {
-			answer_403(s, rules_rule(g->rules, (unsigned)hit)->line);
+			answer_403(s, (unsigned)hit);
 			return true;
 		}
 	}

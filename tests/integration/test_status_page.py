@@ -147,6 +147,13 @@ class StatusPage(eftest.EfTestCase):
         self.assertEqual(paths.get("sites.0.servers.0.members.0.up"), "up")
         self.assertEqual(paths.get("sites.1.fallback_in_use"), "in use")
         self.assertNotEqual(paths.get("guard.held_passwords"), "0")
+        # the blocked device's rule leads the top blocked rules
+        with open(self.d.conf_path) as f:
+            block_line = [i + 1 for i, ln in enumerate(f)
+                          if ln.strip() == "- block:"][0]
+        self.assertEqual(drawn["guard"]["top_rules"][0]["line"], block_line)
+        self.assertGreaterEqual(drawn["guard"]["top_rules"][0]["blocked"], 1)
+        self.assertNotEqual(paths.get("guard.top_rules.0.blocked"), None)
         self.assertTrue(any(int(s["text"]) > 0 for s in shown["sums"]),
                         "no decision in the last minute's charts")
         self.assertLessEqual(r["phone_width"], 390,

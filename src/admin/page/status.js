@@ -209,6 +209,9 @@
     clear(da);
     for (const r of Object.keys(g.answers))
       figure(da, r, num(g.answers[r], 'guard.answers.' + r));
+    g.top_rules.forEach((r, i) =>
+      figure(da, 'rule at line ' + r.line + ' blocked',
+             num(r.blocked, 'guard.top_rules.' + i + '.blocked')));
   }
 
   function certs(s) {
