@@ -1,5 +1,7 @@
 #include "core/str.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -114,4 +116,16 @@ uint64_t str_hash_ci(struct str s)
 		h *= 1099511628211ULL;
 	}
 	return h;
+}
+
+void str_errf(char **err, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL)
+		return;
+	va_start(ap, fmt);
+	if (vasprintf(err, fmt, ap) < 0)
+		*err = NULL;
+	va_end(ap);
 }

@@ -51,4 +51,9 @@ bool str_to_u64(struct str s, uint64_t *out);
  * table of easfront uses. */
 uint64_t str_hash_ci(struct str s);
 
+/* Sets *err (when err is not NULL) to a malloc'd message formatted from
+ * fmt; to NULL when even that cannot be allocated. */
+void str_errf(char **err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 #endif

@@ -17,7 +17,6 @@
 
 #include <limits.h>
 #include <regex.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -75,20 +74,6 @@ struct rules {
  * was reused by a new one is told apart by it. */
 static atomic_uint_fast64_t rules_serials;
 
-static void set_err(char **err, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void set_err(char **err, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL)
-		return;
-	va_start(ap, fmt);
-	if (vasprintf(err, fmt, ap) < 0)
-		*err = NULL;
-	va_end(ap);
-}
 
 static int rule_compile(struct rules *rs, unsigned i, char **err)
 {
@@ -118,7 +103,7 @@ static int rule_compile(struct rules *rs, unsigned i, char **err)
 		e = regcomp(&rs->re[i][k], pat[k], RULES_REG_FLAGS);
 		if (e != 0) {
 			regerror(e, &rs->re[i][k], why, sizeof(why));
-			set_err(err, "rule at line %u: %s: %s", c->line,
+			str_errf(err, "rule at line %u: %s: %s", c->line,
 			        names[k], why);
 			return -1;
 		}
@@ -136,7 +121,7 @@ struct rules *rules_new(const struct conf_device_rule *r, unsigned n,
 	if (err != NULL)
 		*err = NULL;
 	if (n > RULES_MAX) {
-		set_err(err, "%u rules: at most %d", n, RULES_MAX);
+		str_errf(err, "%u rules: at most %d", n, RULES_MAX);
 		return NULL;
 	}
 	rs = calloc(1, sizeof(*rs));
@@ -159,7 +144,7 @@ struct rules *rules_new(const struct conf_device_rule *r, unsigned n,
 	rs->serial = atomic_fetch_add(&rules_serials, 1) + 1;
 	return rs;
 oom:
-	set_err(err, "out of memory");
+	str_errf(err, "out of memory");
 fail:
 	rules_free(rs);
 	return NULL;

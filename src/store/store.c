@@ -8,26 +8,12 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-/* Sets *err (when not NULL) to a malloc'd message. */
-static void set_err(char **err, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void set_err(char **err, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL)
-		return;
-	va_start(ap, fmt);
-	if (vasprintf(err, fmt, ap) < 0)
-		*err = NULL;
-	va_end(ap);
-}
+#include "core/str.h"
 
 static int fail(const char **why, const char *reason)
 {
@@ -123,7 +109,7 @@ int store_password_read(const char *path, char *buf, size_t cap, char **err)
 	if (err != NULL)
 		*err = NULL;
 	if (path == NULL || cap < 2 || (f = fopen(path, "re")) == NULL) {
-		set_err(err, "store password file %s: %s",
+		str_errf(err, "store password file %s: %s",
 		        path ? path : "(none)",
 		        strerror(path ? errno : EINVAL));
 		return -1;
@@ -135,7 +121,7 @@ int store_password_read(const char *path, char *buf, size_t cap, char **err)
 		;
 	buf[len] = '\0';
 	if (len == 0 || (len == n && more) || memchr(buf, '\0', len) != NULL) {
-		set_err(err, "store password file %s: %s", path,
+		str_errf(err, "store password file %s: %s", path,
 		        len == 0                 ? "empty first line"
 		        : memchr(buf, '\0', len) ? "a NUL byte in the password"
 		                                 : "the password is too long");
@@ -157,7 +143,7 @@ static int resolve(struct store *s, char **err)
 	snprintf(port, sizeof(port), "%u", s->addr.port);
 	rc = getaddrinfo(s->addr.host, port, &hints, &res);
 	if (rc != 0 || res == NULL || res->ai_addrlen > sizeof(s->sa)) {
-		set_err(err, "store %s: cannot resolve %s: %s", s->url,
+		str_errf(err, "store %s: cannot resolve %s: %s", s->url,
 		        s->addr.host,
 		        rc != 0 ? gai_strerror(rc) : "no address");
 		if (res != NULL)
@@ -178,7 +164,7 @@ static int settings(struct store *s, const struct store_conf *c, char **err)
 	const char *why;
 
 	if (store_url_parse(c->url, &s->addr, &why) < 0) {
-		set_err(err, "store URL: %s", why);
+		str_errf(err, "store URL: %s", why);
 		return -1;
 	}
 	snprintf(s->url, sizeof(s->url), "redis://%s%s%s:%u/%u",
@@ -188,7 +174,7 @@ static int settings(struct store *s, const struct store_conf *c, char **err)
 	s->prefix_len = strlen(prefix);
 	if (s->prefix_len > STORE_PREFIX_MAX ||
 	    strlen(pw) >= sizeof(s->password)) {
-		set_err(err,
+		str_errf(err,
 		        "store %s: the key prefix (at most %d bytes) or "
 		        "the password (at most %d) is too long",
 		        s->url, STORE_PREFIX_MAX, STORE_PASSWORD_MAX - 1);
@@ -213,7 +199,7 @@ struct store *store_new(struct event_base *base, const struct store_conf *c,
 	if (err != NULL)
 		*err = NULL;
 	if (s == NULL) {
-		set_err(err, "store: out of memory");
+		str_errf(err, "store: out of memory");
 		return NULL;
 	}
 	s->base = base;
@@ -221,7 +207,7 @@ struct store *store_new(struct event_base *base, const struct store_conf *c,
 		goto fail;
 	if (link_init(&s->cmd, s, "commands") < 0 ||
 	    link_init(&s->sub, s, "subscriptions") < 0) {
-		set_err(err, "store: out of memory");
+		str_errf(err, "store: out of memory");
 		goto fail;
 	}
 	s->sub.on_up = store_sub_on_up;
