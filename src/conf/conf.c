@@ -622,6 +622,8 @@ static void copy_guard(struct conf_ctx *c, const struct conf_raw_guard *r,
 	if (conf_line(c, "guard.throttle") != 0)
 		copy_throttle(c, r, cf);
 	cf->guard_key_file = copy(c, r->key_file);
+	cf->guard_store = copy(c, r->store);
+	cf->guard_store_password_file = copy(c, r->store_password_file);
 	cf->guard_max_entries = conf_line(c, "guard.max_entries")
 	                            ? r->max_entries
 	                            : DEFAULT_GUARD_MAX_ENTRIES;
@@ -840,6 +842,8 @@ void conf_free(struct conf *c)
 	free(c->pid_file);
 	free_rules(c->guard_devices, c->n_guard_devices);
 	free(c->guard_key_file);
+	free(c->guard_store);
+	free(c->guard_store_password_file);
 	free(c);
 }
 

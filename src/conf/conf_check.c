@@ -333,6 +333,7 @@ static void text_check(struct conf_ctx *c, const struct conf *cf)
 	    {"user", cf->user},
 	    {"pid_file", cf->pid_file},
 	    {"guard.key_file", cf->guard_key_file},
+	    {"guard.store_password_file", cf->guard_store_password_file},
 	};
 
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
@@ -528,6 +529,36 @@ static void at_most(struct conf_ctx *c, const char *key, unsigned v,
 		         max, unit);
 }
 
+/* guard.store's scheme and shape. The host, port and database are taken
+ * apart by store/ when the generation is built (store_url_parse), which
+ * conf/ must not include; rediss:// is refused here because the store
+ * speaks plain TCP only, and a TLS URL taken for plain would send the
+ * password in clear. */
+static void store_check(struct conf_ctx *c, const struct conf *cf)
+{
+	static const char scheme[] = "redis://";
+	const char *u = cf->guard_store;
+	unsigned line = conf_line(c, "guard.store");
+
+	if (u == NULL) {
+		if (cf->guard_store_password_file != NULL)
+			conf_err(c, conf_line(c, "guard.store_password_file"),
+			         "guard.store_password_file: without guard.store");
+		return;
+	}
+	if (strncasecmp(u, scheme, sizeof(scheme) - 1) != 0)
+		conf_err(c, line,
+		         "guard.store: must be redis://HOST[:PORT][/DB] (Redis "
+		         "over plain TCP on the internal network)");
+	else if (u[sizeof(scheme) - 1] == '\0' || u[sizeof(scheme) - 1] == '/')
+		conf_err(c, line, "guard.store: names no host");
+	else if (strpbrk(u, " @?#") != NULL || has_ctl(u))
+		conf_err(c, line,
+		         "guard.store: no user, query, fragment, spaces or "
+		         "control characters (the password goes in "
+		         "guard.store_password_file)");
+}
+
 static void guard_check(struct conf_ctx *c, const struct conf *cf)
 {
 	const struct conf_guard_passwords *p = &cf->guard_passwords;
@@ -540,6 +571,7 @@ static void guard_check(struct conf_ctx *c, const struct conf *cf)
 		conf_err(c, line,
 		         "guard.max_entries: from 16 to 100000000 (about 90 "
 		         "bytes each)");
+	store_check(c, cf);
 	if (!cf->guard_passwords_on)
 		return;
 	at_most(c, "guard.passwords.password_failures", p->password_failures,

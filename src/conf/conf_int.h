@@ -126,6 +126,8 @@ struct conf_raw_guard {
 	struct conf_guard_throttle throttle;
 	char *key_file;
 	unsigned max_entries;
+	char *store;
+	char *store_password_file;
 };
 
 struct conf_raw {

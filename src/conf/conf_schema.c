@@ -249,6 +249,9 @@ static const cyaml_schema_field_t guard_fields[] = {
                         throttle_fields),
     STR_FIELD("key_file", OPT, struct conf_raw_guard, key_file),
     CYAML_FIELD_UINT("max_entries", OPT, struct conf_raw_guard, max_entries),
+    STR_FIELD("store", OPT, struct conf_raw_guard, store),
+    STR_FIELD("store_password_file", OPT, struct conf_raw_guard,
+              store_password_file),
     CYAML_FIELD_END,
 };
 

@@ -170,6 +170,8 @@ static void test_minimal_defaults(void **state)
 	assert_false(c->guard_passwords_on);
 	assert_null(c->guard_key_file);
 	assert_int_equal(c->guard_max_entries, 1000000);
+	assert_null(c->guard_store);
+	assert_null(c->guard_store_password_file);
 	conf_free(c);
 }
 
@@ -285,7 +287,9 @@ static void test_guard_values(void **state)
 	    "    window: 900\n"
 	    "    hold: 604800\n"
 	    "  key_file: /etc/easfront/guard.key\n"
-	    "  max_entries: 16\n");
+	    "  max_entries: 16\n"
+	    "  store: REDIS://10.0.0.5:6380/2\n"
+	    "  store_password_file: /etc/easfront/redis.pw\n");
 	const struct conf_device_rule *r = c->guard_devices;
 
 	(void)state;
@@ -319,6 +323,9 @@ static void test_guard_values(void **state)
 	assert_int_equal(c->guard_passwords.hold, 604800);
 	assert_string_equal(c->guard_key_file, "/etc/easfront/guard.key");
 	assert_int_equal(c->guard_max_entries, 16);
+	assert_string_equal(c->guard_store, "REDIS://10.0.0.5:6380/2");
+	assert_string_equal(c->guard_store_password_file,
+	                    "/etc/easfront/redis.pw");
 	conf_free(c);
 
 	/* An empty passwords mapping: on, every default. */
@@ -717,8 +724,18 @@ static const struct bad_row bad_rows[] = {
      "t.yaml:12: guard.max_entries: from 16 to 100000000"},
     {"guard:\n  key_file: \"/etc/x\\ty\"\n", 0,
      "t.yaml:12: guard.key_file: holds a control character"},
-    {"guard:\n  store: redis://x\n", 0,
-     "t.yaml:12: unknown key 'store' in guard"},
+    {"guard:\n  store: rediss://x\n", 0,
+     "t.yaml:12: guard.store: must be redis://HOST[:PORT][/DB]"},
+    {"guard:\n  store: http://redis:6379\n", 0,
+     "t.yaml:12: guard.store: must be redis://HOST[:PORT][/DB]"},
+    {"guard:\n  store: redis:///1\n", 0,
+     "t.yaml:12: guard.store: names no host"},
+    {"guard:\n  store: redis://:secret@redis\n", 0,
+     "t.yaml:12: guard.store: no user, query, fragment"},
+    {"guard:\n  store_password_file: /etc/easfront/redis.pw\n", 0,
+     "t.yaml:12: guard.store_password_file: without guard.store"},
+    {"guard:\n  store: redis://r\n  store_password_file: \"/a\\tb\"\n", 0,
+     "t.yaml:13: guard.store_password_file: holds a control character"},
     {"guard:\n", 0, "t.yaml:11: guard: expected a mapping, got nothing"},
     /* the document as a whole */
     {"", 1, "t.yaml:1: the file holds no settings"},
