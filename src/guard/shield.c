@@ -392,6 +392,44 @@ unsigned shield_feed(struct shield *sh, const struct shield_conf *c,
 	return news;
 }
 
+unsigned shield_pass_refusals(const struct shield *sh,
+			      const struct shield_conf *c,
+			      const uint8_t pass[SHIELD_ID_LEN], uint64_t now)
+{
+	const struct entry *p = find(sh, K_PASS, pass);
+	uint32_t t = (uint32_t)now;
+
+	if (p == NULL || t - p->window_start >= c->window)
+		return 0;
+	return p->count;
+}
+
+unsigned shield_set_hold(struct shield *sh, const uint8_t user[SHIELD_ID_LEN],
+			 const uint8_t *pass, uint64_t until, uint64_t now)
+{
+	uint32_t t = (uint32_t)now, u = (uint32_t)until;
+	unsigned news = pass != NULL ? SHIELD_NEW_PASSWORD_HOLD
+				     : SHIELD_NEW_USER_HOLD;
+	struct entry *e;
+
+	if (u <= t)
+		return 0;
+	e = pass != NULL ? find_or_add(sh, K_PASS, pass, t)
+			 : find_or_add(sh, K_USER, user, t);
+	if (e == NULL)
+		return 0;
+	e->last = t;
+	if (pass != NULL) {
+		memcpy(e->user, user, sizeof(e->user));
+		e->good_until = 0;
+	}
+	if (e->hold_until > t)
+		news = 0;
+	if (e->hold_until < u)
+		e->hold_until = u;
+	return news;
+}
+
 unsigned shield_user_hold_left(const struct shield *sh,
 			       const uint8_t user[SHIELD_ID_LEN], uint64_t now)
 {

@@ -95,6 +95,27 @@ unsigned shield_feed(struct shield *sh, const struct shield_conf *c,
 		 const uint8_t pass[SHIELD_ID_LEN], bool refused,
 		 uint64_t now);
 
+/* Refusals of the password pass counted in its current window at now (0
+ * when its window has passed or it is unknown): 1 right after shield_feed
+ * means the password is new in its window, which the user's count of
+ * different passwords goes by. */
+unsigned shield_pass_refusals(const struct shield *sh,
+			      const struct shield_conf *c,
+			      const uint8_t pass[SHIELD_ID_LEN], uint64_t now);
+
+/*
+ * A hold decided elsewhere (another front end, through the shared store):
+ * holds the password pass of user, or the user itself when pass is NULL,
+ * until until (s, the caller's clock). The entry is made when absent, as
+ * shield_feed makes one (room is made by evicting a plain entry, never a
+ * hold or a known-good password); a hold is lengthened, never shortened;
+ * a password held this way stops being known good. Returns
+ * SHIELD_NEW_PASSWORD_HOLD or SHIELD_NEW_USER_HOLD when a hold begins, 0
+ * when one was already on or there was no room.
+ */
+unsigned shield_set_hold(struct shield *sh, const uint8_t user[SHIELD_ID_LEN],
+			 const uint8_t *pass, uint64_t until, uint64_t now);
+
 /* Forgets the user and every password of the user (an operator's `guard
  * clear`). Returns the entries removed. */
 /* Seconds of the user's guessing hold left at now; 0 when none. */

@@ -328,6 +328,72 @@ static void test_copy(void **state)
 	shield_free(bigger);
 }
 
+/* A hold learned from the fleet: made without refusals, enforced like a
+ * local one, lengthened and never shortened, new only once, kept by a full
+ * table, and cleared with its user. */
+static void test_set_hold(void **state)
+{
+	struct shield *sh = shield_new(16);
+	struct cred old = cred("alice", "old"), good = cred("alice", "good");
+	struct cred bob = cred("bob", "x");
+
+	(void)state;
+	assert_int_equal(shield_set_hold(sh, old.user, old.pass, 100, 100), 0);
+	assert_int_equal(check(sh, old, 100), SHIELD_PASS);
+	assert_int_equal(shield_set_hold(sh, old.user, old.pass, 200, 100),
+			 SHIELD_NEW_PASSWORD_HOLD);
+	assert_int_equal(shield_set_hold(sh, old.user, old.pass, 150, 101), 0);
+	assert_int_equal(check(sh, old, 199), SHIELD_STALE_PASSWORD);
+	assert_int_equal(check(sh, old, 200), SHIELD_PASS);
+	assert_int_equal(check(sh, good, 150), SHIELD_PASS);
+
+	/* A user hold: only a known-good password passes. */
+	feed(sh, good, false, 100);
+	assert_int_equal(shield_set_hold(sh, old.user, NULL, 300, 110),
+			 SHIELD_NEW_USER_HOLD);
+	assert_int_equal(shield_user_hold_left(sh, old.user, 110), 190);
+	assert_int_equal(check(sh, cred("alice", "guess"), 120),
+			 SHIELD_GUESSING);
+	assert_int_equal(check(sh, good, 120), SHIELD_PASS);
+
+	/* A full table of holds turns a newcomer away but keeps them. */
+	for (int i = 0; i < 40; i++) {
+		char p[16];
+		struct cred c;
+
+		snprintf(p, sizeof(p), "p%d", i);
+		c = cred("carol", p);
+		shield_set_hold(sh, c.user, c.pass, 1000, 120);
+	}
+	assert_int_equal(check(sh, old, 150), SHIELD_STALE_PASSWORD);
+	assert_int_equal(shield_set_hold(sh, bob.user, bob.pass, 1000, 120), 0);
+
+	assert_true(shield_clear_user(sh, old.user) >= 2);
+	assert_int_equal(check(sh, old, 150), SHIELD_PASS);
+	assert_int_equal(shield_user_hold_left(sh, old.user, 150), 0);
+	shield_free(sh);
+}
+
+/* The refusals of a password in its window: what tells a first refusal. */
+static void test_pass_refusals(void **state)
+{
+	struct shield *sh = shield_new(16);
+	struct cred old = cred("alice", "old");
+
+	(void)state;
+	assert_int_equal(shield_pass_refusals(sh, &conf, old.pass, 10), 0);
+	feed(sh, old, true, 10);
+	assert_int_equal(shield_pass_refusals(sh, &conf, old.pass, 10), 1);
+	feed(sh, old, true, 11);
+	assert_int_equal(shield_pass_refusals(sh, &conf, old.pass, 11), 2);
+	assert_int_equal(
+	    shield_pass_refusals(sh, &conf, old.pass, 10 + conf.window), 0);
+	feed(sh, old, true, 10 + conf.window);
+	assert_int_equal(
+	    shield_pass_refusals(sh, &conf, old.pass, 10 + conf.window), 1);
+	shield_free(sh);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -341,6 +407,8 @@ int main(void)
 	    cmocka_unit_test(test_key_ids),
 	    cmocka_unit_test(test_new_holds),
 	    cmocka_unit_test(test_copy),
+	    cmocka_unit_test(test_set_hold),
+	    cmocka_unit_test(test_pass_refusals),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
