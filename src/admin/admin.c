@@ -27,6 +27,7 @@
 #include "proxy/stats.h"
 #include "site/route.h"
 #include "site/sitemap.h"
+#include "store/store.h"
 
 struct admin {
 	struct evhttp *http; /* owned */
@@ -98,6 +99,7 @@ static void metrics_cb(struct evhttp_request *req, void *arg)
 	struct admin *a = arg;
 	struct stats_snapshot snap;
 	struct guard_counts gc;
+	struct store_stats st;
 	struct evbuffer *b;
 	struct gen *g;
 
@@ -110,6 +112,8 @@ static void metrics_cb(struct evhttp_request *req, void *arg)
 	proxy_guard_counts(a->p, &gc);
 	g = proxy_gen_hold(a->p);
 	metrics_render(b, &snap, &gc, g, a->hooks);
+	if (proxy_store_stats(a->p, &st))
+		metrics_store(b, &st);
 	directory_metrics(b, dir_cache(a->p));
 	gen_release(g);
 	reply(req, 200, "text/plain; version=0.0.4", b);

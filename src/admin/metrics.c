@@ -12,6 +12,7 @@
 #include "proxy/gen.h"
 #include "proxy/proxy.h"
 #include "proxy/stats.h"
+#include "store/store.h"
 #include "tls/tls.h"
 #include "upstream/cas.h"
 
@@ -214,6 +215,14 @@ static void guard(struct evbuffer *out, const struct stats_snapshot *s,
 	one(out, "easfront_guard_throttle_evictions_total", "counter",
 	    "Throttle buckets given up for room (guard.max_entries).",
 	    gc->throttle_evictions);
+	one(out, "easfront_guard_shared_holds_total", "counter",
+	    "Holds begun here because another front end reached them "
+	    "(guard.store).",
+	    gc->shared_holds);
+	one(out, "easfront_guard_shared_dropped_total", "counter",
+	    "Refusals and clears never told to the store: more were waiting "
+	    "than the control loop keeps.",
+	    gc->shared_dropped);
 	one(out, "easfront_guard_rules", "gauge",
 	    "Device rules of the configuration serving new requests "
 	    "(guard.devices).",
@@ -354,6 +363,31 @@ static void live(struct evbuffer *out, const struct gen *g,
 	one(out, "easfront_config_loaded_timestamp_seconds", "gauge",
 	    "Unix time the configuration serving new requests was read.",
 	    (uint64_t)g->loaded_at);
+}
+
+void metrics_store(struct evbuffer *out, const struct store_stats *st)
+{
+	one(out, "easfront_store_up", "gauge",
+	    "1 while the shared store (guard.store) answers; 0: this front "
+	    "end counts alone.",
+	    st->up);
+	one(out, "easfront_store_errors_total", "counter",
+	    "Store connections refused or lost, error and malformed replies.",
+	    st->errors);
+	one(out, "easfront_store_timeouts_total", "counter",
+	    "Store commands and handshakes without an answer in time.",
+	    st->timeouts);
+	one(out, "easfront_store_reconnects_total", "counter",
+	    "Store connections made up again after a loss.", st->reconnects);
+	one(out, "easfront_store_messages_total", "counter",
+	    "Holds and clears heard from the fleet (this front end's own "
+	    "included).",
+	    st->messages);
+	family(out, "easfront_store_rtt_seconds", "gauge",
+	       "Round trip of the last command the store answered.");
+	evbuffer_add_printf(out, "easfront_store_rtt_seconds %llu.%06llu\n",
+			    (unsigned long long)(st->rtt_us / 1000000),
+			    (unsigned long long)(st->rtt_us % 1000000));
 }
 
 void metrics_render(struct evbuffer *out, const struct stats_snapshot *snap,

@@ -16,4 +16,10 @@ void metrics_render(struct evbuffer *out, const struct stats_snapshot *snap,
 		    const struct guard_counts *guard, const struct gen *g,
 		    const struct admin_hooks *hooks);
 
+struct store_stats;
+
+/* Appends the shared store's families (guard.store; only when it is set:
+ * a lone front end has no store to be down). */
+void metrics_store(struct evbuffer *out, const struct store_stats *st);
+
 #endif

@@ -18,6 +18,7 @@
 #include "proxy/gen.h"
 #include "proxy/proxy.h"
 #include "site/sitemap.h"
+#include "store/store.h"
 #include "tls/tls.h"
 
 static unsigned char random_key[32];
@@ -184,6 +185,40 @@ static int load_guard_key(struct gen *g, char **err)
 	return g->guard_key != NULL ? 0 : -1;
 }
 
+/* guard.store taken apart (conf_load checked its scheme, at its line) and
+ * its password read: a reload with a store that cannot be used is
+ * refused, and the running one keeps sharing. */
+static int load_store(struct gen *g, char **err)
+{
+	const struct conf *c = g->conf;
+	char pw[STORE_PASSWORD_MAX + 1], buf[1024];
+	struct store_addr a;
+	const char *why = NULL;
+	char *perr = NULL;
+
+	if (c->guard_store == NULL)
+		return 0;
+	if (store_url_parse(c->guard_store, &a, &why) != 0) {
+		snprintf(buf, sizeof(buf), "%s: guard.store %s: %s\n", c->path,
+			 c->guard_store, why);
+		*err = strdup(buf);
+		return -1;
+	}
+	if (c->guard_store_password_file == NULL)
+		return 0;
+	if (store_password_read(c->guard_store_password_file, pw, sizeof(pw),
+				&perr) < 0) {
+		snprintf(buf, sizeof(buf), "%s: guard.store_password_file: %s\n",
+			 c->path, perr ? perr : "unreadable");
+		free(perr);
+		*err = strdup(buf);
+		return -1;
+	}
+	g->store_password = strdup(pw);
+	explicit_bzero(pw, sizeof(pw));
+	return g->store_password != NULL ? 0 : -1;
+}
+
 /* guard.devices compiled; conf_load refused every regex that would not. */
 static int load_rules(struct gen *g, char **err)
 {
@@ -232,7 +267,8 @@ struct gen *generation_build(struct proxy *p, const char *path, unsigned id,
 	if (g->client_ctx == NULL)
 		goto fail;
 	if (build_sites(p, g, err) != 0 || load_log_key(g, err) != 0 ||
-	    load_guard_key(g, err) != 0 || load_rules(g, err) != 0)
+	    load_guard_key(g, err) != 0 || load_rules(g, err) != 0 ||
+	    load_store(g, err) != 0)
 		goto fail;
 	if (gethostname(g->hostname, sizeof(g->hostname)) != 0)
 		str_copy(g->hostname, sizeof(g->hostname), STR_LIT("easfront"));

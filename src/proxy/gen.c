@@ -1,6 +1,7 @@
 #include "proxy/gen.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "conf/conf.h"
 #include "guard/rules.h"
@@ -43,6 +44,9 @@ static void gen_free(struct gen *g)
 		free(g->sites);
 	}
 	shield_key_free(g->guard_key);
+	if (g->store_password != NULL)
+		explicit_bzero(g->store_password, strlen(g->store_password));
+	free(g->store_password);
 	rules_free(g->rules);
 	free(g->rule_blocks);
 	sitemap_free(g->map);

@@ -85,6 +85,9 @@ struct guard_counts {
 	bool throttle_on;	/* guard.throttle configured */
 	size_t throttled_keys;	/* buckets not full again now */
 	uint64_t throttle_evictions; /* buckets given up for room */
+	uint64_t shared_holds;	/* holds begun here by the store's word */
+	uint64_t shared_dropped; /* refusals and clears never told to the
+				    store: the outbox was full */
 };
 
 /* The users with a hold now (user: that one only, normalised as routing
@@ -100,6 +103,13 @@ size_t proxy_guard_clear(struct proxy *p, const char *user);
 
 /* The shield's figures. Any thread. */
 void proxy_guard_counts(struct proxy *p, struct guard_counts *out);
+
+struct store_stats;
+
+/* The shared store's counters (store/store.h) into *out; false (*out
+ * zeroed) without guard.store. On the control loop's thread (the admin
+ * endpoint's), where the store lives. */
+bool proxy_store_stats(struct proxy *p, struct store_stats *out);
 
 /* Frees a stopped (or never started) proxy. NULL is accepted. */
 void proxy_free(struct proxy *p);

@@ -40,6 +40,12 @@ struct shields {
 	size_t n_names;
 	uint64_t log_window;	/* s: when the current log window began */
 	unsigned logged;	/* hold lines written in it */
+	shields_wake_cb wake;	/* NULL: the fleet is not told */
+	void *wake_arg;		/* not owned: the fleet's */
+	struct shields_event *outbox; /* owned: n_out of cap_out events */
+	size_t n_out, cap_out;
+	uint64_t dropped;	/* events the full outbox left out */
+	uint64_t shared_holds;	/* holds begun here by the fleet's word */
 };
 
 /* Hold lines written per LOG_WINDOW seconds: a flood begins thousands of
@@ -86,6 +92,7 @@ void shields_free(struct shields *sh)
 		return;
 	shield_free(sh->table);
 	free(sh->names);
+	free(sh->outbox);
 	pthread_mutex_destroy(&sh->lock);
 	free(sh);
 }
@@ -175,8 +182,14 @@ static struct held_name *name_for(struct shields *sh, const char *user,
 	for (size_t i = 0; i < sh->n_names; i++) {
 		struct held_name *n = &sh->names[i];
 
-		if (memcmp(n->id, id, SHIELD_ID_LEN) == 0)
+		if (memcmp(n->id, id, SHIELD_ID_LEN) == 0) {
+			/* A user first heard of from the store, by id,
+			 * now seen by name. */
+			if (n->user[0] == '#' && user[0] != '#')
+				str_copy(n->user, sizeof(n->user),
+					 str_from(user));
 			return n;
+		}
 		if (name_end(n) <= now)
 			pick = n;
 	}
@@ -194,12 +207,148 @@ static struct held_name *name_for(struct shields *sh, const char *user,
 	return pick;
 }
 
+/* Appends ev to the outbox, waking the fleet when it was empty. Under the
+ * lock, with sharing on. */
+static void post(struct shields *sh, const struct shields_event *ev)
+{
+	if (sh->n_out == sh->cap_out) {
+		size_t cap = sh->cap_out ? sh->cap_out * 2 : 64;
+		struct shields_event *o;
+
+		if (cap > SHIELDS_OUTBOX_MAX)
+			cap = SHIELDS_OUTBOX_MAX;
+		o = cap > sh->cap_out
+			? realloc(sh->outbox, cap * sizeof(*o))
+			: NULL;
+		if (o == NULL) {
+			sh->dropped++;
+			return;
+		}
+		sh->outbox = o;
+		sh->cap_out = cap;
+	}
+	sh->outbox[sh->n_out++] = *ev;
+	if (sh->n_out == 1)
+		sh->wake(sh->wake_arg);
+}
+
+/* The fleet hears of a refusal: the password's, and whether the user
+ * counts one more different password (its first refusal in its window). */
+static void post_refusal(struct shields *sh,
+			 const uint8_t user_id[SHIELD_ID_LEN],
+			 const uint8_t pass_id[SHIELD_ID_LEN], uint64_t now)
+{
+	struct shields_event ev = {.kind = SHIELDS_REFUSED};
+
+	if (sh->wake == NULL)
+		return;
+	ev.first = shield_pass_refusals(sh->table, &sh->conf, pass_id, now) <=
+		   1;
+	memcpy(ev.user, user_id, SHIELD_ID_LEN);
+	memcpy(ev.pass, pass_id, SHIELD_ID_LEN);
+	post(sh, &ev);
+}
+
+void shields_share(struct shields *sh, shields_wake_cb wake, void *arg)
+{
+	pthread_mutex_lock(&sh->lock);
+	sh->wake = wake;
+	sh->wake_arg = arg;
+	if (wake == NULL) {
+		free(sh->outbox);
+		sh->outbox = NULL;
+		sh->n_out = sh->cap_out = 0;
+	}
+	pthread_mutex_unlock(&sh->lock);
+}
+
+size_t shields_drain(struct shields *sh, struct shields_event *out,
+		     size_t cap)
+{
+	size_t n;
+
+	pthread_mutex_lock(&sh->lock);
+	n = sh->n_out < cap ? sh->n_out : cap;
+	memcpy(out, sh->outbox, n * sizeof(*out));
+	memmove(sh->outbox, sh->outbox + n,
+		(sh->n_out - n) * sizeof(*out));
+	sh->n_out -= n;
+	pthread_mutex_unlock(&sh->lock);
+	return n;
+}
+
+void shields_post_clear(struct shields *sh, const uint8_t *user_id)
+{
+	struct shields_event ev = {.kind = SHIELDS_CLEARED};
+
+	ev.all = user_id == NULL;
+	if (user_id != NULL)
+		memcpy(ev.user, user_id, SHIELD_ID_LEN);
+	pthread_mutex_lock(&sh->lock);
+	if (sh->wake != NULL)
+		post(sh, &ev);
+	pthread_mutex_unlock(&sh->lock);
+}
+
+/* The list's name of a user this front end knows only by id: '#' and the
+ * id's first bytes in hex, the same on every front end of the fleet. */
+static void id_name(const uint8_t id[SHIELD_ID_LEN], char *buf, size_t cap)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t n = 0;
+
+	buf[n++] = '#';
+	for (size_t i = 0; i < 8 && n + 2 < cap; i++) {
+		buf[n++] = hex[id[i] >> 4];
+		buf[n++] = hex[id[i] & 15];
+	}
+	buf[n] = '\0';
+}
+
+/* Notes a new hold of user id in its name entry (made when absent). */
+static void name_hold(struct shields *sh, const char *user,
+		      const uint8_t id[SHIELD_ID_LEN], unsigned news,
+		      uint64_t until, uint64_t now)
+{
+	struct held_name *n = name_for(sh, user, id, now);
+
+	if (news & SHIELD_NEW_PASSWORD_HOLD) {
+		n->passwords = n->pass_until > now ? n->passwords + 1 : 1;
+		if (n->pass_until < until)
+			n->pass_until = until;
+	}
+	if ((news & SHIELD_NEW_USER_HOLD) && n->user_until < until)
+		n->user_until = until;
+}
+
+void shields_apply_hold(struct shields *sh,
+			const uint8_t user_id[SHIELD_ID_LEN],
+			const uint8_t *pass, unsigned ttl_s)
+{
+	uint64_t now = now_s();
+	unsigned news = 0;
+	char name[20];
+
+	id_name(user_id, name, sizeof(name));
+	pthread_mutex_lock(&sh->lock);
+	if (sh->on)
+		news = shield_set_hold(sh->table, user_id, pass, now + ttl_s,
+				       now);
+	if (news != 0) {
+		name_hold(sh, name, user_id, news, now + ttl_s, now);
+		sh->shared_holds++;
+	}
+	pthread_mutex_unlock(&sh->lock);
+	if (news != 0)
+		log_debug("guard: a hold of %s for %u s from the store", name,
+			  ttl_s);
+}
+
 void shields_feed(struct shields *sh, const char *user,
 		  const uint8_t user_id[SHIELD_ID_LEN],
 		  const uint8_t pass_id[SHIELD_ID_LEN], bool refused)
 {
 	uint64_t now = now_s();
-	struct held_name *n;
 	unsigned news;
 	int say = 0;
 
@@ -210,15 +359,10 @@ void shields_feed(struct shields *sh, const char *user,
 	}
 	news = shield_feed(sh->table, &sh->conf, user_id, pass_id, refused,
 			   now);
+	if (refused)
+		post_refusal(sh, user_id, pass_id, now);
 	if (news != 0) {
-		n = name_for(sh, user, user_id, now);
-		if (news & SHIELD_NEW_PASSWORD_HOLD) {
-			n->passwords = n->pass_until > now ? n->passwords + 1
-							   : 1;
-			n->pass_until = now + sh->conf.hold;
-		}
-		if (news & SHIELD_NEW_USER_HOLD)
-			n->user_until = now + sh->conf.hold;
+		name_hold(sh, user, user_id, news, now + sh->conf.hold, now);
 		say = log_quota(sh, now);
 	}
 	pthread_mutex_unlock(&sh->lock);
@@ -315,6 +459,8 @@ void shields_counts(struct shields *sh, struct guard_counts *out)
 	memset(out, 0, sizeof(*out));
 	pthread_mutex_lock(&sh->lock);
 	out->passwords_on = sh->on;
+	out->shared_holds = sh->shared_holds;
+	out->shared_dropped = sh->dropped;
 	out->max_entries = sh->max;
 	if (sh->table != NULL)
 		shield_get_size(sh->table, &out->entries, &out->evictions,
@@ -364,11 +510,16 @@ size_t proxy_guard_clear(struct proxy *p, const char *user)
 	uint8_t id[SHIELD_ID_LEN];
 	size_t n;
 
-	if (user == NULL)
+	if (user == NULL) {
 		n = shields_clear(p->shields, NULL);
-	else
-		n = user_id_now(p, user, id) ? shields_clear(p->shields, id)
-					     : 0;
+		shields_post_clear(p->shields, NULL);
+	} else if (user_id_now(p, user, id)) {
+		n = shields_clear(p->shields, id);
+		/* Every front end clears, even when this one knew nothing
+		 * of the user. */
+		shields_post_clear(p->shields, id);
+	} else
+		n = 0;
 	log_info("guard: cleared %s by the operator (%zu)",
 		  user != NULL ? user : "every user", n);
 	return n;

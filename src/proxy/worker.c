@@ -23,6 +23,7 @@
 #include "upstream/cas.h"
 #include "upstream/control.h"
 #include "proxy/dir.h"
+#include "proxy/fleet.h"
 #include "ldap/ldap_src.h"
 #include "proxy/gen.h"
 #include "proxy/proxy.h"
@@ -178,6 +179,11 @@ int proxy_control_start(struct proxy *p, struct event_base *base, char **err)
 		*err = strdup("no generation to watch");
 		return -1;
 	}
+	/* Before the CAS: a front end whose DNS servers fail still shares
+	 * its holds. */
+	p->fleet = fleet_new(base, p->shields);
+	if (p->fleet != NULL)
+		fleet_follow(p->fleet, p->gen);
 	p->control = control_new(&p->cas, base, p->gen->conf->dns_servers,
 				 p->gen->conf->n_dns_servers, err);
 	if (p->control == NULL)
@@ -188,6 +194,8 @@ int proxy_control_start(struct proxy *p, struct event_base *base, char **err)
 
 void proxy_control_stop(struct proxy *p)
 {
+	fleet_free(p->fleet);
+	p->fleet = NULL;
 	control_free(p->control);
 	p->control = NULL;
 }
@@ -204,12 +212,19 @@ void proxy_publish(struct proxy *p, struct gen *g)
 		control_follow(p, g);
 	dir_publish(p, g);
 	shields_configure(p->shields, g);
+	if (p->fleet != NULL)
+		fleet_follow(p->fleet, g);
 	buckets_configure(p->buckets, g);
 	gen_release(old);
 	if (!p->started)
 		return;
 	for (unsigned i = 0; i < p->n_workers; i++)
 		worker_poke(&p->workers[i]);
+}
+
+bool proxy_store_stats(struct proxy *p, struct store_stats *out)
+{
+	return fleet_stats(p->fleet, out);
 }
 
 void proxy_stats(struct proxy *p, struct stats_snapshot *out)

@@ -1,0 +1,354 @@
+/*
+ * The fleet's password shield: the shields' outbox drained into the store's
+ * counters, holds published and heard, holds found again after every
+ * (re)connect. A front end always counts locally too, so while the store
+ * is down each one limits alone, and nothing here is on a request's path.
+ */
+#include "proxy/fleet.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "conf/conf.h"
+#include "core/log.h"
+#include "proxy/gen.h"
+#include "proxy/shields.h"
+#include "store/store.h"
+
+/* The channel of holds and clears ("easfront:holds" with the store's
+ * prefix). */
+#define CHANNEL "holds"
+/* Events moved out of the outbox at a time. */
+#define DRAIN_BATCH 256
+/* How often the store's state is looked at (a (re)connect finds the holds
+ * that exist). */
+#define TICK_MS 1000
+
+struct fleet {
+	struct event_base *base; /* not owned: the control loop */
+	struct shields *sh;	 /* not owned: the proxy's */
+	struct store *store;	 /* owned; NULL without guard.store */
+	char *url;		 /* owned: the store's guard.store */
+	char *password;		 /* owned: its AUTH password, or NULL */
+	struct shield_conf conf; /* the current generation's thresholds */
+	struct event *wake;	 /* owned: the workers' news is waiting */
+	struct event *tick;	 /* owned: every TICK_MS */
+	bool was_up;		 /* the store was up at the last tick */
+	uint64_t reconnects;	 /* its reconnects at the last tick */
+};
+
+/* A key: kind, then up to two ids. */
+struct fkey {
+	uint8_t b[1 + 2 * SHIELD_ID_LEN];
+	size_t len;
+};
+
+static struct fkey key_of(char kind, const uint8_t *a, const uint8_t *b)
+{
+	struct fkey k = {.b = {(uint8_t)kind}, .len = 1};
+
+	if (a != NULL) {
+		memcpy(k.b + k.len, a, SHIELD_ID_LEN);
+		k.len += SHIELD_ID_LEN;
+	}
+	if (b != NULL) {
+		memcpy(k.b + k.len, b, SHIELD_ID_LEN);
+		k.len += SHIELD_ID_LEN;
+	}
+	return k;
+}
+
+/* ---- refusals counted, holds published ---- */
+
+/* What a counter's answer needs: the hold it may lead to. */
+struct counted {
+	struct fleet *f;
+	struct fkey hold;   /* 'P' pass user or 'U' user */
+	unsigned threshold; /* the total that begins the hold */
+};
+
+static void counted_cb(void *arg, int status, long long total)
+{
+	struct counted *c = arg;
+	struct fleet *f = c->f;
+
+	/* >= rather than ==: a hold whose publication was lost (the store
+	 * went down in between) is published again by the next refusal. */
+	if (status == 0 && total >= (long long)c->threshold && f->store)
+		store_hold(f->store, CHANNEL, c->hold.b, c->hold.len,
+			   f->conf.hold, NULL, NULL);
+	free(c);
+}
+
+/* Adds one to counter, whose total reaching threshold holds hold. */
+static void count(struct fleet *f, struct fkey counter, struct fkey hold,
+		  unsigned threshold)
+{
+	struct counted *c;
+
+	if (threshold == 0)
+		return;
+	c = malloc(sizeof(*c));
+	if (c == NULL)
+		return;
+	*c = (struct counted){.f = f, .hold = hold, .threshold = threshold};
+	if (store_count(f->store, counter.b, counter.len, 1, f->conf.window,
+			counted_cb, c) != 0)
+		free(c);
+}
+
+static void refused(struct fleet *f, const struct shields_event *ev)
+{
+	count(f, key_of('p', ev->pass, ev->user),
+	      key_of('P', ev->pass, ev->user), f->conf.password_failures);
+	if (ev->first)
+		count(f, key_of('u', ev->user, NULL),
+		      key_of('U', ev->user, NULL), f->conf.user_failures);
+}
+
+/* ---- holds found by a scan; an operator's clear ---- */
+
+/* One walk of the keys of a kind: holds to apply, or keys of a user (all:
+ * every user) to delete. */
+struct walk {
+	struct fleet *f;
+	bool clear;
+	bool all;
+	uint8_t user[SHIELD_ID_LEN];
+};
+
+/* Applies a hold key ('P' pass user or 'U' user) for ttl_s. */
+static void apply(struct fleet *f, const uint8_t *k, size_t klen,
+		  unsigned ttl_s)
+{
+	if (k[0] == 'P' && klen == 1 + 2 * SHIELD_ID_LEN)
+		shields_apply_hold(f->sh, k + 1 + SHIELD_ID_LEN, k + 1, ttl_s);
+	else if (k[0] == 'U' && klen == 1 + SHIELD_ID_LEN)
+		shields_apply_hold(f->sh, k + 1, NULL, ttl_s);
+}
+
+static void walk_cb(void *arg, int status, const void *key, size_t klen,
+		    long long ttl_ms)
+{
+	struct walk *w = arg;
+	const uint8_t *k = key;
+
+	(void)status;
+	if (key == NULL) {
+		free(w);
+		return;
+	}
+	if (!w->clear) {
+		apply(w->f, k, klen, (unsigned)((ttl_ms + 999) / 1000));
+		return;
+	}
+	/* Every key of a user ends with the user's id. */
+	if (w->all || (klen > SHIELD_ID_LEN &&
+		       memcmp(k + klen - SHIELD_ID_LEN, w->user,
+			      SHIELD_ID_LEN) == 0))
+		store_clear(w->f->store, CHANNEL, key, klen, NULL, NULL);
+}
+
+static void walk(struct fleet *f, char kind, bool clear, bool all,
+		 const uint8_t *user)
+{
+	struct walk *w = calloc(1, sizeof(*w));
+	uint8_t k = (uint8_t)kind;
+
+	if (w == NULL)
+		return;
+	*w = (struct walk){.f = f, .clear = clear, .all = all};
+	if (user != NULL)
+		memcpy(w->user, user, SHIELD_ID_LEN);
+	if (store_scan_holds(f->store, &k, 1, walk_cb, w) != 0)
+		free(w);
+}
+
+/* Every front end clears the user (the 'C' message), and the user's
+ * counters and holds leave the store, so that one that (re)starts does
+ * not learn them again and the next refusal starts from one. */
+static void cleared(struct fleet *f, const struct shields_event *ev)
+{
+	struct fkey c = key_of('C', ev->all ? NULL : ev->user, NULL);
+	static const char kinds[] = "PpUu";
+
+	store_clear(f->store, CHANNEL, c.b, c.len, NULL, NULL);
+	for (size_t i = 0; i < sizeof(kinds) - 1; i++)
+		walk(f, kinds[i], true, ev->all, ev->user);
+}
+
+/* ---- the loop's side ---- */
+
+/* The workers' news: drained whole, told to the store while it is up and
+ * dropped while it is down (each front end counts locally anyway). */
+static void wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct fleet *f = arg;
+	struct shields_event ev[DRAIN_BATCH];
+	size_t n;
+
+	(void)fd;
+	(void)what;
+	while ((n = shields_drain(f->sh, ev, DRAIN_BATCH)) > 0) {
+		if (f->store == NULL || !store_up(f->store))
+			continue;
+		for (size_t i = 0; i < n; i++) {
+			if (ev[i].kind == SHIELDS_REFUSED)
+				refused(f, &ev[i]);
+			else if (ev[i].kind == SHIELDS_CLEARED)
+				cleared(f, &ev[i]);
+		}
+	}
+}
+
+/* Runs under the shields' lock on a worker: only wakes the loop. */
+static void wake(void *arg)
+{
+	event_active(((struct fleet *)arg)->wake, EV_READ, 0);
+}
+
+/* A hold or a clear published by a front end of the fleet (this one's
+ * own come back too, and change nothing). */
+static void msg_cb(void *arg, enum store_msg_op op, const void *key,
+		   size_t klen, unsigned ttl_s)
+{
+	struct fleet *f = arg;
+	const uint8_t *k = key;
+
+	if (op == STORE_MSG_HOLD)
+		apply(f, k, klen, ttl_s);
+	else if (op == STORE_MSG_CLEAR && k[0] == 'C' && klen == 1)
+		shields_clear(f->sh, NULL);
+	else if (op == STORE_MSG_CLEAR && k[0] == 'C' &&
+		 klen == 1 + SHIELD_ID_LEN)
+		shields_clear(f->sh, k + 1);
+}
+
+/* After each (re)connect, the holds that exist: what was published while
+ * this front end was away or starting. */
+static void tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct fleet *f = arg;
+	struct store_stats st;
+	bool up;
+
+	(void)fd;
+	(void)what;
+	if (f->store == NULL)
+		return;
+	store_get_stats(f->store, &st);
+	up = store_up(f->store);
+	if (up && (!f->was_up || st.reconnects != f->reconnects)) {
+		walk(f, 'P', false, false, NULL);
+		walk(f, 'U', false, false, NULL);
+	}
+	f->was_up = up;
+	f->reconnects = st.reconnects;
+}
+
+struct fleet *fleet_new(struct event_base *base, struct shields *sh)
+{
+	struct fleet *f = calloc(1, sizeof(*f));
+	struct timeval tv = {TICK_MS / 1000, (TICK_MS % 1000) * 1000};
+
+	if (f == NULL)
+		return NULL;
+	f->base = base;
+	f->sh = sh;
+	f->wake = event_new(base, -1, 0, wake_cb, f);
+	f->tick = event_new(base, -1, EV_PERSIST, tick_cb, f);
+	if (f->wake == NULL || f->tick == NULL ||
+	    event_add(f->tick, &tv) != 0) {
+		fleet_free(f);
+		return NULL;
+	}
+	return f;
+}
+
+static bool same(const char *a, const char *b)
+{
+	return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+/* Frees the store and forgets its settings; the workers stop telling. */
+static void stop_sharing(struct fleet *f)
+{
+	shields_share(f->sh, NULL, NULL);
+	store_free(f->store);
+	f->store = NULL;
+	free(f->url);
+	f->url = NULL;
+	if (f->password != NULL)
+		explicit_bzero(f->password, strlen(f->password));
+	free(f->password);
+	f->password = NULL;
+	f->was_up = false;
+}
+
+/* A store for g's guard.store, subscribed to the holds; false when it
+ * cannot be made (logged; the front end counts alone). */
+static bool start_sharing(struct fleet *f, const struct gen *g)
+{
+	struct store_conf sc = {.url = g->conf->guard_store,
+				.password = g->store_password};
+	char *err = NULL;
+
+	f->url = strdup(g->conf->guard_store);
+	f->password = g->store_password ? strdup(g->store_password) : NULL;
+	f->store = store_new(f->base, &sc, &err);
+	if (f->url == NULL || f->store == NULL ||
+	    (g->store_password != NULL && f->password == NULL) ||
+	    store_subscribe(f->store, CHANNEL, msg_cb, f) != 0) {
+		log_warnx("guard: guard.store %s: %s; each front end counts "
+			  "alone", g->conf->guard_store,
+			  err ? err : "out of memory");
+		free(err);
+		stop_sharing(f);
+		return false;
+	}
+	shields_share(f->sh, wake, f);
+	return true;
+}
+
+void fleet_follow(struct fleet *f, const struct gen *g)
+{
+	const struct conf *c = g->conf;
+
+	f->conf = (struct shield_conf){
+	    .password_failures = c->guard_passwords.password_failures,
+	    .user_failures = c->guard_passwords.user_failures,
+	    .window = c->guard_passwords.window,
+	    .hold = c->guard_passwords.hold,
+	};
+	if (!c->guard_passwords_on)
+		f->conf.password_failures = f->conf.user_failures = 0;
+	if (f->store != NULL && same(f->url, c->guard_store) &&
+	    same(f->password, g->store_password))
+		return;
+	stop_sharing(f);
+	if (c->guard_store != NULL)
+		start_sharing(f, g);
+}
+
+bool fleet_stats(const struct fleet *f, struct store_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	if (f == NULL || f->store == NULL)
+		return false;
+	store_get_stats(f->store, st);
+	return true;
+}
+
+void fleet_free(struct fleet *f)
+{
+	if (f == NULL)
+		return;
+	stop_sharing(f);
+	if (f->wake != NULL)
+		event_free(f->wake);
+	if (f->tick != NULL)
+		event_free(f->tick);
+	free(f);
+}
