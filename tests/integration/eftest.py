@@ -301,6 +301,7 @@ class Daemon:
         self.stderr_path = os.path.join(self.dir, "stderr.log")
         self.stdout_path = os.path.join(self.dir, "stdout.log")
         self.access_path = os.path.join(self.dir, "access.log")
+        self.host = "127.0.0.1"   # where it listens (127.0.0.2 for a twin)
         self.port = free_port()
         self.cas_urls = list(cas_urls)
         self.workers = workers
@@ -327,7 +328,7 @@ class Daemon:
             "site": "site1",
             "pid_file": self.pid_path,
             "workers": self.workers,
-            "listen": [{"address": "127.0.0.1:%d" % self.port}],
+            "listen": [{"address": "%s:%d" % (self.host, self.port)}],
             "tls": {"certificates": [{"cert": c, "key": k}
                                      for c, k in self.certs]},
             "sites": [site],
@@ -388,7 +389,7 @@ class Daemon:
             if self.proc.poll() is not None:
                 return False
             try:
-                socket.create_connection(("127.0.0.1", self.port),
+                socket.create_connection((self.host, self.port),
                                          timeout=0.5).close()
                 return True
             except OSError:
@@ -403,7 +404,7 @@ class Daemon:
         while time.monotonic() < deadline:
             self.assert_alive()
             try:
-                c = tls_connect(self.port, timeout=3)
+                c = tls_connect(self.port, timeout=3, host=self.host)
                 c.send(b"GET /Microsoft-Server-ActiveSync/healthcheck.htm "
                        b"HTTP/1.1\r\nHost: eas.contoso.test\r\n"
                        b"Connection: close\r\n\r\n")
@@ -522,7 +523,8 @@ class Daemon:
     # ---- convenience
 
     def connect(self, sni=SNI, ctx=None, timeout=10):
-        return tls_connect(self.port, sni=sni, ctx=ctx, timeout=timeout)
+        return tls_connect(self.port, sni=sni, ctx=ctx, timeout=timeout,
+                           host=self.host)
 
     def roundtrip(self, raw, sni=None, timeout=10, method=None):
         """New TLS connection, send raw, read one response, close. The SNI
@@ -559,10 +561,11 @@ def client_context(ca=None, verify=True, min_version=None, max_version=None,
     return ctx
 
 
-def tls_connect(port, sni=SNI, ctx=None, timeout=10, session=None):
-    """A RawConn over TLS to 127.0.0.1:port, SNI sni (None: no SNI)."""
+def tls_connect(port, sni=SNI, ctx=None, timeout=10, session=None,
+                host="127.0.0.1"):
+    """A RawConn over TLS to host:port, SNI sni (None: no SNI)."""
     ctx = ctx or client_context()
-    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    s = socket.create_connection((host, port), timeout=timeout)
     try:
         t = ctx.wrap_socket(s, server_hostname=sni, session=session)
     except BaseException:

@@ -1,0 +1,288 @@
+"""The password shield of a fleet (issue 15 item 3, DESIGN.md "Edge
+protection", guard.store): two easfront instances, one on 127.0.0.1 and
+one on 127.0.0.2, in front of one stand-in CAS and sharing one redis-server
+(Debian's, started here on 127.0.0.1 with a password and no persistence).
+
+- a stale password replayed alternately to both reaches the CAS exactly
+  password_failures times in all, and both hold it;
+- `guard clear` on one clears both;
+- Redis stopped mid-run: requests flow without waiting, each front end
+  limits alone, easfront_store_up 0; Redis back: sharing resumes without a
+  restart of easfront;
+- a Redis that accepts and never answers: the same as one that is down.
+
+Every wait is bounded in count and time."""
+
+import os
+import socket
+import subprocess
+import threading
+import time
+import unittest
+
+import eftest
+import test_guard as tg
+from eftest import free_port, wait_until
+
+REDIS_PASSWORD = "fleet-" + os.urandom(8).hex()
+OLD = tg.OLD
+# The store's command timeout (store.h STORE_TIMEOUT_MS_DEFAULT): a request
+# that waited for the store would take at least this long.
+STORE_TIMEOUT = 0.5
+
+
+class Redis:
+    """A redis-server on 127.0.0.1:port with requirepass and no
+    persistence, stoppable and restartable on the same port."""
+
+    def __init__(self, tc):
+        eftest.ensure_tool("redis-server", "redis-server")
+        self.dir = eftest.mktemp_dir("eftest-redis-")
+        self.port = free_port()
+        self.proc = None
+        tc.addCleanup(self.stop)
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+             "--requirepass", REDIS_PASSWORD, "--save", "",
+             "--appendonly", "no", "--dir", self.dir, "--daemonize", "no"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+        if not wait_until(self._ready, 10, 0.1):
+            raise AssertionError("redis-server did not answer within 10 s")
+        return self
+
+    def command(self, *args, timeout=2):
+        """One command after AUTH; the raw reply bytes."""
+        out = b"".join(b"*%d\r\n" % len(a) + b"".join(
+            b"$%d\r\n%s\r\n" % (len(x), x) for x in a) for a in
+            ([b"AUTH", REDIS_PASSWORD.encode()],
+             [x if isinstance(x, bytes) else str(x).encode()
+              for x in args]))
+        with socket.create_connection(("127.0.0.1", self.port),
+                                      timeout=timeout) as s:
+            s.sendall(out)
+            time.sleep(0.1)
+            return s.recv(1 << 20)
+
+    def _ready(self):
+        try:
+            return self.command("PING").startswith(b"+OK\r\n+PONG")
+        except OSError:
+            return False
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+
+class Mute:
+    """A server that accepts connections and never answers."""
+
+    def __init__(self, tc):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.conns = []
+        self.done = False
+        threading.Thread(target=self._accept, daemon=True).start()
+        tc.addCleanup(self.close)
+
+    def _accept(self):
+        self.sock.settimeout(0.2)
+        while not self.done:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.conns.append(c)      # read nothing, answer nothing
+
+    def close(self):
+        self.done = True
+        for c in self.conns:
+            c.close()
+        self.sock.close()
+
+
+class FleetCase(tg.GuardCase):
+
+    def fleet(self, store_port):
+        """A CAS and two daemons (127.0.0.1, 127.0.0.2) sharing the store
+        at store_port and the shield's key; returns (cas, d1, d2); one more
+        of the fleet from self.joiner()."""
+        d = eftest.mktemp_dir("eftest-fleet-")
+        key, pw = os.path.join(d, "guard.key"), os.path.join(d, "redis.pw")
+        with open(key, "wb") as f:
+            f.write(os.urandom(32))
+        with open(pw, "w") as f:
+            f.write(REDIS_PASSWORD + "\n")
+        guard = {"passwords": tg.shield(), "key_file": key,
+                 "store": "redis://127.0.0.1:%d" % store_port,
+                 "store_password_file": pw}
+        cas = self.start_cas(passwords={tg.USER: tg.RIGHT})
+        self.joiner = lambda: tg.GuardDaemon(self, [cas.url], guard).start()
+        d1 = tg.GuardDaemon(self, [cas.url], guard).start()
+        d2 = tg.GuardDaemon(self, [cas.url], guard)
+        d2.host = "127.0.0.2"
+        d2.start()
+        return cas, d1, d2
+
+    def store_up(self, d):
+        return d.metrics().get(("easfront_store_up", ()))
+
+    def wait_store(self, ds, up, timeout=25):
+        for d in ds:
+            if not wait_until(lambda: self.store_up(d) == up, timeout, 0.2):
+                self.fail("easfront_store_up never became %d on %s "
+                          "within %d s:\n%s" % (up, d.host, timeout,
+                                                d.stderr_text()[-2000:]))
+
+    def held(self, d, password_holds=1):
+        """True when d holds at least password_holds passwords of USER."""
+        st = d.guard_status()
+        if not st:
+            return False
+        for h in st.get("holds", []):
+            if h["held_passwords"] >= password_holds:
+                return True
+        return False
+
+    def guard_of(self, d):
+        code, text = d.admin("GET", "/guard?user=" + tg.USER)
+        self.assertEqual(code, 200, text)
+        return text
+
+    def replay(self, phones, password, n, settle=None):
+        """Sends password n times, alternately through phones; before each
+        further request, up to a second for settle() (a hold to
+        propagate). Returns the statuses and the slowest answer's time."""
+        statuses, slowest = [], 0.0
+        for i in range(n):
+            p = phones[i % len(phones)]
+            p.password = password
+            t0 = time.monotonic()
+            _, resp = p.request("Sync")
+            slowest = max(slowest, time.monotonic() - t0)
+            statuses.append(resp.status)
+            if settle is not None:
+                wait_until(settle, 1.0, 0.05)
+        return statuses, slowest
+
+    def phones(self, d1, d2):
+        a = self.phone(d1, password=OLD)
+        b = self.phone(d2, password=OLD, device_id=a.device_id)
+        return a, b
+
+
+class SharedHolds(FleetCase):
+
+    def test_stale_password_held_fleet_wide_and_cleared_on_both(self):
+        redis = Redis(self).start()
+        cas, d1, d2 = self.fleet(redis.port)
+        self.wait_store((d1, d2), 1)
+        a, b = self.phones(d1, d2)
+
+        statuses, _ = self.replay(
+            (a, b), OLD, 12,
+            settle=lambda: self.held(d1) and self.held(d2))
+        self.assertEqual(statuses, [401] * 12)
+        self.assertEqual(cas.attempts(tg.USER, password=OLD), 3,
+                         "the CAS saw the stale password more than "
+                         "password_failures times across the fleet")
+        self.assertTrue(self.held(d1) and self.held(d2),
+                        (self.guard_of(d1), self.guard_of(d2)))
+        m = d1.metrics()
+        m2 = d2.metrics()
+        self.assertGreaterEqual(m[("easfront_store_messages_total", ())], 1)
+        self.assertGreaterEqual(
+            m[("easfront_guard_shared_holds_total", ())] +
+            m2[("easfront_guard_shared_holds_total", ())], 1,
+            "no front end learned the hold from the store")
+        # the user's right password is untouched on both
+        for p in (a, b):
+            p.password = tg.RIGHT
+            self.assertEqual(p.request()[1].status, 200)
+        # Redis holds keyed hashes only, never a name or a password
+        keys = redis.command("KEYS", "*")
+        for word in (b"alice", b"contoso", OLD.encode(), tg.RIGHT.encode()):
+            self.assertNotIn(word, keys)
+
+        # a front end that starts now learns the hold from the store
+        d3 = self.joiner()
+        self.assertTrue(wait_until(lambda: self.held(d3), 5, 0.1),
+                        self.guard_of(d3))
+
+        # an operator clears the user on d1: d2 and d3 forget the hold too
+        code, text = d1.admin("POST", "/guard/clear?user=" + tg.USER)
+        self.assertEqual(code, 200, text)
+        for d in (d2, d3):
+            self.assertTrue(wait_until(lambda: not self.held(d), 5, 0.1),
+                            self.guard_of(d))
+        self.assertFalse(self.held(d1))
+        b.password = OLD
+        self.assertEqual(b.request()[1].status, 401)
+        self.assertEqual(cas.attempts(tg.USER, password=OLD), 4,
+                         "after the clear d2 forwards the password again")
+        # and the store forgot the counts: the hold needs 3 again
+        statuses, _ = self.replay(
+            (a, b), OLD, 6, settle=lambda: self.held(d1) and self.held(d2))
+        self.assertEqual(cas.attempts(tg.USER, password=OLD), 6)
+
+
+class StoreOutages(FleetCase):
+
+    def limits_alone(self, cas, d1, d2, password):
+        """With the store gone, each front end holds password after its
+        own password_failures refusals: 2 x 3 reach the CAS, and no
+        request waits for the store."""
+        a, b = self.phones(d1, d2)
+        statuses, slowest = self.replay((a, b), password, 12)
+        self.assertEqual(statuses, [401] * 12)
+        self.assertEqual(cas.attempts(tg.USER, password=password), 6)
+        self.assertLess(slowest, STORE_TIMEOUT * 0.9,
+                        "a request waited for the store")
+        # the right password keeps flowing, without delay
+        _, slowest = self.replay((a, b), tg.RIGHT, 6)
+        self.assertLess(slowest, STORE_TIMEOUT * 0.9)
+        return a, b
+
+    def test_redis_stopped_then_back(self):
+        redis = Redis(self).start()
+        cas, d1, d2 = self.fleet(redis.port)
+        self.wait_store((d1, d2), 1)
+        redis.stop()
+        self.wait_store((d1, d2), 0, timeout=15)
+        a, b = self.limits_alone(cas, d1, d2, "Spring-2024!")
+        self.assertIn("counting locally", d1.stderr_text())
+
+        redis.start()
+        self.wait_store((d1, d2), 1)
+        statuses, _ = self.replay(
+            (a, b), "Autumn-2023!", 8,
+            settle=lambda: self.held(d1, 2) and self.held(d2, 2))
+        self.assertEqual(statuses, [401] * 8)
+        self.assertEqual(cas.attempts(tg.USER, password="Autumn-2023!"), 3,
+                         "sharing did not resume after Redis came back")
+        self.assertGreaterEqual(
+            d1.metrics()[("easfront_store_reconnects_total", ())], 1)
+
+    def test_redis_that_never_answers(self):
+        mute = Mute(self)
+        cas, d1, d2 = self.fleet(mute.port)
+        self.wait_store((d1, d2), 0)
+        self.limits_alone(cas, d1, d2, "Spring-2024!")
+        self.assertTrue(wait_until(
+            lambda: d1.metrics().get(("easfront_store_timeouts_total", ()),
+                                     0) >= 1, 10, 0.2))
+
+
+if __name__ == "__main__":
+    unittest.main()
