@@ -176,6 +176,26 @@ class FleetCase(tg.GuardCase):
                 wait_until(settle, 1.0, 0.05)
         return statuses, slowest
 
+    def assert_store_metrics(self, d):
+        """d's /metrics passes promtool and has every store family."""
+        promtool = eftest.ensure_tool("promtool", "prometheus")
+        code, text = d.admin("GET", "/metrics")
+        self.assertEqual(code, 200)
+        p = eftest.run([promtool, "check", "metrics"], input=text,
+                       check=False)
+        self.assertEqual((p.returncode, p.stdout + p.stderr), (0, ""),
+                         "promtool check metrics:\n" + text[:3000])
+        for name, kind in (("easfront_store_up", "gauge"),
+                           ("easfront_store_errors_total", "counter"),
+                           ("easfront_store_timeouts_total", "counter"),
+                           ("easfront_store_reconnects_total", "counter"),
+                           ("easfront_store_messages_total", "counter"),
+                           ("easfront_store_rtt_seconds", "gauge"),
+                           ("easfront_guard_shared_holds_total", "counter")):
+            self.assertIn("# TYPE %s %s\n" % (name, kind), text)
+        rtt = d.metrics()[("easfront_store_rtt_seconds", ())]
+        self.assertTrue(0 < rtt < STORE_TIMEOUT, rtt)
+
     def phones(self, d1, d2):
         a = self.phone(d1, password=OLD)
         b = self.phone(d2, password=OLD, device_id=a.device_id)
@@ -206,6 +226,7 @@ class SharedHolds(FleetCase):
             m[("easfront_guard_shared_holds_total", ())] +
             m2[("easfront_guard_shared_holds_total", ())], 1,
             "no front end learned the hold from the store")
+        self.assert_store_metrics(d1)
         # the user's right password is untouched on both
         for p in (a, b):
             p.password = tg.RIGHT
