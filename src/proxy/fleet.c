@@ -20,6 +20,9 @@
 /* The channel of holds and clears ("easfront:holds" with the store's
  * prefix). */
 #define CHANNEL "holds"
+/* The longest hold applied (guard.passwords.hold's bound): a Redis that
+ * says more is not believed further. */
+#define HOLD_MAX_S (86400 * 7)
 /* Events moved out of the outbox at a time. */
 #define DRAIN_BATCH 256
 /* How often the store's state is looked at (a (re)connect finds the holds
@@ -35,7 +38,8 @@ struct fleet {
 	struct shield_conf conf; /* the current generation's thresholds */
 	struct event *wake;	 /* owned: the workers' news is waiting */
 	struct event *tick;	 /* owned: every TICK_MS */
-	bool was_up;		 /* the store was up at the last tick */
+	bool was_up;		 /* both its connections were up at the last
+				    tick */
 	uint64_t reconnects;	 /* its reconnects at the last tick */
 };
 
@@ -121,12 +125,15 @@ struct walk {
 
 /* Applies a hold key ('P' pass user or 'U' user) for ttl_s. */
 static void apply(struct fleet *f, const uint8_t *k, size_t klen,
-		  unsigned ttl_s)
+		  long long ttl_s)
 {
+	if (ttl_s > HOLD_MAX_S)
+		ttl_s = HOLD_MAX_S;
 	if (k[0] == 'P' && klen == 1 + 2 * SHIELD_ID_LEN)
-		shields_apply_hold(f->sh, k + 1 + SHIELD_ID_LEN, k + 1, ttl_s);
+		shields_apply_hold(f->sh, k + 1 + SHIELD_ID_LEN, k + 1,
+				   (unsigned)ttl_s);
 	else if (k[0] == 'U' && klen == 1 + SHIELD_ID_LEN)
-		shields_apply_hold(f->sh, k + 1, NULL, ttl_s);
+		shields_apply_hold(f->sh, k + 1, NULL, (unsigned)ttl_s);
 }
 
 static void walk_cb(void *arg, int status, const void *key, size_t klen,
@@ -141,7 +148,7 @@ static void walk_cb(void *arg, int status, const void *key, size_t klen,
 		return;
 	}
 	if (!w->clear) {
-		apply(w->f, k, klen, (unsigned)((ttl_ms + 999) / 1000));
+		apply(w->f, k, klen, ttl_ms / 1000 + 1);
 		return;
 	}
 	/* Every key of a user ends with the user's id. */
@@ -226,8 +233,9 @@ static void msg_cb(void *arg, enum store_msg_op op, const void *key,
 		shields_clear(f->sh, k + 1);
 }
 
-/* After each (re)connect, the holds that exist: what was published while
- * this front end was away or starting. */
+/* After each (re)connect of either connection, the holds that exist: what
+ * was published while this front end was away, starting, or not
+ * subscribed. */
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct fleet *f = arg;
@@ -239,7 +247,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	if (f->store == NULL)
 		return;
 	store_get_stats(f->store, &st);
-	up = store_up(f->store);
+	up = st.up && st.sub_up;
 	if (up && (!f->was_up || st.reconnects != f->reconnects)) {
 		walk(f, 'P', false, false, NULL);
 		walk(f, 'U', false, false, NULL);

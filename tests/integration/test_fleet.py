@@ -258,6 +258,32 @@ class SharedHolds(FleetCase):
         self.assertEqual(cas.attempts(tg.USER, password=OLD), 6)
 
 
+    def test_reload_turns_sharing_off_and_on(self):
+        redis = Redis(self).start()
+        cas, d1, d2 = self.fleet(redis.port)
+        self.wait_store((d1, d2), 1)
+        store = d2.guard.pop("store")
+        pw = d2.guard.pop("store_password_file")
+        d2.write_config()
+        d2.reload()
+        self.assertNotIn(("easfront_store_up", ()), d2.metrics())
+        # d2 counts alone: d1's hold does not reach it
+        a, b = self.phones(d1, d2)
+        self.replay((a,), OLD, 3)
+        self.assertTrue(wait_until(lambda: self.held(d1), 5, 0.1))
+        time.sleep(1)
+        self.assertFalse(self.held(d2), self.guard_of(d2))
+        # sharing again after a reload: it learns the hold that exists
+        d2.guard.update(store=store, store_password_file=pw)
+        d2.write_config()
+        d2.reload()
+        self.wait_store((d2,), 1)
+        self.assertTrue(wait_until(lambda: self.held(d2), 5, 0.1),
+                        self.guard_of(d2))
+        self.assertEqual(b.request()[1].status, 401)
+        self.assertEqual(cas.attempts(tg.USER, password=OLD), 3)
+
+
 class StoreOutages(FleetCase):
 
     def limits_alone(self, cas, d1, d2, password):
