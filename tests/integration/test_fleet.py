@@ -114,7 +114,7 @@ class Mute:
 
 class FleetCase(tg.GuardCase):
 
-    def fleet(self, store_port):
+    def fleet(self, store_port, **shield):
         """A CAS and two daemons (127.0.0.1, 127.0.0.2) sharing the store
         at store_port and the shield's key; returns (cas, d1, d2); one more
         of the fleet from self.joiner()."""
@@ -124,7 +124,7 @@ class FleetCase(tg.GuardCase):
             f.write(os.urandom(32))
         with open(pw, "w") as f:
             f.write(REDIS_PASSWORD + "\n")
-        guard = {"passwords": tg.shield(), "key_file": key,
+        guard = {"passwords": tg.shield(**shield), "key_file": key,
                  "store": "redis://127.0.0.1:%d" % store_port,
                  "store_password_file": pw}
         cas = self.start_cas(passwords={tg.USER: tg.RIGHT})
@@ -257,6 +257,37 @@ class SharedHolds(FleetCase):
             (a, b), OLD, 6, settle=lambda: self.held(d1) and self.held(d2))
         self.assertEqual(cas.attempts(tg.USER, password=OLD), 6)
 
+
+    def test_guessing_counted_fleet_wide(self):
+        """user_failures different wrong passwords in all, spread over
+        both, hold the user on both; a password that worked still
+        passes."""
+        redis = Redis(self).start()
+        cas, d1, d2 = self.fleet(redis.port, user_failures=4)
+        self.wait_store((d1, d2), 1)
+        a, b = self.phones(d1, d2)
+        for p in (a, b):
+            p.password = tg.RIGHT
+            self.assertEqual(p.request()[1].status, 200)
+
+        def user_held(d):
+            st = d.guard_status() or {}
+            return any(h["user_left"] > 0 for h in st.get("holds", []))
+        for i in range(4):
+            p = (a, b)[i % 2]
+            p.password = "guess-%d" % i
+            self.assertEqual(p.request()[1].status, 401)
+            wait_until(lambda: user_held(d1) and user_held(d2), 1.0, 0.05)
+        self.assertTrue(user_held(d1) and user_held(d2),
+                        (self.guard_of(d1), self.guard_of(d2)))
+        for i, p in enumerate((a, b)):
+            p.password = "guess-more-%d" % i
+            self.assertEqual(p.request()[1].status, 401)
+        self.assertEqual(cas.attempts(tg.USER, ok=False), 4,
+                         "more than user_failures guesses reached the CAS")
+        for p in (a, b):
+            p.password = tg.RIGHT
+            self.assertEqual(p.request()[1].status, 200)
 
     def test_reload_turns_sharing_off_and_on(self):
         redis = Redis(self).start()
