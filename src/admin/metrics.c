@@ -386,8 +386,8 @@ void metrics_store(struct evbuffer *out, const struct store_stats *st)
 	family(out, "easfront_store_rtt_seconds", "gauge",
 	       "Round trip of the last command the store answered.");
 	evbuffer_add_printf(out, "easfront_store_rtt_seconds %llu.%06llu\n",
-			    (unsigned long long)(st->rtt_us / 1000000),
-			    (unsigned long long)(st->rtt_us % 1000000));
+	                    (unsigned long long)(st->rtt_us / 1000000),
+	                    (unsigned long long)(st->rtt_us % 1000000));
 }
 
 void metrics_render(struct evbuffer *out, const struct stats_snapshot *snap,

@@ -212,10 +212,10 @@ struct conf {
 	struct conf_guard_passwords guard_passwords;
 	char *guard_key_file;	 /* guard.key_file; NULL: random per start */
 	unsigned guard_max_entries; /* guard.max_entries, default 1000000 */
-	char *guard_store;	 /* guard.store: redis://HOST[:PORT][/DB];
-				    NULL: each front end counts alone */
+	char *guard_store;          /* guard.store: redis://HOST[:PORT][/DB];
+	                               NULL: each front end counts alone */
 	char *guard_store_password_file; /* guard.store_password_file: the
-					    AUTH password; NULL: none */
+	                                    AUTH password; NULL: none */
 	bool guard_throttle_on;	 /* guard.throttle present */
 	struct conf_guard_throttle guard_throttle;
 };

@@ -542,8 +542,9 @@ static void store_check(struct conf_ctx *c, const struct conf *cf)
 
 	if (u == NULL) {
 		if (cf->guard_store_password_file != NULL)
-			conf_err(c, conf_line(c, "guard.store_password_file"),
-			         "guard.store_password_file: without guard.store");
+			conf_err(
+			    c, conf_line(c, "guard.store_password_file"),
+			    "guard.store_password_file: without guard.store");
 		return;
 	}
 	if (strncasecmp(u, scheme, sizeof(scheme) - 1) != 0)

@@ -200,16 +200,17 @@ static int load_store(struct gen *g, char **err)
 		return 0;
 	if (store_url_parse(c->guard_store, &a, &why) != 0) {
 		snprintf(buf, sizeof(buf), "%s: guard.store %s: %s\n", c->path,
-			 c->guard_store, why);
+		         c->guard_store, why);
 		*err = strdup(buf);
 		return -1;
 	}
 	if (c->guard_store_password_file == NULL)
 		return 0;
 	if (store_password_read(c->guard_store_password_file, pw, sizeof(pw),
-				&perr) < 0) {
-		snprintf(buf, sizeof(buf), "%s: guard.store_password_file: %s\n",
-			 c->path, perr ? perr : "unreadable");
+	                        &perr) < 0) {
+		snprintf(buf, sizeof(buf),
+		         "%s: guard.store_password_file: %s\n", c->path,
+		         perr ? perr : "unreadable");
 		free(perr);
 		*err = strdup(buf);
 		return -1;

@@ -393,8 +393,8 @@ unsigned shield_feed(struct shield *sh, const struct shield_conf *c,
 }
 
 unsigned shield_pass_refusals(const struct shield *sh,
-			      const struct shield_conf *c,
-			      const uint8_t pass[SHIELD_ID_LEN], uint64_t now)
+                              const struct shield_conf *c,
+                              const uint8_t pass[SHIELD_ID_LEN], uint64_t now)
 {
 	const struct entry *p = find(sh, K_PASS, pass);
 	uint32_t t = (uint32_t)now;
@@ -405,17 +405,17 @@ unsigned shield_pass_refusals(const struct shield *sh,
 }
 
 unsigned shield_set_hold(struct shield *sh, const uint8_t user[SHIELD_ID_LEN],
-			 const uint8_t *pass, uint64_t until, uint64_t now)
+                         const uint8_t *pass, uint64_t until, uint64_t now)
 {
 	uint32_t t = (uint32_t)now, u = (uint32_t)until;
-	unsigned news = pass != NULL ? SHIELD_NEW_PASSWORD_HOLD
-				     : SHIELD_NEW_USER_HOLD;
+	unsigned news =
+	    pass != NULL ? SHIELD_NEW_PASSWORD_HOLD : SHIELD_NEW_USER_HOLD;
 	struct entry *e;
 
 	if (u <= t)
 		return 0;
 	e = pass != NULL ? find_or_add(sh, K_PASS, pass, t)
-			 : find_or_add(sh, K_USER, user, t);
+	                 : find_or_add(sh, K_USER, user, t);
 	if (e == NULL)
 		return 0;
 	e->last = t;

@@ -100,8 +100,8 @@ unsigned shield_feed(struct shield *sh, const struct shield_conf *c,
  * means the password is new in its window, which the user's count of
  * different passwords goes by. */
 unsigned shield_pass_refusals(const struct shield *sh,
-			      const struct shield_conf *c,
-			      const uint8_t pass[SHIELD_ID_LEN], uint64_t now);
+                              const struct shield_conf *c,
+                              const uint8_t pass[SHIELD_ID_LEN], uint64_t now);
 
 /*
  * A hold decided elsewhere (another front end, through the shared store):
@@ -114,7 +114,7 @@ unsigned shield_pass_refusals(const struct shield *sh,
  * when one was already on or there was no room.
  */
 unsigned shield_set_hold(struct shield *sh, const uint8_t user[SHIELD_ID_LEN],
-			 const uint8_t *pass, uint64_t until, uint64_t now);
+                         const uint8_t *pass, uint64_t until, uint64_t now);
 
 /* Forgets the user and every password of the user (an operator's `guard
  * clear`). Returns the entries removed. */

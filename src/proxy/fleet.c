@@ -31,16 +31,16 @@
 
 struct fleet {
 	struct event_base *base; /* not owned: the control loop */
-	struct shields *sh;	 /* not owned: the proxy's */
-	struct store *store;	 /* owned; NULL without guard.store */
-	char *url;		 /* owned: the store's guard.store */
-	char *password;		 /* owned: its AUTH password, or NULL */
+	struct shields *sh;      /* not owned: the proxy's */
+	struct store *store;     /* owned; NULL without guard.store */
+	char *url;               /* owned: the store's guard.store */
+	char *password;          /* owned: its AUTH password, or NULL */
 	struct shield_conf conf; /* the current generation's thresholds */
-	struct event *wake;	 /* owned: the workers' news is waiting */
-	struct event *tick;	 /* owned: every TICK_MS */
-	bool was_up;		 /* both its connections were up at the last
-				    tick */
-	uint64_t reconnects;	 /* its reconnects at the last tick */
+	struct event *wake;      /* owned: the workers' news is waiting */
+	struct event *tick;      /* owned: every TICK_MS */
+	bool was_up;             /* both its connections were up at the last
+	                            tick */
+	uint64_t reconnects;     /* its reconnects at the last tick */
 };
 
 /* A key: kind, then up to two ids. */
@@ -82,13 +82,13 @@ static void counted_cb(void *arg, int status, long long total)
 	 * went down in between) is published again by the next refusal. */
 	if (status == 0 && total >= (long long)c->threshold && f->store)
 		store_hold(f->store, CHANNEL, c->hold.b, c->hold.len,
-			   f->conf.hold, NULL, NULL);
+		           f->conf.hold, NULL, NULL);
 	free(c);
 }
 
 /* Adds one to counter, whose total reaching threshold holds hold. */
 static void count(struct fleet *f, struct fkey counter, struct fkey hold,
-		  unsigned threshold)
+                  unsigned threshold)
 {
 	struct counted *c;
 
@@ -99,7 +99,7 @@ static void count(struct fleet *f, struct fkey counter, struct fkey hold,
 		return;
 	*c = (struct counted){.f = f, .hold = hold, .threshold = threshold};
 	if (store_count(f->store, counter.b, counter.len, 1, f->conf.window,
-			counted_cb, c) != 0)
+	                counted_cb, c) != 0)
 		free(c);
 }
 
@@ -125,19 +125,19 @@ struct walk {
 
 /* Applies a hold key ('P' pass user or 'U' user) for ttl_s. */
 static void apply(struct fleet *f, const uint8_t *k, size_t klen,
-		  long long ttl_s)
+                  long long ttl_s)
 {
 	if (ttl_s > HOLD_MAX_S)
 		ttl_s = HOLD_MAX_S;
 	if (k[0] == 'P' && klen == 1 + 2 * SHIELD_ID_LEN)
 		shields_apply_hold(f->sh, k + 1 + SHIELD_ID_LEN, k + 1,
-				   (unsigned)ttl_s);
+		                   (unsigned)ttl_s);
 	else if (k[0] == 'U' && klen == 1 + SHIELD_ID_LEN)
 		shields_apply_hold(f->sh, k + 1, NULL, (unsigned)ttl_s);
 }
 
 static void walk_cb(void *arg, int status, const void *key, size_t klen,
-		    long long ttl_ms)
+                    long long ttl_ms)
 {
 	struct walk *w = arg;
 	const uint8_t *k = key;
@@ -152,14 +152,14 @@ static void walk_cb(void *arg, int status, const void *key, size_t klen,
 		return;
 	}
 	/* Every key of a user ends with the user's id. */
-	if (w->all || (klen > SHIELD_ID_LEN &&
-		       memcmp(k + klen - SHIELD_ID_LEN, w->user,
-			      SHIELD_ID_LEN) == 0))
+	if (w->all ||
+	    (klen > SHIELD_ID_LEN &&
+	     memcmp(k + klen - SHIELD_ID_LEN, w->user, SHIELD_ID_LEN) == 0))
 		store_clear(w->f->store, CHANNEL, key, klen, NULL, NULL);
 }
 
 static void walk(struct fleet *f, char kind, bool clear, bool all,
-		 const uint8_t *user)
+                 const uint8_t *user)
 {
 	struct walk *w = calloc(1, sizeof(*w));
 	uint8_t k = (uint8_t)kind;
@@ -219,7 +219,7 @@ static void wake(void *arg)
 /* A hold or a clear published by a front end of the fleet (this one's
  * own come back too, and change nothing). */
 static void msg_cb(void *arg, enum store_msg_op op, const void *key,
-		   size_t klen, unsigned ttl_s)
+                   size_t klen, unsigned ttl_s)
 {
 	struct fleet *f = arg;
 	const uint8_t *k = key;
@@ -229,7 +229,7 @@ static void msg_cb(void *arg, enum store_msg_op op, const void *key,
 	else if (op == STORE_MSG_CLEAR && k[0] == 'C' && klen == 1)
 		shields_clear(f->sh, NULL);
 	else if (op == STORE_MSG_CLEAR && k[0] == 'C' &&
-		 klen == 1 + SHIELD_ID_LEN)
+	         klen == 1 + SHIELD_ID_LEN)
 		shields_clear(f->sh, k + 1);
 }
 
@@ -300,7 +300,7 @@ static void stop_sharing(struct fleet *f)
 static bool start_sharing(struct fleet *f, const struct gen *g)
 {
 	struct store_conf sc = {.url = g->conf->guard_store,
-				.password = g->store_password};
+	                        .password = g->store_password};
 	char *err = NULL;
 
 	f->url = strdup(g->conf->guard_store);
@@ -310,8 +310,8 @@ static bool start_sharing(struct fleet *f, const struct gen *g)
 	    (g->store_password != NULL && f->password == NULL) ||
 	    store_subscribe(f->store, CHANNEL, msg_cb, f) != 0) {
 		log_warnx("guard: guard.store %s: %s; each front end counts "
-			  "alone", g->conf->guard_store,
-			  err ? err : "out of memory");
+		          "alone",
+		          g->conf->guard_store, err ? err : "out of memory");
 		free(err);
 		stop_sharing(f);
 		return false;

@@ -60,8 +60,8 @@ struct gen {
 					      blocked under this generation
 					      (n_guard_devices); NULL with
 					      rules */
-	char *store_password;	   /* owned: guard.store_password_file's
-				      first line; NULL without one */
+	char *store_password;      /* owned: guard.store_password_file's
+	                              first line; NULL without one */
 };
 
 /* True when no CAS of site has an up member (a target with no process

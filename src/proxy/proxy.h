@@ -85,9 +85,9 @@ struct guard_counts {
 	bool throttle_on;	/* guard.throttle configured */
 	size_t throttled_keys;	/* buckets not full again now */
 	uint64_t throttle_evictions; /* buckets given up for room */
-	uint64_t shared_holds;	/* holds begun here by the store's word */
-	uint64_t shared_dropped; /* refusals and clears never told to the
-				    store: the outbox was full */
+	uint64_t shared_holds;       /* holds begun here by the store's word */
+	uint64_t shared_dropped;     /* refusals and clears never told to the
+	                                store: the outbox was full */
 };
 
 /* The users with a hold now (user: that one only, normalised as routing

@@ -40,12 +40,12 @@ struct shields {
 	size_t n_names;
 	uint64_t log_window;	/* s: when the current log window began */
 	unsigned logged;	/* hold lines written in it */
-	shields_wake_cb wake;	/* NULL: the fleet is not told */
-	void *wake_arg;		/* not owned: the fleet's */
+	shields_wake_cb wake;   /* NULL: the fleet is not told */
+	void *wake_arg;         /* not owned: the fleet's */
 	struct shields_event *outbox; /* owned: n_out of cap_out events */
 	size_t n_out, cap_out;
-	uint64_t dropped;	/* events the full outbox left out */
-	uint64_t shared_holds;	/* holds begun here by the fleet's word */
+	uint64_t dropped;      /* events the full outbox left out */
+	uint64_t shared_holds; /* holds begun here by the fleet's word */
 };
 
 /* Hold lines written per LOG_WINDOW seconds: a flood begins thousands of
@@ -187,7 +187,7 @@ static struct held_name *name_for(struct shields *sh, const char *user,
 			 * now seen by name. */
 			if (n->user[0] == '#' && user[0] != '#')
 				str_copy(n->user, sizeof(n->user),
-					 str_from(user));
+				         str_from(user));
 			return n;
 		}
 		if (name_end(n) <= now)
@@ -217,9 +217,8 @@ static void post(struct shields *sh, const struct shields_event *ev)
 
 		if (cap > SHIELDS_OUTBOX_MAX)
 			cap = SHIELDS_OUTBOX_MAX;
-		o = cap > sh->cap_out
-			? realloc(sh->outbox, cap * sizeof(*o))
-			: NULL;
+		o = cap > sh->cap_out ? realloc(sh->outbox, cap * sizeof(*o))
+		                      : NULL;
 		if (o == NULL) {
 			sh->dropped++;
 			return;
@@ -235,15 +234,15 @@ static void post(struct shields *sh, const struct shields_event *ev)
 /* The fleet hears of a refusal: the password's, and whether the user
  * counts one more different password (its first refusal in its window). */
 static void post_refusal(struct shields *sh,
-			 const uint8_t user_id[SHIELD_ID_LEN],
-			 const uint8_t pass_id[SHIELD_ID_LEN], uint64_t now)
+                         const uint8_t user_id[SHIELD_ID_LEN],
+                         const uint8_t pass_id[SHIELD_ID_LEN], uint64_t now)
 {
 	struct shields_event ev = {.kind = SHIELDS_REFUSED};
 
 	if (sh->wake == NULL)
 		return;
-	ev.first = shield_pass_refusals(sh->table, &sh->conf, pass_id, now) <=
-		   1;
+	ev.first =
+	    shield_pass_refusals(sh->table, &sh->conf, pass_id, now) <= 1;
 	memcpy(ev.user, user_id, SHIELD_ID_LEN);
 	memcpy(ev.pass, pass_id, SHIELD_ID_LEN);
 	post(sh, &ev);
@@ -262,16 +261,14 @@ void shields_share(struct shields *sh, shields_wake_cb wake, void *arg)
 	pthread_mutex_unlock(&sh->lock);
 }
 
-size_t shields_drain(struct shields *sh, struct shields_event *out,
-		     size_t cap)
+size_t shields_drain(struct shields *sh, struct shields_event *out, size_t cap)
 {
 	size_t n;
 
 	pthread_mutex_lock(&sh->lock);
 	n = sh->n_out < cap ? sh->n_out : cap;
 	memcpy(out, sh->outbox, n * sizeof(*out));
-	memmove(sh->outbox, sh->outbox + n,
-		(sh->n_out - n) * sizeof(*out));
+	memmove(sh->outbox, sh->outbox + n, (sh->n_out - n) * sizeof(*out));
 	sh->n_out -= n;
 	pthread_mutex_unlock(&sh->lock);
 	return n;
@@ -307,8 +304,8 @@ static void id_name(const uint8_t id[SHIELD_ID_LEN], char *buf, size_t cap)
 
 /* Notes a new hold of user id in its name entry (made when absent). */
 static void name_hold(struct shields *sh, const char *user,
-		      const uint8_t id[SHIELD_ID_LEN], unsigned news,
-		      uint64_t until, uint64_t now)
+                      const uint8_t id[SHIELD_ID_LEN], unsigned news,
+                      uint64_t until, uint64_t now)
 {
 	struct held_name *n = name_for(sh, user, id, now);
 
@@ -322,8 +319,8 @@ static void name_hold(struct shields *sh, const char *user,
 }
 
 void shields_apply_hold(struct shields *sh,
-			const uint8_t user_id[SHIELD_ID_LEN],
-			const uint8_t *pass, unsigned ttl_s)
+                        const uint8_t user_id[SHIELD_ID_LEN],
+                        const uint8_t *pass, unsigned ttl_s)
 {
 	uint64_t now = now_s();
 	unsigned news = 0;
@@ -332,8 +329,8 @@ void shields_apply_hold(struct shields *sh,
 	id_name(user_id, name, sizeof(name));
 	pthread_mutex_lock(&sh->lock);
 	if (sh->on)
-		news = shield_set_hold(sh->table, user_id, pass, now + ttl_s,
-				       now);
+		news =
+		    shield_set_hold(sh->table, user_id, pass, now + ttl_s, now);
 	if (news != 0) {
 		name_hold(sh, name, user_id, news, now + ttl_s, now);
 		sh->shared_holds++;
@@ -341,7 +338,7 @@ void shields_apply_hold(struct shields *sh,
 	pthread_mutex_unlock(&sh->lock);
 	if (news != 0)
 		log_debug("guard: a hold of %s for %u s from the store", name,
-			  ttl_s);
+		          ttl_s);
 }
 
 void shields_feed(struct shields *sh, const char *user,

@@ -58,10 +58,10 @@ enum shields_news {
 };
 
 struct shields_event {
-	uint8_t kind;	/* enum shields_news */
-	bool first;	/* REFUSED: the password's first refusal in its
-			   window (one more different password of user) */
-	bool all;	/* CLEARED: every user */
+	uint8_t kind; /* enum shields_news */
+	bool first;   /* REFUSED: the password's first refusal in its
+	                 window (one more different password of user) */
+	bool all;     /* CLEARED: every user */
 	uint8_t user[SHIELD_ID_LEN];
 	uint8_t pass[SHIELD_ID_LEN];
 };
@@ -81,8 +81,7 @@ void shields_share(struct shields *sh, shields_wake_cb wake, void *arg);
 
 /* Moves up to cap events out of the outbox, oldest first; returns how
  * many. */
-size_t shields_drain(struct shields *sh, struct shields_event *out,
-		     size_t cap);
+size_t shields_drain(struct shields *sh, struct shields_event *out, size_t cap);
 
 /* Tells the fleet that an operator cleared user_id (NULL: every user);
  * the local clear is shields_clear's. */
@@ -94,8 +93,8 @@ void shields_post_clear(struct shields *sh, const uint8_t *user_id);
  * and named in the list by the name this front end knows, or by its id's
  * first bytes when it never saw the user. */
 void shields_apply_hold(struct shields *sh,
-			const uint8_t user_id[SHIELD_ID_LEN],
-			const uint8_t *pass, unsigned ttl_s);
+                        const uint8_t user_id[SHIELD_ID_LEN],
+                        const uint8_t *pass, unsigned ttl_s);
 
 /* See proxy_guard_holds, proxy_guard_clear and proxy_guard_counts;
  * user_id is the user's id under the current key (NULL: every user). */

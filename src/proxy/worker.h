@@ -108,9 +108,9 @@ struct proxy {
 					  shared by every worker */
 	struct shields *shields; /* owned: the password shield, shared by
 				    every worker, kept across reloads */
-	struct fleet *fleet;	/* owned: the shield shared through the
-				   store; on the control loop, NULL outside
-				   proxy_control_start..stop */
+	struct fleet *fleet;     /* owned: the shield shared through the
+	                            store; on the control loop, NULL outside
+	                            proxy_control_start..stop */
 	uint8_t fp_key[16];	/* random: the sessions' auth_memo key and
 				   the throttle's bucket keys */
 	struct buckets *buckets; /* owned: the throttle's, shared by every

@@ -521,8 +521,9 @@ static const struct bad_row bad_rows[] = {
      "tls: {certificates: [{cert: c, key: k}]}\nsites:\n"
      "  - {name: a, cas: [http://x], fallback: exo}\n"
      "  - {name: exo, cloud: true, external_url: \"https://o.example/x\"}\n",
-     1, "t.yaml:5: sites[0].fallback: 'exo' is a cloud site, which has no "
-        "CAS to proxy to"},
+     1,
+     "t.yaml:5: sites[0].fallback: 'exo' is a cloud site, which has no "
+     "CAS to proxy to"},
     {"site: exo\nlisten: [{address: \"1.2.3.4:1\"}]\n"
      "tls: {certificates: [{cert: c, key: k}]}\nsites:\n"
      "  - {name: a, cas: [http://x]}\n"
@@ -533,16 +534,18 @@ static const struct bad_row bad_rows[] = {
      0, "t.yaml:15: sitemap.ldap.cloud.site: 'a' is not a cloud site"},
     {"sitemap:\n  ldap:\n    uris: [ldap://x]\n    base: dc=x\n"
      "    cloud: {site: nope}\n",
-     0, "t.yaml:15: sitemap.ldap.cloud.site: 'nope' is not the name of any "
-        "site"},
+     0,
+     "t.yaml:15: sitemap.ldap.cloud.site: 'nope' is not the name of any "
+     "site"},
     {"sitemap:\n  ldap:\n    uris: [ldap://x]\n    base: dc=x\n"
      "    cloud: {target_domains: [x.example]}\n",
      0, "t.yaml:15: missing required key 'site' in sitemap.ldap.cloud"},
     {"  - name: exo\n    cloud: true\n    external_url: https://o.example/x\n"
      "sitemap:\n  ldap:\n    uris: [ldap://x]\n    base: dc=x\n    cloud:\n"
      "      site: exo\n      target_domains: [\"a@b\"]\n",
-     0, "t.yaml:20: sitemap.ldap.cloud.target_domains[0]: 'a@b' is not a "
-        "domain name"},
+     0,
+     "t.yaml:20: sitemap.ldap.cloud.target_domains[0]: 'a@b' is not a "
+     "domain name"},
     /* names */
     {"  - name: a\n    cas: [http://y]\n", 0,
      "t.yaml:11: duplicate site name 'a' (first at line 9)"},

@@ -341,7 +341,7 @@ static void test_set_hold(void **state)
 	assert_int_equal(shield_set_hold(sh, old.user, old.pass, 100, 100), 0);
 	assert_int_equal(check(sh, old, 100), SHIELD_PASS);
 	assert_int_equal(shield_set_hold(sh, old.user, old.pass, 200, 100),
-			 SHIELD_NEW_PASSWORD_HOLD);
+	                 SHIELD_NEW_PASSWORD_HOLD);
 	assert_int_equal(shield_set_hold(sh, old.user, old.pass, 150, 101), 0);
 	assert_int_equal(check(sh, old, 199), SHIELD_STALE_PASSWORD);
 	assert_int_equal(check(sh, old, 200), SHIELD_PASS);
@@ -350,10 +350,10 @@ static void test_set_hold(void **state)
 	/* A user hold: only a known-good password passes. */
 	feed(sh, good, false, 100);
 	assert_int_equal(shield_set_hold(sh, old.user, NULL, 300, 110),
-			 SHIELD_NEW_USER_HOLD);
+	                 SHIELD_NEW_USER_HOLD);
 	assert_int_equal(shield_user_hold_left(sh, old.user, 110), 190);
 	assert_int_equal(check(sh, cred("alice", "guess"), 120),
-			 SHIELD_GUESSING);
+	                 SHIELD_GUESSING);
 	assert_int_equal(check(sh, good, 120), SHIELD_PASS);
 
 	/* A full table of holds turns a newcomer away but keeps them. */
