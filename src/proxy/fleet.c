@@ -123,10 +123,13 @@ struct walk {
 	uint8_t user[SHIELD_ID_LEN];
 };
 
-/* Applies a hold key ('P' pass user or 'U' user) for ttl_s. */
+/* Applies a hold key ('P' pass user or 'U' user) for ttl_s; any other
+ * key (Redis's bytes are not trusted) changes nothing. */
 static void apply(struct fleet *f, const uint8_t *k, size_t klen,
                   long long ttl_s)
 {
+	if (klen == 0)
+		return;
 	if (ttl_s > HOLD_MAX_S)
 		ttl_s = HOLD_MAX_S;
 	if (k[0] == 'P' && klen == 1 + 2 * SHIELD_ID_LEN)
@@ -224,6 +227,8 @@ static void msg_cb(void *arg, enum store_msg_op op, const void *key,
 	struct fleet *f = arg;
 	const uint8_t *k = key;
 
+	if (klen == 0)
+		return;
 	if (op == STORE_MSG_HOLD)
 		apply(f, k, klen, ttl_s);
 	else if (op == STORE_MSG_CLEAR && k[0] == 'C' && klen == 1)
