@@ -134,6 +134,19 @@ uint64_t throttle_take(struct throttle *t, const struct conf_bucket *b,
 	return 0;
 }
 
+void throttle_hold(struct throttle *t, const struct conf_bucket *b,
+		   uint64_t key, uint64_t until, uint64_t now)
+{
+	uint64_t tat = sat_add(until, b->requests ? tolerance_us(b) : 0);
+	struct slot *s;
+
+	if (b->requests == 0 || until <= now)
+		return;
+	s = claim(t, key ? key : 1, now);
+	if (s->tat < tat)
+		s->tat = tat;
+}
+
 void throttle_get_stats(struct throttle *t, uint64_t now, size_t *active,
 			uint64_t *evictions)
 {

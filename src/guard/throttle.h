@@ -39,6 +39,13 @@ uint64_t throttle_take(struct throttle *t, const struct conf_bucket *b,
 uint64_t throttle_peek(const struct throttle *t, const struct conf_bucket *b,
 		       uint64_t key, uint64_t now);
 
+/* Empties the bucket of key under b until until (us): its next token comes
+ * then, and the bucket fills again from there at its rate. A bucket already
+ * emptier stays as it is. This is how a limit reached elsewhere (the fleet,
+ * through the store) is enforced here. */
+void throttle_hold(struct throttle *t, const struct conf_bucket *b,
+		   uint64_t key, uint64_t until, uint64_t now);
+
 /* Buckets not yet full again (the keys being limited or about to be), and
  * the buckets given up for room. Each call walks a sixteenth of the table
  * at now and adds the other sixteenths as last walked: the count lags by

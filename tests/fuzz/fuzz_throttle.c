@@ -1,7 +1,8 @@
 /*
  * libFuzzer harness of the token buckets: random takes and peeks of a few
  * keys under random bucket sizes and rates (up to conf_check's bounds) at
- * random, also extreme, clock readings. Each bucket must behave like a
+ * random, also extreme, clock readings, with holds (the fleet's word)
+ * among them. Each bucket must behave like a
  * model computed in 128-bit arithmetic: never more than `requests` tokens
  * at once, a refusal's wait exactly the time to the next token, and no
  * wrap-around whatever the clock says.
@@ -39,7 +40,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	b.requests = (unsigned)(take64(&data, &size, 3) % 1000001);
 	b.per = (unsigned)(take64(&data, &size, 3) % 86400) + 1;
 	while (size >= 2) {
-		unsigned op = data[0] % 4, k = data[1] % KEYS;
+		unsigned op = data[0] % 5, k = data[1] % KEYS;
 		/* Keys apart in every bit the table looks at; never 0 or 1,
 		 * which the table stores alike. */
 		uint64_t key = (k + 2) * 0x9e3779b97f4a7c15ULL;
@@ -53,6 +54,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			uint64_t d = take64(&data, &size, 8);
 
 			now = d >> 63 ? d : now + (d & 0xffffffffULL);
+			continue;
+		}
+		if (op == 4) {
+			/* A hold from the fleet: empty until a little later,
+			 * or until near the clock's end. */
+			uint64_t d = take64(&data, &size, 8), until;
+
+			until = d >> 63 ? d : now + (d & 0xffffffffULL);
+			throttle_hold(t, &b, key, until, now);
+			if (b.requests == 0 || until <= now)
+				continue;
+			iv = (unsigned __int128)b.per * 1000000 / b.requests;
+			tol = iv * (b.requests - 1);
+			if ((unsigned __int128)until + tol > UINT64_MAX)
+				wild[k] = true;
+			else if (tat[k] < until + tol)
+				tat[k] = until + tol;
 			continue;
 		}
 		if (b.requests == 0) {

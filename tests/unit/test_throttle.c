@@ -79,6 +79,35 @@ static void test_extremes(void **state)
 	throttle_free(t);
 }
 
+/* A hold from the fleet empties a full bucket until its end, after which
+ * one token comes back per interval; a hold shorter than what the bucket
+ * already owes changes nothing. */
+static void test_hold(void **state)
+{
+	struct throttle *t = throttle_new(64);
+	const struct conf_bucket b = {.requests = 4, .per = 4};
+
+	(void)state;
+	throttle_hold(t, &b, 7, 10 * S, 2 * S);
+	assert_int_equal(throttle_peek(t, &b, 7, 2 * S), 8 * S);
+	assert_int_equal(throttle_take(t, &b, 7, 10 * S - 1), 1);
+	assert_int_equal(throttle_take(t, &b, 7, 10 * S), 0);
+	assert_int_equal(throttle_take(t, &b, 7, 10 * S), S);
+	assert_int_equal(throttle_take(t, &b, 7, 11 * S), 0);
+	/* Already emptier than a short hold asks. */
+	for (unsigned i = 0; i < 4; i++)
+		assert_int_equal(throttle_take(t, &b, 8, 20 * S), 0);
+	throttle_hold(t, &b, 8, 20 * S + 1, 20 * S);
+	assert_int_equal(throttle_peek(t, &b, 8, 20 * S), S);
+	/* A hold in the past, or of a bucket that is off, does nothing. */
+	throttle_hold(t, &b, 9, S, 2 * S);
+	assert_int_equal(throttle_peek(t, &b, 9, 2 * S), 0);
+	throttle_hold(t, &(struct conf_bucket){0}, 9, 5 * S, 2 * S);
+	assert_int_equal(throttle_take(t, &(struct conf_bucket){0}, 9, 2 * S),
+			 0);
+	throttle_free(t);
+}
+
 /* 100,000 new keys with one request each through a table of 1,000: the
  * throttled device still is, and the table never grew. */
 static void test_flood(void **state)
@@ -111,6 +140,7 @@ int main(void)
 	    cmocka_unit_test(test_off_and_peek),
 	    cmocka_unit_test(test_extremes),
 	    cmocka_unit_test(test_flood),
+	    cmocka_unit_test(test_hold),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
