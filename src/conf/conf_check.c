@@ -558,6 +558,12 @@ static void store_check(struct conf_ctx *c, const struct conf *cf)
 		         "guard.store: no user, query, fragment, spaces or "
 		         "control characters (the password goes in "
 		         "guard.store_password_file)");
+	else if (cf->guard_key_file == NULL)
+		/* Without it each front end hashes under its own random key
+		 * and the fleet's counts never meet. */
+		conf_err(c, line,
+		         "guard.store: needs guard.key_file, the same file on "
+		         "every front end");
 }
 
 static void guard_check(struct conf_ctx *c, const struct conf *cf)

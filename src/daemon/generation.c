@@ -147,21 +147,21 @@ static size_t read_secret(const char *path, char *buf, size_t cap)
 	return n;
 }
 
-/* The password shield's key: the operator's guard.key_file (the same on
- * every front end, so a fleet's ids agree), or one drawn from the
- * process's random key, kept across reloads like the table it keys. */
-static int load_guard_key(struct gen *g, char **err)
+/* A 32-byte key for one use of guard.key_file (the same file on every
+ * front end, so a fleet's ids agree), or of the process's random key
+ * when there is none (kept across reloads like the tables it keys):
+ * SHA-256 of the use's label and the secret, so two uses never share a
+ * key. */
+static int derive_guard_key(struct gen *g, const char *label,
+			    unsigned char out[SHA256_DIGEST_LENGTH], char **err)
 {
-	static const char label[] = "easfront guard.key_file";
 	const char *path = g->conf->guard_key_file;
-	unsigned char key[SHA256_DIGEST_LENGTH];
+	size_t l = strlen(label), n;
 	char buf[4096];
-	size_t n;
 
-	if (!g->conf->guard_passwords_on)
-		return 0;
+	memcpy(buf, label, l);
 	if (path != NULL) {
-		n = read_secret(path, buf, sizeof(buf));
+		n = read_secret(path, buf + l, sizeof(buf) - l);
 		if (n < 32) {
 			snprintf(buf, sizeof(buf),
 				 "%s: guard.key_file %s: unreadable or shorter "
@@ -172,17 +172,40 @@ static int load_guard_key(struct gen *g, char **err)
 		}
 	} else {
 		pthread_once(&key_once, random_process_key);
-		memcpy(buf, label, sizeof(label));
-		memcpy(buf + sizeof(label), process_key_get(), 32);
-		n = sizeof(label) + 32;
+		memcpy(buf + l, process_key_get(), 32);
+		n = 32;
 	}
-	/* Any length of secret becomes a 32-byte key. */
-	SHA256((unsigned char *)buf, n, key);
+	SHA256((unsigned char *)buf, l + n, out);
 	explicit_bzero(buf, sizeof(buf));
+	return 0;
+}
+
+/* The password shield's HMAC key, when guard.passwords is on. */
+static int load_guard_key(struct gen *g, char **err)
+{
+	unsigned char key[SHA256_DIGEST_LENGTH];
+
+	if (!g->conf->guard_passwords_on)
+		return 0;
+	if (derive_guard_key(g, "easfront guard.key_file", key, err) != 0)
+		return -1;
 	SHA256(key, sizeof(key), g->guard_key_fp);
 	g->guard_key = shield_key_new(key, sizeof(key));
 	explicit_bzero(key, sizeof(key));
 	return g->guard_key != NULL ? 0 : -1;
+}
+
+/* The throttle's SipHash key of DeviceIds, users and addresses: a fleet
+ * sharing a store must name a device's bucket alike. */
+static int load_bucket_key(struct gen *g, char **err)
+{
+	unsigned char key[SHA256_DIGEST_LENGTH];
+
+	if (derive_guard_key(g, "easfront throttle keys", key, err) != 0)
+		return -1;
+	memcpy(g->bucket_key, key, sizeof(g->bucket_key));
+	explicit_bzero(key, sizeof(key));
+	return 0;
 }
 
 /* guard.store taken apart (conf_load checked its scheme, at its line) and
@@ -268,7 +291,8 @@ struct gen *generation_build(struct proxy *p, const char *path, unsigned id,
 	if (g->client_ctx == NULL)
 		goto fail;
 	if (build_sites(p, g, err) != 0 || load_log_key(g, err) != 0 ||
-	    load_guard_key(g, err) != 0 || load_rules(g, err) != 0 ||
+	    load_guard_key(g, err) != 0 || load_bucket_key(g, err) != 0 ||
+	    load_rules(g, err) != 0 ||
 	    load_store(g, err) != 0)
 		goto fail;
 	if (gethostname(g->hostname, sizeof(g->hostname)) != 0)

@@ -54,6 +54,9 @@ struct gen {
 					 guard.passwords is off */
 	unsigned char guard_key_fp[32]; /* SHA-256 of that key: ids made
 					   under another key mean nothing */
+	uint8_t bucket_key[16]; /* SipHash key of the throttle's buckets:
+				   guard.key_file's (the fleet's) or the
+				   process's */
 	struct rules *rules;	   /* owned: guard.devices compiled; NULL
 				      when there are none */
 	atomic_uint_fast64_t *rule_blocks; /* owned: requests each rule

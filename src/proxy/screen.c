@@ -93,7 +93,9 @@ static void answer_503(struct session *s, enum bucket_kind k)
 }
 
 /* The keyed hash of one bucket's key: a kind letter and the value, so a
- * device and a user of the same name never share a bucket. */
+ * device and a user of the same name never share a bucket; under the
+ * generation's key, which a fleet shares, so a device's bucket has one
+ * name in the store. */
 static uint64_t bucket_key(const struct session *s, char kind,
 			   const char *value)
 {
@@ -104,7 +106,7 @@ static uint64_t bucket_key(const struct session *s, char kind,
 		n = sizeof(buf) - 1;
 	buf[0] = kind;
 	memcpy(buf + 1, value, n);
-	return siphash24(s->w->p->fp_key, buf, n + 1);
+	return siphash24(s->g->bucket_key, buf, n + 1);
 }
 
 /* The registry's key of the request's device: its device bucket's. */

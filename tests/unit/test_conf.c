@@ -735,6 +735,8 @@ static const struct bad_row bad_rows[] = {
      "t.yaml:12: guard.store: names no host"},
     {"guard:\n  store: redis://:secret@redis\n", 0,
      "t.yaml:12: guard.store: no user, query, fragment"},
+    {"guard:\n  store: redis://r\n", 0,
+     "t.yaml:12: guard.store: needs guard.key_file, the same file on every"},
     {"guard:\n  store_password_file: /etc/easfront/redis.pw\n", 0,
      "t.yaml:12: guard.store_password_file: without guard.store"},
     {"guard:\n  store: redis://r\n  store_password_file: \"/a\\tb\"\n", 0,
