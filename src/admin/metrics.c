@@ -223,6 +223,10 @@ static void guard(struct evbuffer *out, const struct stats_snapshot *s,
 	    "Refusals and clears never told to the store: more were waiting "
 	    "than the control loop keeps.",
 	    gc->shared_dropped);
+	one(out, "easfront_guard_throttle_shared_dropped_total", "counter",
+	    "Throttle tokens never told to the store: more buckets were "
+	    "spent between two of its flushes than its tally holds.",
+	    gc->throttle_shared_dropped);
 	one(out, "easfront_guard_rules", "gauge",
 	    "Device rules of the configuration serving new requests "
 	    "(guard.devices).",

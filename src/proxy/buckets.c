@@ -15,12 +15,24 @@
 #include "guard/throttle.h"
 #include "proxy/gen.h"
 
+/* The tally's slots: open addressing at most half full, so a probe is
+ * short; used[] lists the slots in use, so a drain costs what it moves. */
+#define TALLY_SLOTS (2 * BUCKETS_TALLY_MAX)
+
+struct tally {
+	struct bucket_tally slot[TALLY_SLOTS]; /* key 0: free */
+	uint32_t used[BUCKETS_TALLY_MAX];
+	size_t n_used;
+};
+
 struct buckets {
 	pthread_mutex_t lock;
 	struct throttle *table; /* NULL until guard.throttle is first on */
 	size_t max;
 	bool on;
 	struct conf_bucket conf[BUCKET_KINDS];
+	struct tally *tally;    /* owned: NULL while the fleet is not told */
+	uint64_t tally_dropped; /* tokens the tally had no room for */
 };
 
 struct buckets *buckets_new(void)
@@ -37,6 +49,7 @@ void buckets_free(struct buckets *b)
 	if (b == NULL)
 		return;
 	throttle_free(b->table);
+	free(b->tally);
 	pthread_mutex_destroy(&b->lock);
 	free(b);
 }
@@ -68,6 +81,32 @@ void buckets_configure(struct buckets *b, const struct gen *g)
 	pthread_mutex_unlock(&b->lock);
 }
 
+/* One more token of key (kind k) for the fleet. Under the lock. */
+static void tally_add(struct buckets *b, enum bucket_kind k, uint64_t key)
+{
+	struct tally *t = b->tally;
+	uint64_t h = key ? key : 1;
+	size_t i = (size_t)(h >> 32) & (TALLY_SLOTS - 1);
+
+	for (;; i = (i + 1) & (TALLY_SLOTS - 1)) {
+		struct bucket_tally *e = &t->slot[i];
+
+		if (e->key == h && e->kind == k) {
+			e->count++;
+			return;
+		}
+		if (e->key != 0)
+			continue;
+		if (t->n_used == BUCKETS_TALLY_MAX) {
+			b->tally_dropped++;
+			return;
+		}
+		*e = (struct bucket_tally){.key = h, .count = 1, .kind = k};
+		t->used[t->n_used++] = (uint32_t)i;
+		return;
+	}
+}
+
 enum bucket_kind buckets_take(struct buckets *b, const struct bucket_keys *k)
 {
 	uint64_t now = clock_mono_us();
@@ -81,8 +120,11 @@ enum bucket_kind buckets_take(struct buckets *b, const struct bucket_keys *k)
 			refused = (enum bucket_kind)i;
 	for (int i = 0; b->on && refused == BUCKET_NONE && i < BUCKET_KINDS;
 	     i++)
-		if (k->has[i])
+		if (k->has[i]) {
 			throttle_take(b->table, &b->conf[i], k->key[i], now);
+			if (b->tally != NULL)
+				tally_add(b, (enum bucket_kind)i, k->key[i]);
+		}
 	pthread_mutex_unlock(&b->lock);
 	return refused;
 }
@@ -96,4 +138,76 @@ void buckets_counts(struct buckets *b, size_t *active, uint64_t *evictions)
 		throttle_get_stats(b->table, clock_mono_us(), active,
 				   evictions);
 	pthread_mutex_unlock(&b->lock);
+}
+
+void buckets_share(struct buckets *b, bool on)
+{
+	struct tally *t = on ? calloc(1, sizeof(*t)) : NULL, *old;
+
+	pthread_mutex_lock(&b->lock);
+	old = b->tally;
+	if (on && old != NULL) {
+		/* Already on: keep what is tallied. */
+		old = t;
+	} else
+		b->tally = t;
+	pthread_mutex_unlock(&b->lock);
+	free(old);
+	if (on && t == NULL)
+		log_warnx("guard: no memory for the throttle's tally: each "
+			  "front end throttles alone");
+}
+
+size_t buckets_drain(struct buckets *b, struct bucket_tally *out, size_t cap)
+{
+	struct tally *t;
+	size_t n = 0;
+
+	pthread_mutex_lock(&b->lock);
+	t = b->tally;
+	for (size_t i = 0; t != NULL && i < t->n_used; i++) {
+		struct bucket_tally *e = &t->slot[t->used[i]];
+
+		if (n < cap)
+			out[n++] = *e;
+		else
+			b->tally_dropped += e->count;
+		*e = (struct bucket_tally){0};
+	}
+	if (t != NULL)
+		t->n_used = 0;
+	pthread_mutex_unlock(&b->lock);
+	return n;
+}
+
+void buckets_hold(struct buckets *b, enum bucket_kind kind, uint64_t key,
+		  uint64_t ttl_us)
+{
+	uint64_t now = clock_mono_us();
+
+	if (kind < 0 || kind >= BUCKET_KINDS)
+		return;
+	pthread_mutex_lock(&b->lock);
+	if (b->on)
+		throttle_hold(b->table, &b->conf[kind], key, now + ttl_us,
+			      now);
+	pthread_mutex_unlock(&b->lock);
+}
+
+void buckets_conf(struct buckets *b, struct conf_bucket *out)
+{
+	pthread_mutex_lock(&b->lock);
+	for (int i = 0; i < BUCKET_KINDS; i++)
+		out[i] = b->on ? b->conf[i] : (struct conf_bucket){0};
+	pthread_mutex_unlock(&b->lock);
+}
+
+uint64_t buckets_tally_dropped(struct buckets *b)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&b->lock);
+	n = b->tally_dropped;
+	pthread_mutex_unlock(&b->lock);
+	return n;
 }

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct conf_bucket;
 struct gen;
 
 /* The kinds of bucket, in the order a request meets them. */
@@ -42,6 +43,41 @@ void buckets_configure(struct buckets *b, const struct gen *g);
  * else takes none and returns the first kind that had none. BUCKET_NONE
  * when the request may go (or the throttle is off). */
 enum bucket_kind buckets_take(struct buckets *b, const struct bucket_keys *k);
+
+/*
+ * Sharing with the fleet (proxy/fleet.c, on the control loop): while it is
+ * on, every token taken is also tallied by key, and the fleet drains the
+ * tally into the store's per-window counters; a key over its budget
+ * fleet-wide comes back as a hold. The request path only adds to a small
+ * table under the lock it holds anyway; a tally that is full drops what
+ * does not fit (counted), the local buckets still limiting.
+ */
+struct bucket_tally {
+	uint64_t key;
+	uint32_t count;                 /* tokens taken since the last drain */
+	uint8_t kind;                   /* enum bucket_kind */
+};
+
+/* Keys one tally holds between two drains. */
+#define BUCKETS_TALLY_MAX 16384
+
+/* Starts (true) or stops (false: the tally is emptied) tallying. */
+void buckets_share(struct buckets *b, bool on);
+
+/* Moves the tally into out (cap entries; the rest is dropped, counted) and
+ * empties it; returns the entries moved. */
+size_t buckets_drain(struct buckets *b, struct bucket_tally *out, size_t cap);
+
+/* The fleet's word: key's bucket of kind is empty for ttl_us from now. */
+void buckets_hold(struct buckets *b, enum bucket_kind kind, uint64_t key,
+		  uint64_t ttl_us);
+
+/* The current budgets, out[kind] for each kind (requests 0: that bucket is off, as
+ * is every bucket while guard.throttle is). */
+void buckets_conf(struct buckets *b, struct conf_bucket *out);
+
+/* Tokens the tally could not hold (full, or without memory). */
+uint64_t buckets_tally_dropped(struct buckets *b);
 
 /* Buckets not full again now, and buckets given up for room (walks the
  * table). */

@@ -1,18 +1,20 @@
 /*
- * The fleet's password shield: the shields' outbox drained into the store's
- * counters, holds published and heard, holds found again after every
- * (re)connect. A front end always counts locally too, so while the store
+ * The fleet's password shield and throttle: the shields' outbox and the
+ * buckets' tally drained into the store's counters, holds published and
+ * heard, holds found again after every (re)connect. A front end always counts locally too, so while the store
  * is down each one limits alone, and nothing here is on a request's path.
  */
 #include "proxy/fleet.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/event.h>
 
 #include "conf/conf.h"
 #include "core/log.h"
+#include "proxy/buckets.h"
 #include "proxy/gen.h"
 #include "proxy/shields.h"
 #include "store/store.h"
@@ -25,6 +27,10 @@
 #define HOLD_MAX_S (86400 * 7)
 /* Events moved out of the outbox at a time. */
 #define DRAIN_BATCH 256
+/* How often the throttle's tally goes to the store: a device alternating
+ * between front ends runs past its fleet budget by at most what it sends
+ * in this time (and a round trip). */
+#define TALLY_MS 250
 /* How often the store's state is looked at (a (re)connect finds the holds
  * that exist). */
 #define TICK_MS 1000
@@ -32,22 +38,56 @@
 struct fleet {
 	struct event_base *base; /* not owned: the control loop */
 	struct shields *sh;      /* not owned: the proxy's */
+	struct buckets *bk;      /* not owned: the proxy's throttle */
 	struct store *store;     /* owned; NULL without guard.store */
 	char *url;               /* owned: the store's guard.store */
 	char *password;          /* owned: its AUTH password, or NULL */
 	struct shield_conf conf; /* the current generation's thresholds */
 	struct event *wake;      /* owned: the workers' news is waiting */
 	struct event *tick;      /* owned: every TICK_MS */
+	struct event *flush;     /* owned: every TALLY_MS */
+	struct bucket_tally *tally; /* owned: BUCKETS_TALLY_MAX, drained */
+	struct conf_bucket budget[BUCKET_KINDS]; /* as of the last flush */
 	bool was_up;             /* both its connections were up at the last
 	                            tick */
 	uint64_t reconnects;     /* its reconnects at the last tick */
 };
 
-/* A key: kind, then up to two ids. */
+/* A key: kind, then up to two ids (or a bucket's kind, key and
+ * window). */
 struct fkey {
 	uint8_t b[1 + 2 * SHIELD_ID_LEN];
 	size_t len;
 };
+
+/* A throttle key: 't' (a window's counter) or 'T' (a hold), the bucket's
+ * kind and 64-bit key, and for a counter its window's number. */
+#define TKEY_HOLD_LEN 10
+#define TKEY_LEN 14
+
+static struct fkey bucket_key_of(char what, uint8_t kind, uint64_t key,
+				 uint32_t window)
+{
+	struct fkey k = {.b = {(uint8_t)what, kind}, .len = TKEY_HOLD_LEN};
+
+	for (int i = 0; i < 8; i++)
+		k.b[2 + i] = (uint8_t)(key >> (56 - 8 * i));
+	if (what == 't') {
+		for (int i = 0; i < 4; i++)
+			k.b[10 + i] = (uint8_t)(window >> (24 - 8 * i));
+		k.len = TKEY_LEN;
+	}
+	return k;
+}
+
+static uint64_t bucket_key_from(const uint8_t *k)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | k[2 + i];
+	return v;
+}
 
 static struct fkey key_of(char kind, const uint8_t *a, const uint8_t *b)
 {
@@ -112,6 +152,77 @@ static void refused(struct fleet *f, const struct shields_event *ev)
 		      key_of('U', ev->user, NULL), f->conf.user_failures);
 }
 
+/* ---- throttle consumption counted, limits published ---- */
+
+/* What a window's counter answer needs: the hold it may lead to. */
+struct spent {
+	struct fleet *f;
+	struct fkey hold;  /* 'T' kind key */
+	unsigned budget;   /* the window's requests */
+	uint64_t end;      /* s (Unix): the window's end */
+};
+
+static void spent_cb(void *arg, int status, long long total)
+{
+	struct spent *c = arg;
+	struct fleet *f = c->f;
+	uint64_t now = (uint64_t)time(NULL);
+
+	/* Over the budget fleet-wide: every front end holds the key for the
+	 * rest of the window. Tokens refused are never tallied, so a key
+	 * held everywhere stops being published. */
+	if (status == 0 && total > (long long)c->budget && c->end > now &&
+	    f->store != NULL)
+		store_hold(f->store, CHANNEL, c->hold.b, c->hold.len,
+			   (unsigned)(c->end - now), NULL, NULL);
+	free(c);
+}
+
+/* Adds e's tokens to its key's counter of the current window (fixed
+ * windows of the bucket's per, on the fleet's shared wall clock). */
+static void spend(struct fleet *f, const struct bucket_tally *e,
+		  uint64_t now)
+{
+	const struct conf_bucket *b = &f->budget[e->kind];
+	uint64_t window, end;
+	struct spent *c;
+	struct fkey counter;
+
+	if (b->requests == 0 || b->per == 0)
+		return;
+	window = now / b->per;
+	end = (window + 1) * b->per;
+	c = malloc(sizeof(*c));
+	if (c == NULL)
+		return;
+	*c = (struct spent){.f = f,
+			    .hold = bucket_key_of('T', e->kind, e->key, 0),
+			    .budget = b->requests,
+			    .end = end};
+	counter = bucket_key_of('t', e->kind, e->key, (uint32_t)window);
+	if (store_count(f->store, counter.b, counter.len, e->count,
+			(unsigned)(end - now) + 1, spent_cb, c) != 0)
+		free(c);
+}
+
+/* The throttle's tally since the last flush, told to the store while it
+ * is up, dropped while it is down (each front end limits locally). */
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct fleet *f = arg;
+	uint64_t now = (uint64_t)time(NULL);
+	size_t n;
+
+	(void)fd;
+	(void)what;
+	n = buckets_drain(f->bk, f->tally, BUCKETS_TALLY_MAX);
+	if (n == 0 || f->store == NULL || !store_up(f->store))
+		return;
+	buckets_conf(f->bk, f->budget);
+	for (size_t i = 0; i < n; i++)
+		spend(f, &f->tally[i], now);
+}
+
 /* ---- holds found by a scan; an operator's clear ---- */
 
 /* One walk of the keys of a kind: holds to apply, or keys of a user (all:
@@ -123,8 +234,8 @@ struct walk {
 	uint8_t user[SHIELD_ID_LEN];
 };
 
-/* Applies a hold key ('P' pass user or 'U' user) for ttl_s; any other
- * key (Redis's bytes are not trusted) changes nothing. */
+/* Applies a hold key ('P' pass user, 'U' user, or 'T' bucket) for ttl_s;
+ * any other key (Redis's bytes are not trusted) changes nothing. */
 static void apply(struct fleet *f, const uint8_t *k, size_t klen,
                   long long ttl_s)
 {
@@ -137,6 +248,9 @@ static void apply(struct fleet *f, const uint8_t *k, size_t klen,
 		                   (unsigned)ttl_s);
 	else if (k[0] == 'U' && klen == 1 + SHIELD_ID_LEN)
 		shields_apply_hold(f->sh, k + 1, NULL, (unsigned)ttl_s);
+	else if (k[0] == 'T' && klen == TKEY_HOLD_LEN && k[1] < BUCKET_KINDS)
+		buckets_hold(f->bk, (enum bucket_kind)k[1],
+			     bucket_key_from(k), (uint64_t)ttl_s * 1000000);
 }
 
 static void walk_cb(void *arg, int status, const void *key, size_t klen,
@@ -256,24 +370,31 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	if (up && (!f->was_up || st.reconnects != f->reconnects)) {
 		walk(f, 'P', false, false, NULL);
 		walk(f, 'U', false, false, NULL);
+		walk(f, 'T', false, false, NULL);
 	}
 	f->was_up = up;
 	f->reconnects = st.reconnects;
 }
 
-struct fleet *fleet_new(struct event_base *base, struct shields *sh)
+struct fleet *fleet_new(struct event_base *base, struct shields *sh,
+		       struct buckets *bk)
 {
 	struct fleet *f = calloc(1, sizeof(*f));
 	struct timeval tv = {TICK_MS / 1000, (TICK_MS % 1000) * 1000};
+	struct timeval ftv = {TALLY_MS / 1000, (TALLY_MS % 1000) * 1000};
 
 	if (f == NULL)
 		return NULL;
 	f->base = base;
 	f->sh = sh;
+	f->bk = bk;
 	f->wake = event_new(base, -1, 0, wake_cb, f);
 	f->tick = event_new(base, -1, EV_PERSIST, tick_cb, f);
-	if (f->wake == NULL || f->tick == NULL ||
-	    event_add(f->tick, &tv) != 0) {
+	f->flush = event_new(base, -1, EV_PERSIST, flush_cb, f);
+	f->tally = malloc(BUCKETS_TALLY_MAX * sizeof(*f->tally));
+	if (f->wake == NULL || f->tick == NULL || f->flush == NULL ||
+	    f->tally == NULL || event_add(f->tick, &tv) != 0 ||
+	    event_add(f->flush, &ftv) != 0) {
 		fleet_free(f);
 		return NULL;
 	}
@@ -289,6 +410,7 @@ static bool same(const char *a, const char *b)
 static void stop_sharing(struct fleet *f)
 {
 	shields_share(f->sh, NULL, NULL);
+	buckets_share(f->bk, false);
 	store_free(f->store);
 	f->store = NULL;
 	free(f->url);
@@ -322,6 +444,7 @@ static bool start_sharing(struct fleet *f, const struct gen *g)
 		return false;
 	}
 	shields_share(f->sh, wake, f);
+	buckets_share(f->bk, true);
 	return true;
 }
 
@@ -363,5 +486,8 @@ void fleet_free(struct fleet *f)
 		event_free(f->wake);
 	if (f->tick != NULL)
 		event_free(f->tick);
+	if (f->flush != NULL)
+		event_free(f->flush);
+	free(f->tally);
 	free(f);
 }

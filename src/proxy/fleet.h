@@ -1,8 +1,9 @@
 /*
- * The password shield shared by a fleet of front ends through the store
- * (DESIGN.md "Edge protection", guard.store): every refusal a CAS gives is
- * counted in Redis too, and a hold reached there is published to every
- * front end, which then answers it locally. Internal to proxy/.
+ * The password shield and the throttle shared by a fleet of front ends
+ * through the store (DESIGN.md "Edge protection", guard.store): every
+ * refusal a CAS gives, and every throttle token taken, is counted in Redis
+ * too, and a hold reached there is published to every front end, which
+ * then answers it locally. Internal to proxy/.
  *
  * Everything here runs on the control loop (the daemon's thread: DNS,
  * health checks, the admin endpoint); workers only leave news in the
@@ -15,6 +16,12 @@
  *   'U' user_id           a user's guessing hold, published likewise
  *   'C' [user_id]         an operator's clear of a user (none: everyone),
  *                         published only
+ *   't' kind key window   tokens of a throttle bucket (kind: enum
+ *                         bucket_kind; key: its 64-bit keyed hash) taken
+ *                         in one fixed window of its per seconds, on the
+ *                         fleet's wall clock (counter)
+ *   'T' kind key          a bucket over its budget fleet-wide, held to the
+ *                         window's end (SET EX), published on "holds"
  *
  * The password keys carry the whole user id (16 bytes), not the 8 the
  * shield's table keeps, so that a hold learned from the store is listed
@@ -25,15 +32,17 @@
 
 #include <stdbool.h>
 
+struct buckets;
 struct event_base;
 struct fleet;
 struct gen;
 struct shields;
 struct store_stats;
 
-/* Sharing for shields on base (the control loop; both outlive it), off
+/* Sharing for shields and the throttle's buckets bk on base (the control loop; both outlive it), off
  * until fleet_follow names a store. NULL without memory. */
-struct fleet *fleet_new(struct event_base *base, struct shields *sh);
+struct fleet *fleet_new(struct event_base *base, struct shields *sh,
+		       struct buckets *bk);
 
 /* Follows generation g (start-up and every reload, on the control loop):
  * its thresholds, and its guard.store with its password; a changed store

@@ -88,6 +88,8 @@ struct guard_counts {
 	uint64_t shared_holds;       /* holds begun here by the store's word */
 	uint64_t shared_dropped;     /* refusals and clears never told to the
 	                                store: the outbox was full */
+	uint64_t throttle_shared_dropped; /* throttle tokens never told to
+	                                     the store: its tally was full */
 };
 
 /* The users with a hold now (user: that one only, normalised as routing

@@ -529,6 +529,7 @@ void proxy_guard_counts(struct proxy *p, struct guard_counts *out)
 	shields_counts(p->shields, out);
 	buckets_counts(p->buckets, &out->throttled_keys,
 		       &out->throttle_evictions);
+	out->throttle_shared_dropped = buckets_tally_dropped(p->buckets);
 	if (g != NULL) {
 		out->rules = g->conf->n_guard_devices;
 		out->throttle_on = g->conf->guard_throttle_on;

@@ -181,7 +181,7 @@ int proxy_control_start(struct proxy *p, struct event_base *base, char **err)
 	}
 	/* Before the CAS: a front end whose DNS servers fail still shares
 	 * its holds. */
-	p->fleet = fleet_new(base, p->shields);
+	p->fleet = fleet_new(base, p->shields, p->buckets);
 	if (p->fleet != NULL)
 		fleet_follow(p->fleet, p->gen);
 	p->control = control_new(&p->cas, base, p->gen->conf->dns_servers,

@@ -1,4 +1,4 @@
-"""The password shield of a fleet (issue 15 item 3, DESIGN.md "Edge
+"""The password shield and the throttle of a fleet (issue 15 item 3, DESIGN.md "Edge
 protection", guard.store): two easfront instances, one on 127.0.0.1 and
 one on 127.0.0.2, in front of one stand-in CAS and sharing one redis-server
 (Debian's, started here on 127.0.0.1 with a password and no persistence).
@@ -9,7 +9,9 @@ one on 127.0.0.2, in front of one stand-in CAS and sharing one redis-server
 - Redis stopped mid-run: requests flow without waiting, each front end
   limits alone, easfront_store_up 0; Redis back: sharing resumes without a
   restart of easfront;
-- a Redis that accepts and never answers: the same as one that is down.
+- a Redis that accepts and never answers: the same as one that is down;
+- a device alternating between both is throttled at its fleet budget
+  (within a second of slack), and each limits it alone while Redis is down.
 
 Every wait is bounded in count and time."""
 
@@ -114,10 +116,11 @@ class Mute:
 
 class FleetCase(tg.GuardCase):
 
-    def fleet(self, store_port, **shield):
+    def fleet(self, store_port, throttle=None, **shield):
         """A CAS and two daemons (127.0.0.1, 127.0.0.2) sharing the store
-        at store_port and the shield's key; returns (cas, d1, d2); one more
-        of the fleet from self.joiner()."""
+        at store_port and the shield's key (and guard.throttle when
+        given); returns (cas, d1, d2); one more of the fleet from
+        self.joiner()."""
         d = eftest.mktemp_dir("eftest-fleet-")
         key, pw = os.path.join(d, "guard.key"), os.path.join(d, "redis.pw")
         with open(key, "wb") as f:
@@ -127,6 +130,8 @@ class FleetCase(tg.GuardCase):
         guard = {"passwords": tg.shield(**shield), "key_file": key,
                  "store": "redis://127.0.0.1:%d" % store_port,
                  "store_password_file": pw}
+        if throttle is not None:
+            guard["throttle"] = throttle
         cas = self.start_cas(passwords={tg.USER: tg.RIGHT})
         self.joiner = lambda: tg.GuardDaemon(self, [cas.url], guard).start()
         d1 = tg.GuardDaemon(self, [cas.url], guard).start()
@@ -313,6 +318,102 @@ class SharedHolds(FleetCase):
                         self.guard_of(d2))
         self.assertEqual(b.request()[1].status, 401)
         self.assertEqual(cas.attempts(tg.USER, password=OLD), 3)
+
+
+# A device's fleet budget in the throttle tests, and the pace of the device
+# that alternates between the front ends: each front end shares its tally
+# at least every 250 ms, so within one second of slack at most PACE more
+# requests pass than the budget; without sharing, 2 x BUDGET would.
+BUDGET = 8
+PACE = 5  # requests a second
+THROTTLE = {"device": {"requests": BUDGET, "per": 120},
+            "user": {"requests": 10000, "per": 60}, "retry_after": 7}
+
+
+class SharedThrottle(FleetCase):
+
+    def alternate(self, phones, n):
+        """n Syncs alternately through phones at PACE a second; returns
+        the statuses and the slowest answer's time."""
+        statuses, slowest = [], 0.0
+        for i in range(n):
+            t0 = time.monotonic()
+            _, resp = phones[i % len(phones)].request("Sync")
+            slowest = max(slowest, time.monotonic() - t0)
+            statuses.append(resp.status)
+            if resp.status == 503:
+                self.assertEqual(resp.header("X-MS-ASThrottle"),
+                                 "CommandFrequency")
+                self.assertEqual(resp.header("Retry-After"), "7")
+            time.sleep(max(0.0, 1.0 / PACE - (time.monotonic() - t0)))
+        return statuses, slowest
+
+    def device_pair(self, d1, d2):
+        a = self.phone(d1)
+        return a, self.phone(d2, device_id=a.device_id)
+
+    def reached(self, cas, device):
+        return len([r for r in cas.client_requests()
+                    if device in (r.target or "")])
+
+    def test_device_budget_fleet_wide(self):
+        """A device alternating between both front ends is throttled at
+        its fleet budget, within a second of slack; both answer 503 for
+        the rest of the window; another device of the user, and a front
+        end that joins later, go on as before (the joiner learns the
+        hold)."""
+        redis = Redis(self).start()
+        cas, d1, d2 = self.fleet(redis.port, throttle=THROTTLE)
+        self.wait_store((d1, d2), 1)
+        a, b = self.device_pair(d1, d2)
+        statuses, _ = self.alternate((a, b), 4 * BUDGET)
+        passed = statuses.count(200)
+        self.assertEqual(passed + statuses.count(503), len(statuses),
+                         statuses)
+        self.assertEqual(self.reached(cas, a.device_id), passed)
+        self.assertGreaterEqual(passed, BUDGET, statuses)
+        self.assertLessEqual(passed, BUDGET + PACE,
+                             "the fleet let %d of the device's requests "
+                             "through, its budget is %d: %r"
+                             % (passed, BUDGET, statuses))
+        # both front ends refuse it now, neither near its own budget
+        self.assertEqual(statuses[-2:], [503, 503], statuses)
+        for d in (d1, d2):
+            reasons = [r["reason"] for r in self.log_of(d, a.device_id,
+                                                        2 * BUDGET)]
+            self.assertIn("throttled-device", reasons)
+        other, other2 = self.device_pair(d1, d2)
+        self.assertEqual(self.alternate((other, other2), 4)[0], [200] * 4)
+        # Redis has keyed hashes only
+        self.assertNotIn(a.device_id.encode(), redis.command("KEYS", "*"))
+        d3 = self.joiner()
+        c = self.phone(d3, device_id=a.device_id)
+        self.assertTrue(wait_until(
+            lambda: c.request("Sync")[1].status == 503, 5, 0.3),
+            "a front end that joined did not learn the device's hold")
+
+    def test_store_down_each_limits_alone_then_shares_again(self):
+        """Redis stopped: each front end limits the device to its own
+        budget (2 x BUDGET in all), no request waits; Redis back: a new
+        device is held at the fleet budget again, without a restart."""
+        redis = Redis(self).start()
+        cas, d1, d2 = self.fleet(redis.port, throttle=THROTTLE)
+        self.wait_store((d1, d2), 1)
+        redis.stop()
+        self.wait_store((d1, d2), 0, timeout=15)
+        a, b = self.device_pair(d1, d2)
+        statuses, slowest = self.alternate((a, b), 3 * BUDGET)
+        self.assertEqual(statuses.count(200), 2 * BUDGET, statuses)
+        self.assertLess(slowest, STORE_TIMEOUT * 0.9,
+                        "a request waited for the store")
+
+        redis.start()
+        self.wait_store((d1, d2), 1)
+        a, b = self.device_pair(d1, d2)
+        statuses, _ = self.alternate((a, b), 3 * BUDGET)
+        self.assertLessEqual(statuses.count(200), BUDGET + PACE,
+                             "sharing did not resume: %r" % statuses)
+        self.assertEqual(statuses[-2:], [503, 503], statuses)
 
 
 class StoreOutages(FleetCase):
