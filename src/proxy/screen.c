@@ -173,34 +173,49 @@ void screen_poll_supersede(struct session *s)
 			      ping_status_1, sizeof(ping_status_1));
 }
 
-/* The buckets the request spends a token of: its device's, its user's,
- * its client address's, each when the request has that key and the
- * bucket is on. */
+/* The names of the request's buckets: its device's, its user's, its
+ * client address's, each when the request has that key and the bucket is
+ * on (0 otherwise). */
+static void bucket_names(struct session *s, const struct eas_facts *f,
+			 const char *user, uint64_t out[BUCKET_KINDS])
+{
+	const struct conf_guard_throttle *t = &s->g->conf->guard_throttle;
+
+	out[BUCKET_DEVICE] = f->device_id[0] != '\0' && t->device.requests > 0
+				 ? bucket_key(s, 'd', f->device_id)
+				 : 0;
+	out[BUCKET_USER] = user != NULL && user[0] != '\0' &&
+				   t->user.requests > 0
+			       ? bucket_key(s, 'u', user)
+			       : 0;
+	out[BUCKET_CLIENT] = t->client.requests > 0
+				 ? bucket_key(s, 'c', s->client_ip)
+				 : 0;
+}
+
+/* Spends a token of each of the request's buckets (named in the memo). */
 static enum bucket_kind throttle(struct session *s, const struct eas_facts *f,
 				 const char *user)
 {
-	const struct conf_guard_throttle *t = &s->g->conf->guard_throttle;
-	struct bucket_keys k = {
-	    .has = {f->device_id[0] != '\0' && t->device.requests > 0,
-		    user != NULL && user[0] != '\0' && t->user.requests > 0,
-		    t->client.requests > 0},
-	};
+	struct screen_memo *m = &s->memo;
+	struct bucket_keys k;
 
-	if (k.has[BUCKET_DEVICE])
-		k.key[BUCKET_DEVICE] = bucket_key(s, 'd', f->device_id);
-	if (k.has[BUCKET_USER])
-		k.key[BUCKET_USER] = bucket_key(s, 'u', user);
-	if (k.has[BUCKET_CLIENT])
-		k.key[BUCKET_CLIENT] = bucket_key(s, 'c', s->client_ip);
+	if (!(m->known & SCREEN_M_KEYS)) {
+		bucket_names(s, f, user, m->bucket);
+		m->known |= SCREEN_M_KEYS;
+	}
+	for (int i = 0; i < BUCKET_KINDS; i++) {
+		/* A name that hashed to 0 is the table's key 1 anyway. */
+		k.has[i] = m->bucket[i] != 0;
+		k.key[i] = m->bucket[i];
+	}
 	return buckets_take(s->w->p->buckets, &k);
 }
 
 /* The first rule the request meets, -1 for none (default allow). */
-static int device_rule(struct session *s, const struct http_request *req,
+static int device_rule(struct session *s, const struct http_header *h,
 		       const struct eas_facts *f, const char *user)
 {
-	const struct http_header *h =
-	    http_header_find(req->headers, req->nheaders, "User-Agent");
 	char stack[UA_STACK], *ua = stack;
 	struct rules_facts rf;
 	int hit;
@@ -237,58 +252,116 @@ static struct str basic_token(struct str v)
 	return str_trim((struct str){v.p + i, v.len - i});
 }
 
-/* Hashes the request's Basic credentials into the request's ids, or takes
- * them from the connection's memo when it saw the same value last. */
-static bool credential_ids(struct session *s, const struct http_request *req,
+/* Hashes the Basic credentials of Authorization value h into the memo's
+ * ids; false when they are not Basic credentials of user. */
+static bool credential_ids(struct session *s, const struct http_header *h,
 			   const char *user)
 {
-	const struct http_header *h =
-	    http_header_find(req->headers, req->nheaders, "Authorization");
-	struct auth_memo *m = &s->auth;
+	struct screen_memo *m = &s->memo;
 	uint8_t pass[EAS_USER_MAX];
-	uint64_t fp;
 	size_t len = 0;
 	int rc;
 
-	if (h == NULL)
-		return false;
-	fp = siphash24(s->w->p->fp_key, h->value.p, h->value.len);
-	if (m->gen_id == s->g->id && m->fp == fp) {
-		memcpy(s->txn.shield_user, m->user, sizeof(m->user));
-		memcpy(s->txn.shield_pass, m->pass, sizeof(m->pass));
-		return true;
-	}
-	if (eas_basic_password(basic_token(h->value), pass, sizeof(pass),
-			       &len) != 0)
+	if (h == NULL || eas_basic_password(basic_token(h->value), pass,
+					    sizeof(pass), &len) != 0)
 		return false;
 	rc = shield_key_ids(s->g->guard_key, user, (const char *)pass, len,
-			    s->txn.shield_user, s->txn.shield_pass);
+			    m->user, m->pass);
 	explicit_bzero(pass, sizeof(pass));
-	if (rc != 0)
-		return false;
-	*m = (struct auth_memo){.gen_id = s->g->id, .fp = fp};
-	memcpy(m->user, s->txn.shield_user, sizeof(m->user));
-	memcpy(m->pass, s->txn.shield_pass, sizeof(m->pass));
-	return true;
+	return rc == 0;
+}
+
+/* The headers screening reads, found in one walk. */
+struct screen_heads {
+	const struct http_header *auth, *ua;
+};
+
+static struct screen_heads screen_heads(const struct http_request *req)
+{
+	struct screen_heads sh = {NULL, NULL};
+
+	for (size_t i = 0; i < req->nheaders; i++) {
+		const struct http_header *h = &req->headers[i];
+
+		if (sh.auth == NULL &&
+		    str_eq_ci(h->name, STR_LIT("Authorization")))
+			sh.auth = h;
+		else if (sh.ua == NULL &&
+			 str_eq_ci(h->name, STR_LIT("User-Agent")))
+			sh.ua = h;
+	}
+	return sh;
+}
+
+/* One piece of the fingerprint, with its length first: no two requests'
+ * pieces run together alike. */
+static void fp_put(struct siphash *h, const void *p, size_t n)
+{
+	uint32_t len = (uint32_t)n;
+
+	siphash_update(h, &len, sizeof(len));
+	siphash_update(h, p, n);
+}
+
+/* Everything screening reads of the request, under the process's key:
+ * the memo is good for a request with the same fingerprint. The client
+ * address is the connection's own. */
+static uint64_t screen_fp(const struct session *s, const struct screen_heads *sh,
+			  const struct eas_facts *f, const char *user)
+{
+	const uint32_t small[3] = {f->version, (uint32_t)f->user_src,
+				   (uint32_t)(sh->auth != NULL) |
+				       (uint32_t)(sh->ua != NULL) << 1};
+	struct siphash h;
+
+	siphash_init(&h, s->w->p->fp_key);
+	siphash_update(&h, small, sizeof(small));
+	fp_put(&h, f->cmd_name, strlen(f->cmd_name));
+	fp_put(&h, f->device_id, strlen(f->device_id));
+	fp_put(&h, f->device_type, strlen(f->device_type));
+	fp_put(&h, user ? user : "", user ? strlen(user) : 0);
+	if (sh->auth != NULL)
+		fp_put(&h, sh->auth->value.p, sh->auth->value.len);
+	if (sh->ua != NULL)
+		fp_put(&h, sh->ua->value.p, sh->ua->value.len);
+	return siphash_final(&h);
+}
+
+/* The connection's memo for this request: kept when the request reads
+ * the same as the last one under the same generation, else emptied. */
+static struct screen_memo *memo_for(struct session *s,
+				    const struct screen_heads *sh,
+				    const struct eas_facts *f, const char *user)
+{
+	uint64_t fp = screen_fp(s, sh, f, user);
+
+	if (s->memo.gen_id != s->g->id || s->memo.fp != fp)
+		s->memo = (struct screen_memo){.gen_id = s->g->id, .fp = fp};
+	return &s->memo;
 }
 
 bool screen_request(struct session *s, const struct http_request *req,
 		    const struct eas_facts *f, const char *user)
 {
 	const struct gen *g = s->g;
+	struct screen_heads sh = screen_heads(req);
+	struct screen_memo *m = memo_for(s, &sh, f, user);
 	enum shield_verdict v;
 	enum bucket_kind k;
-	int hit;
 
 	if (g->rules != NULL) {
-		hit = device_rule(s, req, f, user);
-		if (hit == -2) {
-			session_respond_error(s, 503, TERM_LOCAL);
-			return true;
+		if (!(m->known & SCREEN_M_RULE)) {
+			m->rule = device_rule(s, sh.ua, f, user);
+			if (m->rule == -2) {
+				session_respond_error(s, 503, TERM_LOCAL);
+				return true;
+			}
+			m->known |= SCREEN_M_RULE;
 		}
-		if (hit >= 0 && rules_rule(g->rules, (unsigned)hit)->action ==
-				    CONF_RULE_BLOCK) {
-			answer_403(s, (unsigned)hit);
+		if (m->rule >= 0 &&
+		    rules_rule(g->rules, (unsigned)m->rule)->action ==
+			CONF_RULE_BLOCK) {
+			answer_403(s, (unsigned)m->rule);
 			return true;
 		}
 	}
@@ -296,14 +369,21 @@ bool screen_request(struct session *s, const struct http_request *req,
 	 * directory per request; NTLM and Negotiate legs and Bearer probes
 	 * never count (DESIGN.md). */
 	if (g->guard_key != NULL && f->user_src == EAS_USER_BASIC &&
-	    user != NULL && user[0] != '\0' && credential_ids(s, req, user)) {
-		v = shields_check(s->w->p->shields, s->txn.shield_user,
-				  s->txn.shield_pass);
-		if (v != SHIELD_PASS) {
-			answer_401(s, f, v);
-			return true;
+	    user != NULL && user[0] != '\0') {
+		if (!(m->known & SCREEN_M_IDS)) {
+			m->has_ids = credential_ids(s, sh.auth, user);
+			m->known |= SCREEN_M_IDS;
 		}
-		s->txn.flags |= TXN_F_SHIELD;
+		if (m->has_ids) {
+			memcpy(s->txn.shield_user, m->user, sizeof(m->user));
+			memcpy(s->txn.shield_pass, m->pass, sizeof(m->pass));
+			v = shields_check(s->w->p->shields, m->user, m->pass);
+			if (v != SHIELD_PASS) {
+				answer_401(s, f, v);
+				return true;
+			}
+			s->txn.flags |= TXN_F_SHIELD;
+		}
 	}
 	if (g->conf->guard_throttle_on &&
 	    (k = throttle(s, f, user)) != BUCKET_NONE) {

@@ -177,13 +177,25 @@ struct txn {
 	struct reqlog log;	 /* its access-log line, written at its end */
 };
 
-/* A phone sends the same Authorization on every request of a connection,
- * and hashing it for the password shield costs more than the rest of the
- * request: the ids are kept with a keyed fingerprint of the header value
- * (never the value) and reused while both match. */
-struct auth_memo {
-	unsigned gen_id; /* generation whose key made the ids; 0: none */
-	uint64_t fp;	 /* siphash24 of the Authorization value */
+/* A phone sends the same credentials, device and command again and again
+ * on one connection, and the guard's work for a request (the device rules'
+ * answer, the password shield's ids, the throttle's bucket names) depends
+ * on those alone: it is kept with a keyed fingerprint of them (never the
+ * values) and reused while the fingerprint and the generation match. */
+enum {
+	SCREEN_M_RULE = 1 << 0, /* rule is known */
+	SCREEN_M_IDS = 1 << 1,  /* has_ids (and user, pass) are known */
+	SCREEN_M_KEYS = 1 << 2, /* bucket[] is known */
+};
+
+struct screen_memo {
+	unsigned gen_id; /* generation whose rules and keys made it; 0: none */
+	uint64_t fp;	 /* siphash24 of what screening reads of a request */
+	uint8_t known;	 /* SCREEN_M_* */
+	bool has_ids;	 /* Basic credentials the shield hashed */
+	int rule;	 /* the first device rule met, -1 none */
+	uint64_t bucket[3]; /* the throttle's bucket names, by enum
+			       bucket_kind (0: that kind has none) */
 	uint8_t user[16];
 	uint8_t pass[16];
 };
@@ -199,8 +211,8 @@ struct session {
 	struct side up;
 	struct upconn *uc;	 /* attached upstream connection, or NULL */
 	struct txn txn;		 /* the request, while state is ACTIVE */
-	struct auth_memo auth;	 /* the guard's ids of the last Basic
-				    credentials on this connection */
+	struct screen_memo memo; /* the guard's work for the last request
+				    screened on this connection */
 	char client_ip[46];
 	const char *sni;	 /* owned by the client's SSL */
 	struct limits_ticket ticket; /* this connection's place in the caps */
