@@ -863,10 +863,19 @@ class DeviceRules(GuardCase):
              {"user": CEO, "device_type": "iPhone", "ua": old_ua}, {}, 2),
         ]
 
-    def run_cases(self, cas, d, lines, cases):
+    def run_cases(self, cas, d, lines, cases, one=None):
+        """Each case on a phone of its own, or all on phone one (its one
+        keep-alive connection), its attributes set for each."""
         for what, pkw, rkw, rule in cases:
             with self.subTest(what):
-                p = self.phone(d, **pkw)
+                if one is None:
+                    p = self.phone(d, **pkw)
+                else:
+                    p = one
+                    fresh = Phone(d)
+                    for k in ("user", "device_type", "ua", "version"):
+                        setattr(p, k, pkw.get(k, getattr(fresh, k)))
+                    p.device_id = pkw.get("device_id", fresh.device_id)
                 cmd = rkw.get("cmd", "FolderSync")
                 target = None
                 if "b64" in rkw:
@@ -893,6 +902,19 @@ class DeviceRules(GuardCase):
         lines = rule_lines(d)
         self.assertEqual(len(lines), len(RULES))
         self.run_cases(cas, d, lines, self.cases())
+        self.assertEqual(cas.attempts(ok=False), 0)
+
+    def test_one_connection(self):
+        """The connection's memo of the guard's work never carries one
+        request's answer to the next: every case again, then in reverse,
+        on one keep-alive connection (blocked after allowed and the other
+        way round, a user, a User-Agent, a command or a version changing
+        alone)."""
+        cas, d = self.world_rules()
+        lines = rule_lines(d)
+        cases = self.cases()
+        p = self.phone(d)
+        self.run_cases(cas, d, lines, cases + cases[::-1], one=p)
         self.assertEqual(cas.attempts(ok=False), 0)
 
     def test_bad_regex_refused_by_check_and_reload(self):
