@@ -30,7 +30,13 @@ struct entry {
 	uint8_t user[8];       /* K_PASS: its user's id, for clearing */
 	uint8_t kind;	       /* enum kind */
 	uint16_t count;	       /* refusals in the current window */
-	uint32_t window_start; /* when that window began */
+	union {
+		uint32_t window_start; /* count > 0: when the window of its
+					  refusals began */
+		uint32_t told_until;   /* count 0, K_PASS: when the mark of it
+					  being known good that the fleet was
+					  told of ends */
+	};
 	uint32_t hold_until;   /* answered locally until then */
 	uint32_t good_until;   /* K_PASS: known good until then */
 	uint32_t last;	       /* last touched, for eviction */
@@ -361,12 +367,20 @@ unsigned shield_feed(struct shield *sh, const struct shield_conf *c,
 	memcpy(p->user, user, sizeof(p->user));
 	p->last = t;
 	if (!refused) {
+		uint32_t good = shield_good_time(c);
+
+		/* Renewed here on every success; news for the fleet only
+		 * when its mark is missing or past half its time, so that
+		 * a phone's every request is not. */
+		if (p->count > 0 || p->told_until <= t ||
+		    p->told_until - t < good / 2) {
+			news = SHIELD_NEW_GOOD;
+			p->told_until = t + good;
+		}
 		p->count = 0;
 		p->hold_until = 0;
-		/* Known good for as long as a hold would last, at least a
-		 * window. */
-		p->good_until = t + (c->hold > c->window ? c->hold : c->window);
-		return 0;
+		p->good_until = t + good;
+		return news;
 	}
 	p->good_until = 0;
 	first = count_refusal(p, c, t);
@@ -390,6 +404,30 @@ unsigned shield_feed(struct shield *sh, const struct shield_conf *c,
 		u->hold_until = t + c->hold;
 	}
 	return news;
+}
+
+unsigned shield_good_time(const struct shield_conf *c)
+{
+	/* As long as a hold would last, at least a window. */
+	return c->hold > c->window ? c->hold : c->window;
+}
+
+void shield_set_good(struct shield *sh, const uint8_t user[SHIELD_ID_LEN],
+		     const uint8_t pass[SHIELD_ID_LEN], uint64_t until,
+		     uint64_t now)
+{
+	uint32_t t = (uint32_t)now, u = (uint32_t)until;
+	struct entry *e;
+
+	if (u <= t || (e = find_or_add(sh, K_PASS, pass, t)) == NULL)
+		return;
+	e->last = t;
+	memcpy(e->user, user, sizeof(e->user));
+	if (e->good_until < u)
+		e->good_until = u;
+	/* The fleet has this mark: not news when it works here too. */
+	if (e->count == 0 && e->told_until < u)
+		e->told_until = u;
 }
 
 unsigned shield_pass_refusals(const struct shield *sh,

@@ -85,6 +85,10 @@ enum shield_verdict shield_check(struct shield *sh, const struct shield_conf *c,
 /* What shield_feed changed that an operator's list shows. */
 #define SHIELD_NEW_PASSWORD_HOLD 0x1U /* a password is held from now */
 #define SHIELD_NEW_USER_HOLD 0x2U     /* the user is held from now */
+#define SHIELD_NEW_GOOD 0x4U /* a password is known good from now, or its
+				mark was renewed past half its time: worth
+				telling the fleet */
+#define SHIELD_NEW_HOLDS (SHIELD_NEW_PASSWORD_HOLD | SHIELD_NEW_USER_HOLD)
 
 /* The CAS's answer to such a request: refused (a 401) counts a failure of
  * the password, and of the user when the password is new in the window;
@@ -102,6 +106,17 @@ unsigned shield_feed(struct shield *sh, const struct shield_conf *c,
 unsigned shield_pass_refusals(const struct shield *sh,
                               const struct shield_conf *c,
                               const uint8_t pass[SHIELD_ID_LEN], uint64_t now);
+
+/* A known-good mark made elsewhere (another front end saw the password
+ * work): the password pass of user is known good until until, unless it
+ * already is for longer. The entry is made when absent, as shield_set_hold
+ * makes one; a hold is left as it is. */
+void shield_set_good(struct shield *sh, const uint8_t user[SHIELD_ID_LEN],
+		     const uint8_t pass[SHIELD_ID_LEN], uint64_t until,
+		     uint64_t now);
+
+/* How long a success keeps a password known good under c, s. */
+unsigned shield_good_time(const struct shield_conf *c);
 
 /*
  * A hold decided elsewhere (another front end, through the shared store):

@@ -1,6 +1,7 @@
 /*
  * libFuzzer harness of the password shield: random sequences of checks,
- * refusals, successes, clears and the passing of time, over a few users and
+ * refusals, successes, clears, known-good marks from the fleet and the
+ * passing of time, over a few users and
  * passwords. With a table large enough never to evict, every verdict must
  * equal that of a plain model of DESIGN.md's rules; with a tiny table, the
  * table must stay within its bound whatever happens.
@@ -133,6 +134,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			shield_feed(big, &c, uid, pid, op != 4, now);
 			shield_feed(tiny, &c, uid, pid, op != 4, now);
 			model_feed(&c, u, p, op != 4, now);
+			break;
+		case 6:
+			if (data[i + 1] & 0x80) {
+				/* A known-good mark from the fleet, up to
+				 * 63 s ahead. */
+				uint64_t until = now + (data[i + 1] & 63);
+
+				shield_set_good(big, uid, pid, until, now);
+				shield_set_good(tiny, uid, pid, until, now);
+				if (until > now && mp[u][p].good < until)
+					mp[u][p].good = until;
+				break;
+			}
+			now += data[i + 1] % 64;
 			break;
 		case 5:
 			shield_clear_user(big, uid);

@@ -394,6 +394,67 @@ static void test_pass_refusals(void **state)
 	shield_free(sh);
 }
 
+/* A success is news for the fleet when the password becomes known good,
+ * and again only once its mark is past half its time; a mark made
+ * elsewhere lets the owner through a guessing hold, as a local success
+ * does, and never shortens one made here. */
+static void test_good_marks(void **state)
+{
+	struct shield *sh = shield_new(1000);
+	struct cred good = cred("bob@contoso.com", "Correct1");
+	unsigned good_s = shield_good_time(&conf);
+	char pw[32];
+
+	(void)state;
+	assert_int_equal(good_s, 1800);
+	assert_int_equal(shield_feed(sh, &conf, good.user, good.pass, false, 10),
+			 SHIELD_NEW_GOOD);
+	assert_int_equal(shield_feed(sh, &conf, good.user, good.pass, false, 11),
+			 0);
+	assert_int_equal(shield_feed(sh, &conf, good.user, good.pass, false,
+				     10 + good_s / 2),
+			 0);
+	assert_int_equal(shield_feed(sh, &conf, good.user, good.pass, false,
+				     11 + good_s / 2),
+			 SHIELD_NEW_GOOD);
+	/* Good again after refusals: news at once. */
+	feed(sh, good, true, 1000);
+	assert_int_equal(shield_feed(sh, &conf, good.user, good.pass, false,
+				     1001),
+			 SHIELD_NEW_GOOD);
+	/* A mark the fleet already has is not news. */
+	shield_set_good(sh, cred("bob@contoso.com", "Other2").user,
+			cred("bob@contoso.com", "Other2").pass, 1000 + good_s,
+			1000);
+	assert_int_equal(shield_feed(sh, &conf,
+				     cred("bob@contoso.com", "Other2").user,
+				     cred("bob@contoso.com", "Other2").pass,
+				     false, 1001),
+			 0);
+	shield_free(sh);
+
+	/* Another front end's mark, on a table that never saw the password
+	 * work: the owner passes the guessing hold. */
+	sh = shield_new(1000);
+	for (unsigned i = 0; i < 10; i++) {
+		snprintf(pw, sizeof(pw), "guess-%u", i);
+		feed(sh, cred("bob@contoso.com", pw), true, 100 + i);
+	}
+	assert_int_equal(check(sh, good, 200), SHIELD_GUESSING);
+	shield_set_good(sh, good.user, good.pass, 200 + 60, 200);
+	assert_int_equal(check(sh, good, 201), SHIELD_PASS);
+	assert_int_equal(check(sh, good, 260), SHIELD_GUESSING);
+	/* A shorter mark leaves a longer one; one in the past does nothing. */
+	shield_set_good(sh, good.user, good.pass, 200 + 600, 200);
+	shield_set_good(sh, good.user, good.pass, 200 + 10, 200);
+	assert_int_equal(check(sh, good, 700), SHIELD_PASS);
+	shield_set_good(sh, cred("bob@contoso.com", "x").user,
+			cred("bob@contoso.com", "x").pass, 150, 200);
+	assert_int_equal(check(sh, cred("bob@contoso.com", "x"), 201),
+			 SHIELD_GUESSING);
+	shield_free(sh);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -409,6 +470,7 @@ int main(void)
 	    cmocka_unit_test(test_copy),
 	    cmocka_unit_test(test_set_hold),
 	    cmocka_unit_test(test_pass_refusals),
+	    cmocka_unit_test(test_good_marks),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
