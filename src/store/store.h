@@ -176,6 +176,12 @@ int store_count(struct store *s, const void *key, size_t klen, long long by,
 int store_hold(struct store *s, const char *channel, const void *key,
                size_t klen, unsigned ttl_s, store_done_cb done, void *arg);
 
+/* Marks key for ttl_s (> 0) seconds (SET key 1 EX ttl_s) without telling
+ * anyone: a front end finds it with store_scan_holds() when it needs it.
+ * Returns 0 or -1 as store_hold. */
+int store_mark(struct store *s, const void *key, size_t klen, unsigned ttl_s,
+               store_done_cb done, void *arg);
+
 /* Lifts a hold: DEL key and PUBLISH of the clear on channel, atomically.
  * Returns 0 or -1 as store_hold. */
 int store_clear(struct store *s, const char *channel, const void *key,

@@ -20,6 +20,9 @@ static const char count_lua[] =
 /* ARGV: channel, message, TTL. Returns the number of receivers. */
 static const char hold_lua[] = "redis.call('SET', KEYS[1], '1', 'EX', ARGV[3]) "
                                "return redis.call('PUBLISH', ARGV[1], ARGV[2])";
+/* A mark that only needs to be found (by a walk), never heard at once. */
+static const char mark_lua[] =
+    "redis.call('SET', KEYS[1], '1', 'EX', ARGV[1]) return 1";
 static const char clear_lua[] =
     "redis.call('DEL', KEYS[1]) "
     "return redis.call('PUBLISH', ARGV[1], ARGV[2])";
@@ -111,7 +114,7 @@ static void done_reply(struct store_link *l, const struct link_cb *cb,
 {
 	store_done_cb done = (store_done_cb)cb->user;
 	long long receivers;
-	int status = script_total(l, r, "a hold or clear", &receivers);
+	int status = script_total(l, r, "a hold, mark or clear", &receivers);
 
 	if (done != NULL)
 		done(cb->arg, status);
@@ -151,6 +154,21 @@ int store_hold(struct store *s, const char *channel, const void *key,
 	if (ttl_s == 0)
 		return -1;
 	return publish(s, hold_lua, channel, key, klen, ttl_s, done, arg);
+}
+
+int store_mark(struct store *s, const void *key, size_t klen, unsigned ttl_s,
+               store_done_cb done, void *arg)
+{
+	char name[STORE_PREFIX_MAX + STORE_KEY_MAX], nttl[16];
+	const char *av[1] = {nttl};
+	size_t al[1], n;
+	const struct link_cb lcb = {done_reply, (void (*)(void))done, arg};
+
+	if (klen > STORE_KEY_MAX || ttl_s == 0 ||
+	    (n = store_name(s, key, klen, name, sizeof(name))) == 0)
+		return -1;
+	al[0] = (size_t)snprintf(nttl, sizeof(nttl), "%u", ttl_s);
+	return eval(s, mark_lua, name, n, 1, av, al, &lcb);
 }
 
 int store_clear(struct store *s, const char *channel, const void *key,

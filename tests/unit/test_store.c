@@ -569,6 +569,13 @@ static void test_hold_scan_clear(void **state)
 	assert_int_equal(store_clear(s, "holds", "h:[2]", 5, on_done, &w), 0);
 	wait_calls(&base, 1, &w, 6);
 	assert_int_equal(scan_all(base, s, "h:", &w), 2);
+	/* A mark is found by a walk like a hold, with its own time. */
+	assert_int_equal(store_mark(s, "h:m", 3, 30, on_done, &w), 0);
+	wait_calls(&base, 1, &w, 7);
+	assert_int_equal(w.fails, 0);
+	assert_int_equal(scan_all(base, s, "h:m", &w), 1);
+	assert_true(w.scan_ttl > 29000 && w.scan_ttl <= 30000);
+	assert_int_equal(store_mark(s, "k", 1, 0, NULL, NULL), -1);
 	/* Bad arguments are refused at once. */
 	assert_int_equal(store_hold(s, "holds", "k", 1, 0, NULL, NULL), -1);
 	assert_int_equal(store_hold(s, "holds", "", 0, 5, NULL, NULL), -1);
