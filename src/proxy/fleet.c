@@ -225,14 +225,34 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- holds found by a scan; an operator's clear ---- */
 
-/* One walk of the keys of a kind: holds to apply, or keys of a user (all:
- * every user) to delete. */
+/* What a walk does with each key it finds. */
+enum walk_mode {
+	WALK_APPLY, /* a hold: applied here */
+	WALK_CLEAR, /* a key of the user (all: every user): deleted */
+	WALK_GOOD,  /* a known-good mark of a held user: applied here */
+};
+
+/* One walk of the keys that begin with a prefix. */
 struct walk {
 	struct fleet *f;
-	bool clear;
+	enum walk_mode mode;
 	bool all;
 	uint8_t user[SHIELD_ID_LEN];
 };
+
+static void walk(struct fleet *f, const uint8_t *prefix, size_t plen,
+		 enum walk_mode mode, bool all, const uint8_t *user);
+
+/* The known-good marks of user's passwords ('G' user pass): a user held
+ * for guessing still gets in with a password that worked anywhere in the
+ * fleet. Walked when the hold is heard: marks are many and only matter
+ * then. */
+static void walk_goods(struct fleet *f, const uint8_t user[SHIELD_ID_LEN])
+{
+	struct fkey k = key_of('G', user, NULL);
+
+	walk(f, k.b, k.len, WALK_GOOD, false, NULL);
+}
 
 /* Applies a hold key ('P' pass user, 'U' user, or 'T' bucket) for ttl_s;
  * any other key (Redis's bytes are not trusted) changes nothing. */
@@ -246,9 +266,10 @@ static void apply(struct fleet *f, const uint8_t *k, size_t klen,
 	if (k[0] == 'P' && klen == 1 + 2 * SHIELD_ID_LEN)
 		shields_apply_hold(f->sh, k + 1 + SHIELD_ID_LEN, k + 1,
 		                   (unsigned)ttl_s);
-	else if (k[0] == 'U' && klen == 1 + SHIELD_ID_LEN)
+	else if (k[0] == 'U' && klen == 1 + SHIELD_ID_LEN) {
 		shields_apply_hold(f->sh, k + 1, NULL, (unsigned)ttl_s);
-	else if (k[0] == 'T' && klen == TKEY_HOLD_LEN && k[1] < BUCKET_KINDS)
+		walk_goods(f, k + 1);
+	} else if (k[0] == 'T' && klen == TKEY_HOLD_LEN && k[1] < BUCKET_KINDS)
 		buckets_hold(f->bk, (enum bucket_kind)k[1],
 			     bucket_key_from(k), (uint64_t)ttl_s * 1000000);
 }
@@ -258,36 +279,58 @@ static void walk_cb(void *arg, int status, const void *key, size_t klen,
 {
 	struct walk *w = arg;
 	const uint8_t *k = key;
+	long long ttl_s = ttl_ms / 1000 + 1;
 
 	(void)status;
 	if (key == NULL) {
 		free(w);
 		return;
 	}
-	if (!w->clear) {
-		apply(w->f, k, klen, ttl_ms / 1000 + 1);
-		return;
+	switch (w->mode) {
+	case WALK_APPLY:
+		apply(w->f, k, klen, ttl_s);
+		break;
+	case WALK_GOOD:
+		if (klen == 1 + 2 * SHIELD_ID_LEN && k[0] == 'G')
+			shields_apply_good(w->f->sh, k + 1, k + 1 + SHIELD_ID_LEN,
+					   (unsigned)(ttl_s > HOLD_MAX_S
+							  ? HOLD_MAX_S
+							  : ttl_s));
+		break;
+	case WALK_CLEAR:
+		/* Every key of a user ends with the user's id. */
+		if (w->all || (klen > SHIELD_ID_LEN &&
+			       memcmp(k + klen - SHIELD_ID_LEN, w->user,
+				      SHIELD_ID_LEN) == 0))
+			store_clear(w->f->store, CHANNEL, key, klen, NULL,
+				    NULL);
+		break;
 	}
-	/* Every key of a user ends with the user's id. */
-	if (w->all ||
-	    (klen > SHIELD_ID_LEN &&
-	     memcmp(k + klen - SHIELD_ID_LEN, w->user, SHIELD_ID_LEN) == 0))
-		store_clear(w->f->store, CHANNEL, key, klen, NULL, NULL);
 }
 
-static void walk(struct fleet *f, char kind, bool clear, bool all,
-                 const uint8_t *user)
+static void walk(struct fleet *f, const uint8_t *prefix, size_t plen,
+		 enum walk_mode mode, bool all, const uint8_t *user)
 {
 	struct walk *w = calloc(1, sizeof(*w));
-	uint8_t k = (uint8_t)kind;
 
 	if (w == NULL)
 		return;
-	*w = (struct walk){.f = f, .clear = clear, .all = all};
+	*w = (struct walk){.f = f, .mode = mode, .all = all};
 	if (user != NULL)
 		memcpy(w->user, user, SHIELD_ID_LEN);
-	if (store_scan_holds(f->store, &k, 1, walk_cb, w) != 0)
+	if (f->store == NULL ||
+	    store_scan_holds(f->store, prefix, plen, walk_cb, w) != 0)
 		free(w);
+}
+
+/* A password that worked, marked in the store for as long as it is known
+ * good here. */
+static void good(struct fleet *f, const struct shields_event *ev)
+{
+	struct fkey k = key_of('G', ev->user, ev->pass);
+
+	store_mark(f->store, k.b, k.len, shield_good_time(&f->conf), NULL,
+		   NULL);
 }
 
 /* Every front end clears the user (the 'C' message), and the user's
@@ -300,7 +343,8 @@ static void cleared(struct fleet *f, const struct shields_event *ev)
 
 	store_clear(f->store, CHANNEL, c.b, c.len, NULL, NULL);
 	for (size_t i = 0; i < sizeof(kinds) - 1; i++)
-		walk(f, kinds[i], true, ev->all, ev->user);
+		walk(f, (const uint8_t *)&kinds[i], 1, WALK_CLEAR, ev->all,
+		     ev->user);
 }
 
 /* ---- the loop's side ---- */
@@ -323,6 +367,8 @@ static void wake_cb(evutil_socket_t fd, short what, void *arg)
 				refused(f, &ev[i]);
 			else if (ev[i].kind == SHIELDS_CLEARED)
 				cleared(f, &ev[i]);
+			else if (ev[i].kind == SHIELDS_GOOD)
+				good(f, &ev[i]);
 		}
 	}
 }
@@ -368,9 +414,10 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	store_get_stats(f->store, &st);
 	up = st.up && st.sub_up;
 	if (up && (!f->was_up || st.reconnects != f->reconnects)) {
-		walk(f, 'P', false, false, NULL);
-		walk(f, 'U', false, false, NULL);
-		walk(f, 'T', false, false, NULL);
+		static const uint8_t kinds[] = {'P', 'U', 'T'};
+
+		for (size_t i = 0; i < sizeof(kinds); i++)
+			walk(f, &kinds[i], 1, WALK_APPLY, false, NULL);
 	}
 	f->was_up = up;
 	f->reconnects = st.reconnects;

@@ -248,6 +248,20 @@ static void post_refusal(struct shields *sh,
 	post(sh, &ev);
 }
 
+/* The fleet hears that a password worked: where a guessing hold of its
+ * user is reached, the owner's password still passes. */
+static void post_good(struct shields *sh, const uint8_t user_id[SHIELD_ID_LEN],
+		      const uint8_t pass_id[SHIELD_ID_LEN])
+{
+	struct shields_event ev = {.kind = SHIELDS_GOOD};
+
+	if (sh->wake == NULL)
+		return;
+	memcpy(ev.user, user_id, SHIELD_ID_LEN);
+	memcpy(ev.pass, pass_id, SHIELD_ID_LEN);
+	post(sh, &ev);
+}
+
 void shields_share(struct shields *sh, shields_wake_cb wake, void *arg)
 {
 	pthread_mutex_lock(&sh->lock);
@@ -341,6 +355,18 @@ void shields_apply_hold(struct shields *sh,
 		          ttl_s);
 }
 
+void shields_apply_good(struct shields *sh,
+			const uint8_t user_id[SHIELD_ID_LEN],
+			const uint8_t pass_id[SHIELD_ID_LEN], unsigned ttl_s)
+{
+	uint64_t now = now_s();
+
+	pthread_mutex_lock(&sh->lock);
+	if (sh->on)
+		shield_set_good(sh->table, user_id, pass_id, now + ttl_s, now);
+	pthread_mutex_unlock(&sh->lock);
+}
+
 void shields_feed(struct shields *sh, const char *user,
 		  const uint8_t user_id[SHIELD_ID_LEN],
 		  const uint8_t pass_id[SHIELD_ID_LEN], bool refused)
@@ -358,6 +384,9 @@ void shields_feed(struct shields *sh, const char *user,
 			   now);
 	if (refused)
 		post_refusal(sh, user_id, pass_id, now);
+	else if (news & SHIELD_NEW_GOOD)
+		post_good(sh, user_id, pass_id);
+	news &= SHIELD_NEW_HOLDS;
 	if (news != 0) {
 		name_hold(sh, user, user_id, news, now + sh->conf.hold, now);
 		say = log_quota(sh, now);

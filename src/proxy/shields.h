@@ -55,6 +55,7 @@ void shields_feed(struct shields *sh, const char *user,
 enum shields_news {
 	SHIELDS_REFUSED = 1, /* the CAS refused pass of user */
 	SHIELDS_CLEARED,     /* an operator cleared user (all: everyone) */
+	SHIELDS_GOOD,        /* the CAS accepted pass of user: known good */
 };
 
 struct shields_event {
@@ -95,6 +96,13 @@ void shields_post_clear(struct shields *sh, const uint8_t *user_id);
 void shields_apply_hold(struct shields *sh,
                         const uint8_t user_id[SHIELD_ID_LEN],
                         const uint8_t *pass, unsigned ttl_s);
+
+/* A known-good mark the fleet's store had: the password pass_id of
+ * user_id worked on a front end and is known good for ttl_s seconds from
+ * now (shield_set_good). */
+void shields_apply_good(struct shields *sh,
+			const uint8_t user_id[SHIELD_ID_LEN],
+			const uint8_t pass_id[SHIELD_ID_LEN], unsigned ttl_s);
 
 /* See proxy_guard_holds, proxy_guard_clear and proxy_guard_counts;
  * user_id is the user's id under the current key (NULL: every user). */

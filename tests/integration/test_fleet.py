@@ -265,15 +265,18 @@ class SharedHolds(FleetCase):
 
     def test_guessing_counted_fleet_wide(self):
         """user_failures different wrong passwords in all, spread over
-        both, hold the user on both; a password that worked still
-        passes."""
+        both, hold the user on both; a password that worked on one of
+        them passes on both (its known-good mark is in the store)."""
         redis = Redis(self).start()
         cas, d1, d2 = self.fleet(redis.port, user_failures=4)
         self.wait_store((d1, d2), 1)
         a, b = self.phones(d1, d2)
-        for p in (a, b):
-            p.password = tg.RIGHT
-            self.assertEqual(p.request()[1].status, 200)
+        # the right password works on d1 only, before anyone guesses
+        a.password = tg.RIGHT
+        self.assertEqual(a.request()[1].status, 200)
+        self.assertTrue(wait_until(
+            lambda: b"G" in redis.command("KEYS", "*"), 5, 0.1),
+            "no known-good mark reached the store")
 
         def user_held(d):
             st = d.guard_status() or {}
@@ -290,9 +293,15 @@ class SharedHolds(FleetCase):
             self.assertEqual(p.request()[1].status, 401)
         self.assertEqual(cas.attempts(tg.USER, ok=False), 4,
                          "more than user_failures guesses reached the CAS")
-        for p in (a, b):
-            p.password = tg.RIGHT
-            self.assertEqual(p.request()[1].status, 200)
+        # d2 never saw the right password work, and lets it through
+        b.password = tg.RIGHT
+        statuses = []
+        self.assertTrue(wait_until(
+            lambda: statuses.append(b.request()[1].status) or
+            statuses[-1] == 200, 5, 0.2),
+            "the owner's password is refused on d2: %r" % statuses)
+        a.password = tg.RIGHT
+        self.assertEqual(a.request()[1].status, 200)
 
     def test_reload_turns_sharing_off_and_on(self):
         redis = Redis(self).start()
