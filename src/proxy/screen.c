@@ -280,74 +280,128 @@ static struct screen_heads screen_heads(const struct http_request *req)
 {
 	struct screen_heads sh = {NULL, NULL};
 
+	/* The length first: most headers are neither. */
 	for (size_t i = 0; i < req->nheaders; i++) {
 		const struct http_header *h = &req->headers[i];
 
-		if (sh.auth == NULL &&
+		if (h->name.len == 13 && sh.auth == NULL &&
 		    str_eq_ci(h->name, STR_LIT("Authorization")))
 			sh.auth = h;
-		else if (sh.ua == NULL &&
+		else if (h->name.len == 10 && sh.ua == NULL &&
 			 str_eq_ci(h->name, STR_LIT("User-Agent")))
 			sh.ua = h;
 	}
 	return sh;
 }
 
-/* One piece of the fingerprint, with its length first: no two requests'
- * pieces run together alike. */
-static void fp_put(struct siphash *h, const void *p, size_t n)
-{
-	uint32_t len = (uint32_t)n;
+/* The longest User-Agent a memo keeps; a longer one is screened afresh
+ * on every request. */
+#define MEMO_UA_MAX 256
+/* The packed facts: small numbers, then five length-prefixed strings. */
+#define FACTS_MAX (8 + 5 * 2 + EAS_CMD_NAME_MAX + EAS_DEVICE_ID_MAX + \
+		   EAS_DEVICE_TYPE_MAX + EAS_USER_MAX + MEMO_UA_MAX)
 
-	siphash_update(h, &len, sizeof(len));
-	siphash_update(h, p, n);
+/* Appends a string, its length first, so that no two requests' facts run
+ * together alike. */
+static size_t facts_put(uint8_t *buf, size_t at, const char *p, size_t n)
+{
+	uint16_t len = (uint16_t)n;
+
+	memcpy(buf + at, &len, sizeof(len));
+	memcpy(buf + at + sizeof(len), p, n);
+	return at + sizeof(len) + n;
 }
 
-/* Everything screening reads of the request, under the process's key:
- * the memo is good for a request with the same fingerprint. The client
+/* Packs what screening reads of the request besides Authorization into
+ * buf (FACTS_MAX); 0 when the User-Agent is too long to keep. The client
  * address is the connection's own. */
-static uint64_t screen_fp(const struct session *s, const struct screen_heads *sh,
-			  const struct eas_facts *f, const char *user)
+static size_t facts_pack(uint8_t *buf, const struct screen_heads *sh,
+			 const struct eas_facts *f, const char *user)
 {
-	const uint32_t small[3] = {f->version, (uint32_t)f->user_src,
-				   (uint32_t)(sh->auth != NULL) |
-				       (uint32_t)(sh->ua != NULL) << 1};
-	struct siphash h;
+	const uint32_t small[2] = {f->version,
+				   (uint32_t)f->user_src |
+				       (uint32_t)(sh->auth != NULL) << 8 |
+				       (uint32_t)(sh->ua != NULL) << 9};
+	size_t n = sizeof(small);
 
-	siphash_init(&h, s->w->p->fp_key);
-	siphash_update(&h, small, sizeof(small));
-	fp_put(&h, f->cmd_name, strlen(f->cmd_name));
-	fp_put(&h, f->device_id, strlen(f->device_id));
-	fp_put(&h, f->device_type, strlen(f->device_type));
-	fp_put(&h, user ? user : "", user ? strlen(user) : 0);
-	if (sh->auth != NULL)
-		fp_put(&h, sh->auth->value.p, sh->auth->value.len);
+	if (sh->ua != NULL && sh->ua->value.len > MEMO_UA_MAX)
+		return 0;
+	memcpy(buf, small, sizeof(small));
+	n = facts_put(buf, n, f->cmd_name, strnlen(f->cmd_name, EAS_CMD_NAME_MAX));
+	n = facts_put(buf, n, f->device_id,
+		      strnlen(f->device_id, EAS_DEVICE_ID_MAX));
+	n = facts_put(buf, n, f->device_type,
+		      strnlen(f->device_type, EAS_DEVICE_TYPE_MAX));
+	n = facts_put(buf, n, user ? user : "",
+		      user ? strnlen(user, EAS_USER_MAX) : 0);
 	if (sh->ua != NULL)
-		fp_put(&h, sh->ua->value.p, sh->ua->value.len);
-	return siphash_final(&h);
+		n = facts_put(buf, n, sh->ua->value.p, sh->ua->value.len);
+	return n;
+}
+
+/* Keeps facts[0..n) in the memo; false without memory. */
+static bool facts_keep(struct screen_memo *m, const uint8_t *facts, size_t n)
+{
+	if (n > m->facts_cap) {
+		uint8_t *p = realloc(m->facts, n);
+
+		if (p == NULL)
+			return false;
+		m->facts = p;
+		m->facts_cap = (uint16_t)n;
+	}
+	memcpy(m->facts, facts, n);
+	m->facts_len = (uint16_t)n;
+	return true;
 }
 
 /* The connection's memo for this request: kept when the request reads
- * the same as the last one under the same generation, else emptied. */
+ * the same as the last one under the same generation, else emptied (and
+ * made for this request when it can be). */
 static struct screen_memo *memo_for(struct session *s,
 				    const struct screen_heads *sh,
 				    const struct eas_facts *f, const char *user)
 {
-	uint64_t fp = screen_fp(s, sh, f, user);
+	struct screen_memo *m = &s->memo;
+	uint8_t facts[FACTS_MAX];
+	size_t n = facts_pack(facts, sh, f, user);
+	uint64_t fp = sh->auth != NULL ? siphash24(s->w->p->fp_key,
+						   sh->auth->value.p,
+						   sh->auth->value.len)
+				       : 0;
 
-	if (s->memo.gen_id != s->g->id || s->memo.fp != fp)
-		s->memo = (struct screen_memo){.gen_id = s->g->id, .fp = fp};
-	return &s->memo;
+	if (n != 0 && m->gen_id == s->g->id && m->auth_fp == fp &&
+	    m->facts_len == n && memcmp(m->facts, facts, n) == 0)
+		return m;
+	m->gen_id = 0;
+	m->known = 0;
+	if (n != 0 && facts_keep(m, facts, n)) {
+		m->gen_id = s->g->id;
+		m->auth_fp = fp;
+	}
+	return m;
+}
+
+void screen_free(struct session *s)
+{
+	free(s->memo.facts);
+	s->memo = (struct screen_memo){0};
 }
 
 bool screen_request(struct session *s, const struct http_request *req,
 		    const struct eas_facts *f, const char *user)
 {
 	const struct gen *g = s->g;
-	struct screen_heads sh = screen_heads(req);
-	struct screen_memo *m = memo_for(s, &sh, f, user);
+	struct screen_heads sh;
+	struct screen_memo *m;
 	enum shield_verdict v;
 	enum bucket_kind k;
+
+	if (g->rules == NULL && g->guard_key == NULL &&
+	    !g->conf->guard_throttle_on)
+		return false;
+	sh = screen_heads(req);
+	m = memo_for(s, &sh, f, user);
 
 	if (g->rules != NULL) {
 		if (!(m->known & SCREEN_M_RULE)) {

@@ -180,8 +180,11 @@ struct txn {
 /* A phone sends the same credentials, device and command again and again
  * on one connection, and the guard's work for a request (the device rules'
  * answer, the password shield's ids, the throttle's bucket names) depends
- * on those alone: it is kept with a keyed fingerprint of them (never the
- * values) and reused while the fingerprint and the generation match. */
+ * on those alone: it is kept with what it was made from, and reused while
+ * a request reads the same under the same generation. The Authorization
+ * value is kept as a keyed fingerprint only (never the value: it carries
+ * the password); the other facts as they were, which compares faster than
+ * hashing them. */
 enum {
 	SCREEN_M_RULE = 1 << 0, /* rule is known */
 	SCREEN_M_IDS = 1 << 1,  /* has_ids (and user, pass) are known */
@@ -189,11 +192,13 @@ enum {
 };
 
 struct screen_memo {
-	unsigned gen_id; /* generation whose rules and keys made it; 0: none */
-	uint64_t fp;	 /* siphash24 of what screening reads of a request */
-	uint8_t known;	 /* SCREEN_M_* */
-	bool has_ids;	 /* Basic credentials the shield hashed */
-	int rule;	 /* the first device rule met, -1 none */
+	unsigned gen_id;   /* generation whose rules and keys made it; 0: none */
+	uint64_t auth_fp;  /* siphash24 of the Authorization value */
+	uint8_t *facts;    /* owned: the other facts screening read, packed */
+	uint16_t facts_len, facts_cap;
+	uint8_t known;	   /* SCREEN_M_* */
+	bool has_ids;	   /* Basic credentials the shield hashed */
+	int rule;	   /* the first device rule met, -1 none */
 	uint64_t bucket[3]; /* the throttle's bucket names, by enum
 			       bucket_kind (0: that kind has none) */
 	uint8_t user[16];
@@ -290,6 +295,8 @@ bool screen_request(struct session *s, const struct http_request *req,
  * shield follows: a 401 counts against the password, a success clears it.
  * Once per request; nothing for other requests. */
 void screen_feed(struct session *s, unsigned status);
+/* Frees what the connection's screening kept (its memo). */
+void screen_free(struct session *s);
 
 /* screen.c: a Ping is now held by the CAS / no longer is: it counts
  * among its device's long-polls (guard.throttle), and one too many ends

@@ -286,6 +286,7 @@ static void reaper_cb(evutil_socket_t fd, short what, void *arg)
 		struct session *s = w->dead;
 
 		w->dead = s->dead_next;
+		screen_free(s);
 		free(s);
 	}
 	worker_maybe_exit(w);
