@@ -134,6 +134,25 @@ uint64_t throttle_take(struct throttle *t, const struct conf_bucket *b,
 	return 0;
 }
 
+size_t throttle_take_all(struct throttle *t, const struct conf_bucket *const *b,
+			 const uint64_t *key, size_t n, uint64_t now)
+{
+	for (size_t i = 0; i < n; i++)
+		if (throttle_peek(t, b[i], key[i], now) > 0)
+			return i;
+	/* Claims only now: a claim may give up another way of the set, one
+	 * just looked at among them. */
+	for (size_t i = 0; i < n; i++) {
+		struct slot *s;
+
+		if (b[i]->requests == 0)
+			continue;
+		s = claim(t, key[i] ? key[i] : 1, now);
+		s->tat = sat_add(s->tat > now ? s->tat : now, interval_us(b[i]));
+	}
+	return n;
+}
+
 void throttle_hold(struct throttle *t, const struct conf_bucket *b,
 		   uint64_t key, uint64_t until, uint64_t now)
 {

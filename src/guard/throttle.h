@@ -35,6 +35,13 @@ void throttle_free(struct throttle *t);
 uint64_t throttle_take(struct throttle *t, const struct conf_bucket *b,
 		       uint64_t key, uint64_t now);
 
+/* Takes a token of each of n buckets (key[i] under b[i]) at now when
+ * every one has one, else none: returns n then, or the index of the first
+ * that had none. One lookup per bucket and one claim per token taken,
+ * where peeking all then taking all looks each bucket up three times. */
+size_t throttle_take_all(struct throttle *t, const struct conf_bucket *const *b,
+			 const uint64_t *key, size_t n, uint64_t now);
+
 /* Whether key's bucket under b has a token at now, without taking it. */
 uint64_t throttle_peek(const struct throttle *t, const struct conf_bucket *b,
 		       uint64_t key, uint64_t now);

@@ -109,24 +109,32 @@ static void tally_add(struct buckets *b, enum bucket_kind k, uint64_t key)
 
 enum bucket_kind buckets_take(struct buckets *b, const struct bucket_keys *k)
 {
-	uint64_t now = clock_mono_us();
-	enum bucket_kind refused = BUCKET_NONE;
+	const struct conf_bucket *conf[BUCKET_KINDS];
+	uint64_t key[BUCKET_KINDS];
+	int kind[BUCKET_KINDS];
+	size_t n = 0, took;
+	uint64_t now;
 
-	pthread_mutex_lock(&b->lock);
-	for (int i = 0; b->on && i < BUCKET_KINDS && refused == BUCKET_NONE;
-	     i++)
-		if (k->has[i] &&
-		    throttle_peek(b->table, &b->conf[i], k->key[i], now) > 0)
-			refused = (enum bucket_kind)i;
-	for (int i = 0; b->on && refused == BUCKET_NONE && i < BUCKET_KINDS;
-	     i++)
+	for (int i = 0; i < BUCKET_KINDS; i++)
 		if (k->has[i]) {
-			throttle_take(b->table, &b->conf[i], k->key[i], now);
-			if (b->tally != NULL)
-				tally_add(b, (enum bucket_kind)i, k->key[i]);
+			key[n] = k->key[i];
+			kind[n++] = i;
 		}
+	if (n == 0)
+		return BUCKET_NONE;
+	now = clock_mono_us();
+	pthread_mutex_lock(&b->lock);
+	if (!b->on) {
+		pthread_mutex_unlock(&b->lock);
+		return BUCKET_NONE;
+	}
+	for (size_t i = 0; i < n; i++)
+		conf[i] = &b->conf[kind[i]];
+	took = throttle_take_all(b->table, conf, key, n, now);
+	for (size_t i = 0; took == n && b->tally != NULL && i < n; i++)
+		tally_add(b, (enum bucket_kind)kind[i], key[i]);
 	pthread_mutex_unlock(&b->lock);
-	return refused;
+	return took == n ? BUCKET_NONE : (enum bucket_kind)kind[took];
 }
 
 void buckets_counts(struct buckets *b, size_t *active, uint64_t *evictions)

@@ -108,6 +108,29 @@ static void test_hold(void **state)
 	throttle_free(t);
 }
 
+/* Several buckets at once: all spend a token or none does, and the
+ * answer names the first that had none. */
+static void test_take_all(void **state)
+{
+	struct throttle *t = throttle_new(64);
+	const struct conf_bucket dev = {.requests = 3, .per = 3},
+				 user = {.requests = 1, .per = 60},
+				 off = {0};
+	const struct conf_bucket *b[3] = {&dev, &user, &off};
+	const uint64_t key[3] = {11, 12, 13};
+
+	(void)state;
+	assert_int_equal(throttle_take_all(t, b, key, 3, S), 3);
+	/* The user's bucket is empty: the device keeps its two tokens. */
+	assert_int_equal(throttle_take_all(t, b, key, 3, S), 1);
+	assert_int_equal(throttle_take_all(t, b, key, 3, S), 1);
+	assert_int_equal(throttle_take(t, &dev, 11, S), 0);
+	assert_int_equal(throttle_take(t, &dev, 11, S), 0);
+	assert_int_equal(throttle_take_all(t, b, key, 1, S), 0);
+	assert_int_equal(throttle_take_all(t, b, key, 0, S), 0);
+	throttle_free(t);
+}
+
 /* 100,000 new keys with one request each through a table of 1,000: the
  * throttled device still is, and the table never grew. */
 static void test_flood(void **state)
@@ -141,6 +164,7 @@ int main(void)
 	    cmocka_unit_test(test_extremes),
 	    cmocka_unit_test(test_flood),
 	    cmocka_unit_test(test_hold),
+	    cmocka_unit_test(test_take_all),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
