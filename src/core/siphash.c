@@ -37,76 +37,34 @@ static void rounds(uint64_t v[4], unsigned n)
 	}
 }
 
-/* One 8-byte word into the state. */
-static void compress(uint64_t v[4], uint64_t m)
-{
-	v[3] ^= m;
-	rounds(v, 2);
-	v[0] ^= m;
-}
-
-void siphash_init(struct siphash *h, const uint8_t key[SIPHASH_KEY_LEN])
-{
-	uint64_t k0 = le64(key), k1 = le64(key + 8);
-
-	h->v[0] = k0 ^ 0x736f6d6570736575ULL;
-	h->v[1] = k1 ^ 0x646f72616e646f6dULL;
-	h->v[2] = k0 ^ 0x6c7967656e657261ULL;
-	h->v[3] = k1 ^ 0x7465646279746573ULL;
-	h->n = 0;
-	h->len = 0;
-}
-
-void siphash_update(struct siphash *h, const void *data, size_t len)
-{
-	const uint8_t *p = data;
-
-	h->len += len;
-	if (h->n > 0) {
-		size_t take = 8 - h->n < len ? 8 - h->n : len;
-
-		memcpy(h->buf + h->n, p, take);
-		h->n += take;
-		p += take;
-		len -= take;
-		if (h->n < 8)
-			return;
-		compress(h->v, le64(h->buf));
-		h->n = 0;
-	}
-	for (; len >= 8; p += 8, len -= 8)
-		compress(h->v, le64(p));
-	memcpy(h->buf, p, len);
-	h->n = len;
-}
-
-uint64_t siphash_final(struct siphash *h)
-{
-	uint8_t last[8] = {0};
-
-	/* The last word: the remaining bytes, the length's low byte on top. */
-	memcpy(last, h->buf, h->n);
-	last[7] = (uint8_t)h->len;
-	compress(h->v, le64(last));
-	h->v[2] ^= 0xff;
-	rounds(h->v, 4);
-	return h->v[0] ^ h->v[1] ^ h->v[2] ^ h->v[3];
-}
-
 uint64_t siphash24(const uint8_t key[SIPHASH_KEY_LEN], const void *data,
 		   size_t len)
 {
-	/* The whole message at hand: words straight from it, no buffer
-	 * (this runs on every screened request). */
 	const uint8_t *p = data;
-	struct siphash h;
+	uint64_t k0 = le64(key), k1 = le64(key + 8), m;
+	uint64_t v[4] = {
+	    k0 ^ 0x736f6d6570736575ULL,
+	    k1 ^ 0x646f72616e646f6dULL,
+	    k0 ^ 0x6c7967656e657261ULL,
+	    k1 ^ 0x7465646279746573ULL,
+	};
+	uint8_t last[8] = {0};
 	size_t i;
 
-	siphash_init(&h, key);
-	for (i = 0; i + 8 <= len; i += 8)
-		compress(h.v, le64(p + i));
-	memcpy(h.buf, p + i, len - i);
-	h.n = len - i;
-	h.len = len;
-	return siphash_final(&h);
+	for (i = 0; i + 8 <= len; i += 8) {
+		m = le64(p + i);
+		v[3] ^= m;
+		rounds(v, 2);
+		v[0] ^= m;
+	}
+	/* The last word: the remaining bytes, the length's low byte on top. */
+	memcpy(last, p + i, len - i);
+	last[7] = (uint8_t)len;
+	m = le64(last);
+	v[3] ^= m;
+	rounds(v, 2);
+	v[0] ^= m;
+	v[2] ^= 0xff;
+	rounds(v, 4);
+	return v[0] ^ v[1] ^ v[2] ^ v[3];
 }

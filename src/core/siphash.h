@@ -15,18 +15,4 @@
 uint64_t siphash24(const uint8_t key[SIPHASH_KEY_LEN], const void *data,
 		   size_t len);
 
-/* The same hash over pieces given one after another (init, update as
- * often as needed, final): siphash24 of their concatenation, without
- * copying them together. */
-struct siphash {
-	uint64_t v[4];
-	uint8_t buf[8]; /* a word begun, n bytes of it */
-	size_t n;
-	size_t len; /* bytes so far */
-};
-
-void siphash_init(struct siphash *h, const uint8_t key[SIPHASH_KEY_LEN]);
-void siphash_update(struct siphash *h, const void *data, size_t len);
-uint64_t siphash_final(struct siphash *h);
-
 #endif
