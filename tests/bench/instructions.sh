@@ -25,6 +25,15 @@ OUT=$(mktemp -d /tmp/easfront-instr.XXXXXX)
 taskset -c 1 "$W/bin/backend" -l "$CAS" -C $((CAS + 1)) -T 3600 -H 600 >"$OUT/backend.log" 2>&1 &
 BACK=$!
 trap 'kill $BACK 2>/dev/null; rm -rf "$OUT"' EXIT
+# A config that shares its guard through a store (the bench's guard config)
+# gets a redis-server at that port, as run.sh starts one.
+REDIS=$(grep -ho 'redis://127.0.0.1:[0-9]*' "$W"/*.yaml | head -1 | cut -d: -f3)
+if [ -n "$REDIS" ]; then
+	taskset -c 1 redis-server --port "$REDIS" --bind 127.0.0.1 --save "" \
+		--appendonly no >"$OUT/redis.log" 2>&1 &
+	RPID=$!
+	trap 'kill $BACK $RPID 2>/dev/null; rm -rf "$OUT"' EXIT
+fi
 sleep 0.5
 
 one() { # binary config kind seconds -> "instructions requests"
