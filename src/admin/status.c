@@ -23,6 +23,7 @@
 #include "proxy/stats.h"
 #include "site/route.h"
 #include "site/sitemap.h"
+#include "store/store.h"
 #include "tls/tls.h"
 #include "upstream/cas.h"
 
@@ -235,6 +236,23 @@ static void status_top_rules(struct evbuffer *b, const struct gen *g)
 	evbuffer_add_printf(b, "]");
 }
 
+/* The fleet's shared store (guard.store): null without one. */
+static void status_store(struct evbuffer *b, struct proxy *p)
+{
+	struct store_stats st;
+
+	if (!proxy_store_stats(p, &st)) {
+		evbuffer_add_printf(b, ",\"store\":null");
+		return;
+	}
+	evbuffer_add_printf(b,
+	                    ",\"store\":{\"up\":%s,\"rtt_ms\":%.3f,"
+	                    "\"errors\":%llu,\"timeouts\":%llu}",
+	                    json_bool(st.up && st.sub_up), st.rtt_us / 1000.0,
+	                    (unsigned long long)st.errors,
+	                    (unsigned long long)st.timeouts);
+}
+
 static void status_guard(struct evbuffer *b, struct proxy *p,
                          const struct stats_snapshot *snap,
                          const struct gen *g)
@@ -255,6 +273,7 @@ static void status_guard(struct evbuffer *b, struct proxy *p,
 		                    (unsigned long long)snap->guard_answers[r]);
 	evbuffer_add_printf(b, "}");
 	status_top_rules(b, g);
+	status_store(b, p);
 	evbuffer_add_printf(b, "}");
 }
 

@@ -183,8 +183,11 @@ static int guard_throttle(const struct gen *g, const struct rules_facts *f,
 	budget(c, sizeof(c), "client", true, &t->client);
 	return snprintf(out, cap,
 	                "guard:    throttle: %s, %s, %s; an empty bucket gets "
-	                "503 (Retry-After %u)\n",
-	                d, u, c, t->retry_after);
+	                "503 (Retry-After %u); %s\n",
+	                d, u, c, t->retry_after,
+	                g->conf->guard_store != NULL
+	                    ? "counted fleet-wide through guard.store"
+	                    : "counted by this front end alone");
 }
 
 /* Appends what one part of the guard says at out + *n. */

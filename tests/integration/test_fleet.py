@@ -15,6 +15,7 @@ one on 127.0.0.2, in front of one stand-in CAS and sharing one redis-server
 
 Every wait is bounded in count and time."""
 
+import json
 import os
 import socket
 import subprocess
@@ -139,6 +140,12 @@ class FleetCase(tg.GuardCase):
         d2.host = "127.0.0.2"
         d2.start()
         return cas, d1, d2
+
+    def shown_store(self, d):
+        """What d's /status (the status page's data) says of the store."""
+        code, text = d.admin("GET", "/status")
+        self.assertEqual(code, 200, text)
+        return json.loads(text)["guard"]["store"]
 
     def store_up(self, d):
         return d.metrics().get(("easfront_store_up", ()))
@@ -395,6 +402,13 @@ class SharedThrottle(FleetCase):
         self.assertEqual(self.alternate((other, other2), 4)[0], [200] * 4)
         # Redis has keyed hashes only
         self.assertNotIn(a.device_id.encode(), redis.command("KEYS", "*"))
+        # `easfront route` and the status page say the budgets are the
+        # fleet's, and that the store is up
+        out = eftest.run([d1.bin, "route", "-c", d1.conf_path, tg.USER,
+                          "--device-id", a.device_id]).stdout
+        self.assertIn("device %d per 120 s" % BUDGET, out)
+        self.assertIn("counted fleet-wide through guard.store", out)
+        self.assertEqual(self.shown_store(d2)["up"], True)
         d3 = self.joiner()
         c = self.phone(d3, device_id=a.device_id)
         self.assertTrue(wait_until(
@@ -410,6 +424,7 @@ class SharedThrottle(FleetCase):
         self.wait_store((d1, d2), 1)
         redis.stop()
         self.wait_store((d1, d2), 0, timeout=15)
+        self.assertEqual(self.shown_store(d1)["up"], False)
         a, b = self.device_pair(d1, d2)
         statuses, slowest = self.alternate((a, b), 3 * BUDGET)
         self.assertEqual(statuses.count(200), 2 * BUDGET, statuses)

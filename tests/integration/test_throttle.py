@@ -215,7 +215,8 @@ class Route(ThrottleCase):
                           "--device-id", "PHONE1"]).stdout
         self.assertIn("guard:    throttle: device 5 per 2 s, user 1000 per "
                       "60 s, client off; an empty bucket gets 503 "
-                      "(Retry-After 1)\n", out)
+                      "(Retry-After 1); counted by this front end "
+                      "alone\n", out)
         out = eftest.run([d.bin, "route", "-c", d.conf_path, USER]).stdout
         self.assertIn("device none (the request has no device)", out)
 

@@ -205,6 +205,8 @@
     figure(dl, 'throttle', g.throttle ? 'on' : 'off');
     figure(dl, 'throttled keys', num(g.throttled_keys, 'guard.throttled_keys'));
     figure(dl, 'device rules', num(g.rules, 'guard.rules'));
+    figure(dl, 'shared store', g.store ? flag(g.store.up, 'guard.store.up')
+                                       : 'none (this front end alone)');
     const da = $('guard-answers');
     clear(da);
     for (const r of Object.keys(g.answers))
