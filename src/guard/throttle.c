@@ -121,17 +121,26 @@ static uint64_t sat_add(uint64_t a, uint64_t b)
 	return a > UINT64_MAX - b ? UINT64_MAX : a + b;
 }
 
+/* Spends a token of key's bucket under b, known to have one. */
+static void spend(struct throttle *t, const struct conf_bucket *b,
+		  uint64_t key, uint64_t now)
+{
+	struct slot *s;
+
+	if (b->requests == 0)
+		return;
+	s = claim(t, key ? key : 1, now);
+	s->tat = sat_add(s->tat > now ? s->tat : now, interval_us(b));
+}
+
 uint64_t throttle_take(struct throttle *t, const struct conf_bucket *b,
 		       uint64_t key, uint64_t now)
 {
 	uint64_t wait = throttle_peek(t, b, key, now);
-	struct slot *s;
 
-	if (b->requests == 0 || wait > 0)
-		return wait;
-	s = claim(t, key ? key : 1, now);
-	s->tat = sat_add(s->tat > now ? s->tat : now, interval_us(b));
-	return 0;
+	if (wait == 0)
+		spend(t, b, key, now);
+	return wait;
 }
 
 size_t throttle_take_all(struct throttle *t, const struct conf_bucket *const *b,
@@ -142,14 +151,8 @@ size_t throttle_take_all(struct throttle *t, const struct conf_bucket *const *b,
 			return i;
 	/* Claims only now: a claim may give up another way of the set, one
 	 * just looked at among them. */
-	for (size_t i = 0; i < n; i++) {
-		struct slot *s;
-
-		if (b[i]->requests == 0)
-			continue;
-		s = claim(t, key[i] ? key[i] : 1, now);
-		s->tat = sat_add(s->tat > now ? s->tat : now, interval_us(b[i]));
-	}
+	for (size_t i = 0; i < n; i++)
+		spend(t, b[i], key[i], now);
 	return n;
 }
 

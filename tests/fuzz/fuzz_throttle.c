@@ -2,7 +2,7 @@
  * libFuzzer harness of the token buckets: random takes and peeks of a few
  * keys under random bucket sizes and rates (up to conf_check's bounds) at
  * random, also extreme, clock readings, with holds (the fleet's word)
- * among them. Each bucket must behave like a
+ * and takes of two buckets at once (all or none) among them. Each bucket must behave like a
  * model computed in 128-bit arithmetic: never more than `requests` tokens
  * at once, a refusal's wait exactly the time to the next token, and no
  * wrap-around whatever the clock says.
@@ -27,6 +27,25 @@ static uint64_t take64(const uint8_t **p, size_t *n, unsigned bytes)
 	return v;
 }
 
+/* Whether the model's bucket (tat) runs near the clock's end at now, where
+ * the table saturates and the model does not. */
+static bool near_end(unsigned __int128 tat, uint64_t now, unsigned __int128 iv,
+		     unsigned __int128 tol)
+{
+	unsigned __int128 at = tat > now ? tat : now;
+
+	return at + 2 * iv + tol > UINT64_MAX;
+}
+
+/* The model's wait for a token of the bucket (tat) at now. */
+static unsigned __int128 model_wait(unsigned __int128 tat, uint64_t now,
+				    unsigned __int128 tol)
+{
+	unsigned __int128 at = tat > now ? tat : now;
+
+	return at - now > tol ? at - now - tol : 0;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct throttle *t = throttle_new(64);
@@ -40,7 +59,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	b.requests = (unsigned)(take64(&data, &size, 3) % 1000001);
 	b.per = (unsigned)(take64(&data, &size, 3) % 86400) + 1;
 	while (size >= 2) {
-		unsigned op = data[0] % 5, k = data[1] % KEYS;
+		unsigned op = data[0] % 6, k = data[1] % KEYS, k2 = (k + 1) % KEYS;
 		/* Keys apart in every bit the table looks at; never 0 or 1,
 		 * which the table stores alike. */
 		uint64_t key = (k + 2) * 0x9e3779b97f4a7c15ULL;
@@ -71,6 +90,37 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				wild[k] = true;
 			else if (tat[k] < until + tol)
 				tat[k] = until + tol;
+			continue;
+		}
+		if (op == 5) {
+			/* Two buckets at once: both spend a token or
+			 * neither does. */
+			const struct conf_bucket *bb[2] = {&b, &b};
+			const uint64_t keys[2] = {
+			    key, (k2 + 2) * 0x9e3779b97f4a7c15ULL};
+			size_t took = throttle_take_all(t, bb, keys, 2, now), w;
+
+			if (b.requests == 0) {
+				if (took != 2)
+					abort();
+				continue;
+			}
+			iv = (unsigned __int128)b.per * 1000000 / b.requests;
+			tol = iv * (b.requests - 1);
+			if (wild[k] || wild[k2] || near_end(tat[k], now, iv, tol) ||
+			    near_end(tat[k2], now, iv, tol)) {
+				wild[k] = wild[k2] = true;
+				continue;
+			}
+			w = model_wait(tat[k], now, tol) > 0	? 0
+			    : model_wait(tat[k2], now, tol) > 0 ? 1
+								: 2;
+			if (took != w)
+				abort();
+			if (w == 2) {
+				tat[k] = (tat[k] > now ? tat[k] : now) + iv;
+				tat[k2] = (tat[k2] > now ? tat[k2] : now) + iv;
+			}
 			continue;
 		}
 		if (b.requests == 0) {
