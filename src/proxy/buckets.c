@@ -107,7 +107,8 @@ static void tally_add(struct buckets *b, enum bucket_kind k, uint64_t key)
 	}
 }
 
-enum bucket_kind buckets_take(struct buckets *b, const struct bucket_keys *k)
+enum bucket_kind buckets_take(struct buckets *b,
+			      const uint64_t keys[BUCKET_KINDS])
 {
 	const struct conf_bucket *conf[BUCKET_KINDS];
 	uint64_t key[BUCKET_KINDS];
@@ -116,8 +117,8 @@ enum bucket_kind buckets_take(struct buckets *b, const struct bucket_keys *k)
 	uint64_t now;
 
 	for (int i = 0; i < BUCKET_KINDS; i++)
-		if (k->has[i]) {
-			key[n] = k->key[i];
+		if (keys[i] != 0) {
+			key[n] = keys[i];
 			kind[n++] = i;
 		}
 	if (n == 0)

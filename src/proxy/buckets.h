@@ -22,12 +22,6 @@ enum bucket_kind {
 	BUCKET_NONE = -1,
 };
 
-/* One request's keys: key[k] is used when has[k]. */
-struct bucket_keys {
-	uint64_t key[BUCKET_KINDS];
-	bool has[BUCKET_KINDS];
-};
-
 struct buckets;
 
 /* Empty and off until the first buckets_configure. NULL without memory. */
@@ -39,10 +33,12 @@ void buckets_free(struct buckets *b);
  * guard.max_entries (a new size starts the buckets full again). */
 void buckets_configure(struct buckets *b, const struct gen *g);
 
-/* Takes one token from each bucket of k when every one of them has one;
- * else takes none and returns the first kind that had none. BUCKET_NONE
+/* Takes one token from each of the request's buckets, key[kind] (0: it has
+ * none of that kind), when every one of them has one; else takes none and
+ * returns the first kind that had none. BUCKET_NONE
  * when the request may go (or the throttle is off). */
-enum bucket_kind buckets_take(struct buckets *b, const struct bucket_keys *k);
+enum bucket_kind buckets_take(struct buckets *b,
+			      const uint64_t key[BUCKET_KINDS]);
 
 /*
  * Sharing with the fleet (proxy/fleet.c, on the control loop): while it is

@@ -101,12 +101,15 @@ static uint64_t bucket_key(const struct session *s, char kind,
 {
 	char buf[EAS_USER_MAX + 2];
 	size_t n = strlen(value);
+	uint64_t h;
 
 	if (n > sizeof(buf) - 1)
 		n = sizeof(buf) - 1;
 	buf[0] = kind;
 	memcpy(buf + 1, value, n);
-	return siphash24(s->g->bucket_key, buf, n + 1);
+	h = siphash24(s->g->bucket_key, buf, n + 1);
+	/* 0 names no bucket. */
+	return h != 0 ? h : 1;
 }
 
 /* The registry's key of the request's device: its device bucket's. */
@@ -198,18 +201,12 @@ static enum bucket_kind throttle(struct session *s, const struct eas_facts *f,
 				 const char *user)
 {
 	struct screen_memo *m = &s->memo;
-	struct bucket_keys k;
 
 	if (!(m->known & SCREEN_M_KEYS)) {
 		bucket_names(s, f, user, m->bucket);
 		m->known |= SCREEN_M_KEYS;
 	}
-	for (int i = 0; i < BUCKET_KINDS; i++) {
-		/* A name that hashed to 0 is the table's key 1 anyway. */
-		k.has[i] = m->bucket[i] != 0;
-		k.key[i] = m->bucket[i];
-	}
-	return buckets_take(s->w->p->buckets, &k);
+	return buckets_take(s->w->p->buckets, m->bucket);
 }
 
 /* The first rule the request meets, -1 for none (default allow). */

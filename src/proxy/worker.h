@@ -111,8 +111,8 @@ struct proxy {
 	struct fleet *fleet;     /* owned: the shield shared through the
 	                            store; on the control loop, NULL outside
 	                            proxy_control_start..stop */
-	uint8_t fp_key[16];	/* random: the sessions' auth_memo key and
-				   the throttle's bucket keys */
+	uint8_t fp_key[16];	/* random: the key of the screening memo's
+				   Authorization fingerprint */
 	struct buckets *buckets; /* owned: the throttle's, shared by every
 				    worker, kept across reloads */
 	struct polls *polls;	/* owned: every worker's long-polls by
