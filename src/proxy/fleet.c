@@ -104,105 +104,84 @@ static struct fkey key_of(char kind, const uint8_t *a, const uint8_t *b)
 	return k;
 }
 
-/* ---- refusals counted, holds published ---- */
+/* ---- counters told, holds published ---- */
 
-/* What a counter's answer needs: the hold it may lead to. */
+/* What a counter's answer needs: the hold it may begin. */
 struct counted {
 	struct fleet *f;
-	struct fkey hold;   /* 'P' pass user or 'U' user */
-	unsigned threshold; /* the total that begins the hold */
+	struct fkey hold;     /* 'P' pass user, 'U' user, or 'T' bucket */
+	long long threshold;  /* the total that begins the hold */
+	uint64_t end;         /* s (Unix): the hold's end; 0: the shield's
+	                         hold from the answer on */
 };
 
 static void counted_cb(void *arg, int status, long long total)
 {
 	struct counted *c = arg;
 	struct fleet *f = c->f;
+	uint64_t now = (uint64_t)time(NULL);
+	uint64_t ttl = c->end == 0 ? f->conf.hold
+	               : c->end > now ? c->end - now : 0;
 
 	/* >= rather than ==: a hold whose publication was lost (the store
-	 * went down in between) is published again by the next refusal. */
-	if (status == 0 && total >= (long long)c->threshold && f->store)
+	 * went down in between) is published again by the next count. A
+	 * bucket held everywhere stops being published: tokens refused are
+	 * never tallied. */
+	if (status == 0 && total >= c->threshold && ttl > 0 && f->store)
 		store_hold(f->store, CHANNEL, c->hold.b, c->hold.len,
-		           f->conf.hold, NULL, NULL);
+		           (unsigned)ttl, NULL, NULL);
 	free(c);
 }
 
-/* Adds one to counter, whose total reaching threshold holds hold. */
-static void count(struct fleet *f, struct fkey counter, struct fkey hold,
-                  unsigned threshold)
+/* Adds by to counter (expiring ttl_s after its first count), whose total
+ * reaching what.threshold begins what.hold. */
+static void count(struct fleet *f, struct fkey counter, long long by,
+                  unsigned ttl_s, struct counted what)
 {
-	struct counted *c;
+	struct counted *c = malloc(sizeof(*c));
 
-	if (threshold == 0)
-		return;
-	c = malloc(sizeof(*c));
 	if (c == NULL)
 		return;
-	*c = (struct counted){.f = f, .hold = hold, .threshold = threshold};
-	if (store_count(f->store, counter.b, counter.len, 1, f->conf.window,
+	*c = what;
+	c->f = f;
+	if (store_count(f->store, counter.b, counter.len, by, ttl_s,
 	                counted_cb, c) != 0)
 		free(c);
 }
 
+/* A refusal: one more for the password, and for the user when the
+ * password is new in its window. A threshold of 0 is no limit. */
 static void refused(struct fleet *f, const struct shields_event *ev)
 {
-	count(f, key_of('p', ev->pass, ev->user),
-	      key_of('P', ev->pass, ev->user), f->conf.password_failures);
-	if (ev->first)
-		count(f, key_of('u', ev->user, NULL),
-		      key_of('U', ev->user, NULL), f->conf.user_failures);
-}
-
-/* ---- throttle consumption counted, limits published ---- */
-
-/* What a window's counter answer needs: the hold it may lead to. */
-struct spent {
-	struct fleet *f;
-	struct fkey hold;  /* 'T' kind key */
-	unsigned budget;   /* the window's requests */
-	uint64_t end;      /* s (Unix): the window's end */
-};
-
-static void spent_cb(void *arg, int status, long long total)
-{
-	struct spent *c = arg;
-	struct fleet *f = c->f;
-	uint64_t now = (uint64_t)time(NULL);
-
-	/* Over the budget fleet-wide: every front end holds the key for the
-	 * rest of the window. Tokens refused are never tallied, so a key
-	 * held everywhere stops being published. */
-	if (status == 0 && total > (long long)c->budget && c->end > now &&
-	    f->store != NULL)
-		store_hold(f->store, CHANNEL, c->hold.b, c->hold.len,
-			   (unsigned)(c->end - now), NULL, NULL);
-	free(c);
+	if (f->conf.password_failures > 0)
+		count(f, key_of('p', ev->pass, ev->user), 1, f->conf.window,
+		      (struct counted){
+			  .hold = key_of('P', ev->pass, ev->user),
+			  .threshold = f->conf.password_failures});
+	if (ev->first && f->conf.user_failures > 0)
+		count(f, key_of('u', ev->user, NULL), 1, f->conf.window,
+		      (struct counted){.hold = key_of('U', ev->user, NULL),
+				       .threshold = f->conf.user_failures});
 }
 
 /* Adds e's tokens to its key's counter of the current window (fixed
- * windows of the bucket's per, on the fleet's shared wall clock). */
+ * windows of the bucket's per, on the fleet's shared wall clock); a
+ * bucket over its budget there is held everywhere to the window's end. */
 static void spend(struct fleet *f, const struct bucket_tally *e,
 		  uint64_t now)
 {
 	const struct conf_bucket *b = &f->budget[e->kind];
 	uint64_t window, end;
-	struct spent *c;
-	struct fkey counter;
 
 	if (b->requests == 0 || b->per == 0)
 		return;
 	window = now / b->per;
 	end = (window + 1) * b->per;
-	c = malloc(sizeof(*c));
-	if (c == NULL)
-		return;
-	*c = (struct spent){.f = f,
-			    .hold = bucket_key_of('T', e->kind, e->key, 0),
-			    .budget = b->requests,
-			    .end = end};
-	counter = bucket_key_of('t', e->kind, e->key, (uint32_t)window);
-	if (store_count(f->store, counter.b, counter.len, e->count,
-			(unsigned)(end - now) + 1, spent_cb, c) != 0)
-		free(c);
+	count(f, bucket_key_of('t', e->kind, e->key, (uint32_t)window),
+	      e->count, (unsigned)(end - now) + 1,
+	      (struct counted){.hold = bucket_key_of('T', e->kind, e->key, 0),
+			       .threshold = (long long)b->requests + 1,
+			       .end = end});
 }
 
 /* The throttle's tally since the last flush, told to the store while it
