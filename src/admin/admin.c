@@ -377,11 +377,13 @@ done:
 }
 
 /* POST /guard/clear[?user=U]: the shield forgets U (a user who typed the
- * new password on the phone), or everyone. */
+ * new password on the phone), or everyone. With guard.store, "fleet" says
+ * whether the other front ends are told now or when the store is back. */
 static void guard_clear_cb(struct evhttp_request *req, void *arg)
 {
 	struct admin *a = arg;
 	struct evkeyvalq q = {0};
+	struct store_stats st;
 	struct evbuffer *b;
 	const char *user;
 	char key[256];
@@ -390,10 +392,16 @@ static void guard_clear_cb(struct evhttp_request *req, void *arg)
 		return;
 	if (query_user(a, req, &q, "usage: /guard/clear[?user=U]", key,
 	               sizeof(key), &user) == 0) {
+		size_t n = proxy_guard_clear(a->p, user);
+		bool shared = proxy_store_stats(a->p, &st);
+
 		b = evbuffer_new();
 		if (b != NULL)
-			evbuffer_add_printf(b, "{\"cleared\":%zu}\n",
-			                    proxy_guard_clear(a->p, user));
+			evbuffer_add_printf(
+			    b, "{\"cleared\":%zu%s}\n", n,
+			    !shared  ? ""
+			    : st.up ? ",\"fleet\":\"told\""
+				     : ",\"fleet\":\"when-back\"");
 		reply(req, b ? 200 : 503, "application/json", b);
 		if (b != NULL)
 			evbuffer_free(b);

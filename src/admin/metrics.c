@@ -220,8 +220,9 @@ static void guard(struct evbuffer *out, const struct stats_snapshot *s,
 	    "(guard.store).",
 	    gc->shared_holds);
 	one(out, "easfront_guard_shared_dropped_total", "counter",
-	    "Refusals and clears never told to the store: more were waiting "
-	    "than the control loop keeps.",
+	    "Refusals, clears and known-good marks never told to the store: "
+	    "more were waiting, or kept while it was down, than the control "
+	    "loop keeps.",
 	    gc->shared_dropped);
 	one(out, "easfront_guard_throttle_shared_dropped_total", "counter",
 	    "Throttle tokens never told to the store: more buckets were "

@@ -379,7 +379,8 @@ static int guard_target(struct evbuffer *req, const char *op, const char *user)
 }
 
 /* Prints what the admin answered to `guard op`: the list as it is, or
- * "cleared N" from {"cleared":N}. Returns the exit code. */
+ * "cleared N" from {"cleared":N}, and a line more when the fleet hears of
+ * it only once its store is back. Returns the exit code. */
 static int guard_print(const char *op, const char *body)
 {
 	const char *n = strstr(body, "\"cleared\":");
@@ -394,6 +395,9 @@ static int guard_print(const char *op, const char *body)
 		return 1;
 	}
 	printf("cleared %llu\n", cleared);
+	if (strstr(body, "\"fleet\":\"when-back\"") != NULL)
+		printf("guard.store is down: the other front ends clear when "
+		       "it is back\n");
 	return 0;
 }
 

@@ -1,8 +1,10 @@
 /*
  * The fleet's password shield and throttle: the shields' outbox and the
  * buckets' tally drained into the store's counters, holds published and
- * heard, holds found again after every (re)connect. A front end always counts locally too, so while the store
- * is down each one limits alone, and nothing here is on a request's path.
+ * heard, holds found again after every (re)connect. A front end always
+ * counts locally too, so while the store is down each one limits alone,
+ * and nothing here is on a request's path. The shields' news of that time
+ * is kept (proxy/backlog.h) and told when the store is back.
  */
 #include "proxy/fleet.h"
 
@@ -14,6 +16,7 @@
 
 #include "conf/conf.h"
 #include "core/log.h"
+#include "proxy/backlog.h"
 #include "proxy/buckets.h"
 #include "proxy/gen.h"
 #include "proxy/shields.h"
@@ -34,6 +37,11 @@
 /* How often the store's state is looked at (a (re)connect finds the holds
  * that exist). */
 #define TICK_MS 1000
+/* The shields' news kept while the store is down (the newest: an item is
+ * about 48 bytes), and how much of it is told per flush once it is back,
+ * well within the store's bound of commands in flight. */
+#define MISSED_MAX 16384
+#define MISSED_BATCH 512
 
 struct fleet {
 	struct event_base *base; /* not owned: the control loop */
@@ -47,9 +55,12 @@ struct fleet {
 	struct event *tick;      /* owned: every TICK_MS */
 	struct event *flush;     /* owned: every TALLY_MS */
 	struct bucket_tally *tally; /* owned: BUCKETS_TALLY_MAX, drained */
+	struct backlog *missed;  /* owned while sharing: the shields' news
+	                            the store has not heard yet */
 	struct conf_bucket budget[BUCKET_KINDS]; /* as of the last flush */
 	bool was_up;             /* both its connections were up at the last
 	                            tick */
+	bool catching_up;        /* telling the store what it missed */
 	uint64_t reconnects;     /* its reconnects at the last tick */
 };
 
@@ -184,24 +195,6 @@ static void spend(struct fleet *f, const struct bucket_tally *e,
 			       .end = end});
 }
 
-/* The throttle's tally since the last flush, told to the store while it
- * is up, dropped while it is down (each front end limits locally). */
-static void flush_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct fleet *f = arg;
-	uint64_t now = (uint64_t)time(NULL);
-	size_t n;
-
-	(void)fd;
-	(void)what;
-	n = buckets_drain(f->bk, f->tally, BUCKETS_TALLY_MAX);
-	if (n == 0 || f->store == NULL || !store_up(f->store))
-		return;
-	buckets_conf(f->bk, f->budget);
-	for (size_t i = 0; i < n; i++)
-		spend(f, &f->tally[i], now);
-}
-
 /* ---- holds found by a scan; an operator's clear ---- */
 
 /* What a walk does with each key it finds. */
@@ -302,14 +295,14 @@ static void walk(struct fleet *f, const uint8_t *prefix, size_t plen,
 		free(w);
 }
 
-/* A password that worked, marked in the store for as long as it is known
- * good here. */
-static void good(struct fleet *f, const struct shields_event *ev)
+/* A password that worked, marked in the store for ttl_s seconds: as long
+ * as it is known good here. */
+static void good(struct fleet *f, const struct shields_event *ev,
+		 unsigned ttl_s)
 {
 	struct fkey k = key_of('G', ev->user, ev->pass);
 
-	store_mark(f->store, k.b, k.len, shield_good_time(&f->conf), NULL,
-		   NULL);
+	store_mark(f->store, k.b, k.len, ttl_s, NULL, NULL);
 }
 
 /* Every front end clears the user (the 'C' message), and the user's
@@ -328,28 +321,94 @@ static void cleared(struct fleet *f, const struct shields_event *ev)
 
 /* ---- the loop's side ---- */
 
-/* The workers' news: drained whole, told to the store while it is up and
- * dropped while it is down (each front end counts locally anyway). */
+/* Tells the store ev, seen at at: what has aged past its time by now
+ * (a refusal out of its window, a mark no longer known good) is not. */
+static void tell(struct fleet *f, const struct shields_event *ev,
+		 uint64_t at, uint64_t now)
+{
+	uint64_t age = now > at ? now - at : 0;
+	unsigned good_s = shield_good_time(&f->conf);
+
+	if (ev->kind == SHIELDS_REFUSED && age < f->conf.window)
+		refused(f, ev);
+	else if (ev->kind == SHIELDS_CLEARED)
+		cleared(f, ev);
+	else if (ev->kind == SHIELDS_GOOD && age < good_s)
+		good(f, ev, (unsigned)(good_s - age));
+}
+
+/* Keeps ev for when the store is back; the oldest gives way. */
+static void keep(struct fleet *f, const struct shields_event *ev,
+		 uint64_t now)
+{
+	if (backlog_push(f->missed, ev, now))
+		shields_note_dropped(f->sh, 1);
+}
+
+/* The workers' news, drained whole: told to the store while it is up,
+ * kept while it is down (each front end counts locally anyway), and kept
+ * behind older news not told yet, so that the store hears it in order. */
 static void wake_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct fleet *f = arg;
 	struct shields_event ev[DRAIN_BATCH];
+	uint64_t now = (uint64_t)time(NULL);
 	size_t n;
 
 	(void)fd;
 	(void)what;
 	while ((n = shields_drain(f->sh, ev, DRAIN_BATCH)) > 0) {
-		if (f->store == NULL || !store_up(f->store))
+		if (f->store == NULL)
 			continue;
 		for (size_t i = 0; i < n; i++) {
-			if (ev[i].kind == SHIELDS_REFUSED)
-				refused(f, &ev[i]);
-			else if (ev[i].kind == SHIELDS_CLEARED)
-				cleared(f, &ev[i]);
-			else if (ev[i].kind == SHIELDS_GOOD)
-				good(f, &ev[i]);
+			if (store_up(f->store) && backlog_len(f->missed) == 0)
+				tell(f, &ev[i], now, now);
+			else
+				keep(f, &ev[i], now);
 		}
 	}
+}
+
+/* Once the store is back, what it missed, a batch at a time. */
+static void catch_up(struct fleet *f, uint64_t now)
+{
+	struct backlog_item it;
+	size_t left = backlog_len(f->missed);
+
+	if (left == 0 || !store_up(f->store))
+		return;
+	if (!f->catching_up) {
+		log_info("guard: telling guard.store %zu refusal(s), clear(s) "
+			 "and mark(s) seen while it was away",
+			 left);
+		f->catching_up = true;
+	}
+	for (size_t i = 0; i < MISSED_BATCH && backlog_pop(f->missed, &it);
+	     i++)
+		tell(f, &it.ev, it.at, now);
+	if (backlog_len(f->missed) == 0)
+		f->catching_up = false;
+}
+
+/* The throttle's tally since the last flush, told to the store while it
+ * is up, dropped while it is down (each front end limits locally, and a
+ * window's tokens told late would count in another window); then the
+ * shields' news the store missed. */
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct fleet *f = arg;
+	uint64_t now = (uint64_t)time(NULL);
+	size_t n;
+
+	(void)fd;
+	(void)what;
+	n = buckets_drain(f->bk, f->tally, BUCKETS_TALLY_MAX);
+	if (f->store == NULL || !store_up(f->store))
+		return;
+	buckets_conf(f->bk, f->budget);
+	for (size_t i = 0; i < n; i++)
+		spend(f, &f->tally[i], now);
+	catch_up(f, now);
 }
 
 /* Runs under the shields' lock on a worker: only wakes the loop. */
@@ -439,6 +498,9 @@ static void stop_sharing(struct fleet *f)
 	buckets_share(f->bk, false);
 	store_free(f->store);
 	f->store = NULL;
+	backlog_free(f->missed);
+	f->missed = NULL;
+	f->catching_up = false;
 	free(f->url);
 	f->url = NULL;
 	if (f->password != NULL)
@@ -459,7 +521,8 @@ static bool start_sharing(struct fleet *f, const struct gen *g)
 	f->url = strdup(g->conf->guard_store);
 	f->password = g->store_password ? strdup(g->store_password) : NULL;
 	f->store = store_new(f->base, &sc, &err);
-	if (f->url == NULL || f->store == NULL ||
+	f->missed = backlog_new(MISSED_MAX);
+	if (f->url == NULL || f->store == NULL || f->missed == NULL ||
 	    (g->store_password != NULL && f->password == NULL) ||
 	    store_subscribe(f->store, CHANNEL, msg_cb, f) != 0) {
 		log_warnx("guard: guard.store %s: %s; each front end counts "

@@ -288,6 +288,13 @@ size_t shields_drain(struct shields *sh, struct shields_event *out, size_t cap)
 	return n;
 }
 
+void shields_note_dropped(struct shields *sh, uint64_t n)
+{
+	pthread_mutex_lock(&sh->lock);
+	sh->dropped += n;
+	pthread_mutex_unlock(&sh->lock);
+}
+
 void shields_post_clear(struct shields *sh, const uint8_t *user_id)
 {
 	struct shields_event ev = {.kind = SHIELDS_CLEARED};

@@ -84,6 +84,10 @@ void shields_share(struct shields *sh, shields_wake_cb wake, void *arg);
  * many. */
 size_t shields_drain(struct shields *sh, struct shields_event *out, size_t cap);
 
+/* Counts n events the fleet gave up without telling the store
+ * (easfront_guard_shared_dropped_total), as the outbox counts its own. */
+void shields_note_dropped(struct shields *sh, uint64_t n);
+
 /* Tells the fleet that an operator cleared user_id (NULL: every user);
  * the local clear is shields_clear's. */
 void shields_post_clear(struct shields *sh, const uint8_t *user_id);

@@ -8,7 +8,8 @@ one on 127.0.0.2, in front of one stand-in CAS and sharing one redis-server
 - `guard clear` on one clears both;
 - Redis stopped mid-run: requests flow without waiting, each front end
   limits alone, easfront_store_up 0; Redis back: sharing resumes without a
-  restart of easfront;
+  restart of easfront, and the refusals and clears seen meanwhile reach
+  the fleet;
 - a Redis that accepts and never answers: the same as one that is down;
 - a device alternating between both is throttled at its fleet budget
   (within a second of slack), and each limits it alone while Redis is down.
@@ -255,7 +256,8 @@ class SharedHolds(FleetCase):
 
         # an operator clears the user on d1: d2 and d3 forget the hold too
         code, text = d1.admin("POST", "/guard/clear?user=" + tg.USER)
-        self.assertEqual(code, 200, text)
+        self.assertEqual((code, json.loads(text)),
+                         (200, {"cleared": 1, "fleet": "told"}), text)
         for d in (d2, d3):
             self.assertTrue(wait_until(lambda: not self.held(d), 5, 0.1),
                             self.guard_of(d))
@@ -476,6 +478,51 @@ class StoreOutages(FleetCase):
                          "sharing did not resume after Redis came back")
         self.assertGreaterEqual(
             d1.metrics()[("easfront_store_reconnects_total", ())], 1)
+
+    def test_what_one_saw_while_down_is_told_when_back(self):
+        """Refusals and a clear that a front end saw while Redis was down
+        reach the fleet once Redis is back: a stale password held by d2
+        alone then is held by d1 too, which never forwards it; a clear
+        made on d1 while Redis was down clears d2 when it is back."""
+        redis = Redis(self).start()
+        cas, d1, d2 = self.fleet(redis.port)
+        self.wait_store((d1, d2), 1)
+        redis.stop()
+        self.wait_store((d1, d2), 0, timeout=15)
+        a, b = self.phones(d1, d2)
+        statuses, _ = self.replay((b,), OLD, 5)
+        self.assertEqual(statuses, [401] * 5)
+        self.assertEqual(cas.attempts(tg.USER, password=OLD), 3)
+        self.assertTrue(self.held(d2))
+        self.assertFalse(self.held(d1))
+
+        redis.start()
+        self.wait_store((d1, d2), 1)
+        self.assertTrue(wait_until(lambda: self.held(d1), 5, 0.1),
+                        "d1 never learned what d2 saw while Redis was "
+                        "down:\n" + self.guard_of(d1))
+        statuses, _ = self.replay((a,), OLD, 4)
+        self.assertEqual(statuses, [401] * 4)
+        self.assertEqual(cas.attempts(tg.USER, password=OLD), 3,
+                         "d1 forwarded a password the fleet had seen "
+                         "refused password_failures times")
+        self.assertIn("seen while it was away", d2.stderr_text())
+
+        # Now the other way round: held on both, Redis down, cleared on
+        # d1 alone; d2 hears of it when Redis is back.
+        redis.stop()
+        self.wait_store((d1, d2), 0, timeout=15)
+        out = eftest.run([d1.bin, "guard", "-c", d1.conf_path, "clear",
+                          tg.USER]).stdout
+        self.assertEqual(out, "cleared 1\nguard.store is down: the other "
+                         "front ends clear when it is back\n")
+        self.assertFalse(self.held(d1))
+        self.assertTrue(self.held(d2))
+        redis.start()
+        self.wait_store((d1, d2), 1)
+        self.assertTrue(wait_until(lambda: not self.held(d2), 5, 0.1),
+                        "a clear made while Redis was down never reached "
+                        "d2:\n" + self.guard_of(d2))
 
     def test_redis_that_never_answers(self):
         mute = Mute(self)
