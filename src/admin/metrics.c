@@ -226,7 +226,8 @@ static void guard(struct evbuffer *out, const struct stats_snapshot *s,
 	    gc->shared_dropped);
 	one(out, "easfront_guard_throttle_shared_dropped_total", "counter",
 	    "Throttle tokens never told to the store: more buckets were "
-	    "spent between two of its flushes than its tally holds.",
+	    "spent between two of its flushes than its tally holds, or "
+	    "while it was down than the control loop keeps.",
 	    gc->throttle_shared_dropped);
 	one(out, "easfront_guard_rules", "gauge",
 	    "Device rules of the configuration serving new requests "

@@ -1,32 +1,36 @@
 /*
- * A ring: head is the oldest item, len the items kept after it.
+ * A ring: head is the oldest item, len the items kept from it on.
  */
 #include "proxy/backlog.h"
 
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 struct backlog {
-	struct backlog_item *items; /* owned: cap of them */
+	unsigned char *items; /* owned: cap items of size bytes */
 	size_t cap;
+	size_t size;
 	size_t head;
 	size_t len;
 };
 
-struct backlog *backlog_new(size_t cap)
+struct backlog *backlog_new(size_t cap, size_t size)
 {
 	struct backlog *b;
 
-	if (cap == 0)
+	if (cap == 0 || size == 0 || cap > SIZE_MAX / size)
 		return NULL;
 	b = calloc(1, sizeof(*b));
 	if (b == NULL)
 		return NULL;
-	b->items = calloc(cap, sizeof(*b->items));
+	b->items = calloc(cap, size);
 	if (b->items == NULL) {
 		free(b);
 		return NULL;
 	}
 	b->cap = cap;
+	b->size = size;
 	return b;
 }
 
@@ -38,8 +42,7 @@ void backlog_free(struct backlog *b)
 	free(b);
 }
 
-bool backlog_push(struct backlog *b, const struct shields_event *ev,
-		  uint64_t at)
+bool backlog_push(struct backlog *b, const void *item)
 {
 	bool gave_up = b->len == b->cap;
 
@@ -47,17 +50,17 @@ bool backlog_push(struct backlog *b, const struct shields_event *ev,
 		b->head = (b->head + 1) % b->cap;
 		b->len--;
 	}
-	b->items[(b->head + b->len) % b->cap] =
-	    (struct backlog_item){.ev = *ev, .at = at};
+	memcpy(b->items + (b->head + b->len) % b->cap * b->size, item,
+	       b->size);
 	b->len++;
 	return gave_up;
 }
 
-bool backlog_pop(struct backlog *b, struct backlog_item *out)
+bool backlog_pop(struct backlog *b, void *out)
 {
 	if (b->len == 0)
 		return false;
-	*out = b->items[b->head];
+	memcpy(out, b->items + b->head * b->size, b->size);
 	b->head = (b->head + 1) % b->cap;
 	b->len--;
 	return true;

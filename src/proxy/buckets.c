@@ -211,6 +211,13 @@ void buckets_conf(struct buckets *b, struct conf_bucket *out)
 	pthread_mutex_unlock(&b->lock);
 }
 
+void buckets_note_dropped(struct buckets *b, uint64_t n)
+{
+	pthread_mutex_lock(&b->lock);
+	b->tally_dropped += n;
+	pthread_mutex_unlock(&b->lock);
+}
+
 uint64_t buckets_tally_dropped(struct buckets *b)
 {
 	uint64_t n;

@@ -72,8 +72,12 @@ void buckets_hold(struct buckets *b, enum bucket_kind kind, uint64_t key,
  * is every bucket while guard.throttle is). */
 void buckets_conf(struct buckets *b, struct conf_bucket *out);
 
-/* Tokens the tally could not hold (full, or without memory). */
+/* Tokens the tally could not hold (full, or without memory), and those
+ * the fleet gave up (buckets_note_dropped). */
 uint64_t buckets_tally_dropped(struct buckets *b);
+/* Counts n tokens the fleet drained but gave up without telling the
+ * store. */
+void buckets_note_dropped(struct buckets *b, uint64_t n);
 
 /* Buckets not full again now, and buckets given up for room (walks the
  * table). */

@@ -37,11 +37,15 @@
 /* How often the store's state is looked at (a (re)connect finds the holds
  * that exist). */
 #define TICK_MS 1000
-/* The shields' news kept while the store is down (the newest: an item is
- * about 48 bytes), and how much of it is told per flush once it is back,
- * well within the store's bound of commands in flight. */
-#define MISSED_MAX 16384
-#define MISSED_BATCH 512
+/* What is kept while the store is down (the newest: a piece of news is
+ * about 48 bytes, a bucket's tokens 24), and how much of it is told per
+ * flush once it is back, well within the store's bound of commands in
+ * flight. News and tokens are kept apart, so that a busy throttle never
+ * pushes out a refusal. */
+#define MISSED_NEWS_MAX 16384
+#define MISSED_NEWS_BATCH 512
+#define MISSED_TOKENS_MAX 65536
+#define MISSED_TOKENS_BATCH 2048
 
 struct fleet {
 	struct event_base *base; /* not owned: the control loop */
@@ -55,13 +59,27 @@ struct fleet {
 	struct event *tick;      /* owned: every TICK_MS */
 	struct event *flush;     /* owned: every TALLY_MS */
 	struct bucket_tally *tally; /* owned: BUCKETS_TALLY_MAX, drained */
-	struct backlog *missed;  /* owned while sharing: the shields' news
+	struct backlog *news;    /* owned while sharing: struct missed_news
 	                            the store has not heard yet */
+	struct backlog *tokens;  /* owned while sharing: struct
+	                            missed_tokens, likewise */
 	struct conf_bucket budget[BUCKET_KINDS]; /* as of the last flush */
 	bool was_up;             /* both its connections were up at the last
 	                            tick */
 	bool catching_up;        /* telling the store what it missed */
 	uint64_t reconnects;     /* its reconnects at the last tick */
+};
+
+/* The shields' news and the throttle's tokens, kept while the store is
+ * down, and when they came (s, Unix). */
+struct missed_news {
+	struct shields_event ev;
+	uint64_t at;
+};
+
+struct missed_tokens {
+	struct bucket_tally t;
+	uint64_t at;
 };
 
 /* A key: kind, then up to two ids (or a bucket's kind, key and
@@ -175,19 +193,22 @@ static void refused(struct fleet *f, const struct shields_event *ev)
 				       .threshold = f->conf.user_failures});
 }
 
-/* Adds e's tokens to its key's counter of the current window (fixed
- * windows of the bucket's per, on the fleet's shared wall clock); a
- * bucket over its budget there is held everywhere to the window's end. */
+/* Adds e's tokens, taken at at, to its key's counter of that window
+ * (fixed windows of the bucket's per, on the fleet's shared wall clock),
+ * unless the window is over by now; a bucket over its budget there is
+ * held everywhere to the window's end. */
 static void spend(struct fleet *f, const struct bucket_tally *e,
-		  uint64_t now)
+		  uint64_t at, uint64_t now)
 {
 	const struct conf_bucket *b = &f->budget[e->kind];
 	uint64_t window, end;
 
 	if (b->requests == 0 || b->per == 0)
 		return;
-	window = now / b->per;
+	window = at / b->per;
 	end = (window + 1) * b->per;
+	if (end <= now)
+		return;
 	count(f, bucket_key_of('t', e->kind, e->key, (uint32_t)window),
 	      e->count, (unsigned)(end - now) + 1,
 	      (struct counted){.hold = bucket_key_of('T', e->kind, e->key, 0),
@@ -338,11 +359,29 @@ static void tell(struct fleet *f, const struct shields_event *ev,
 }
 
 /* Keeps ev for when the store is back; the oldest gives way. */
-static void keep(struct fleet *f, const struct shields_event *ev,
-		 uint64_t now)
+static void keep_news(struct fleet *f, const struct shields_event *ev,
+		      uint64_t now)
 {
-	if (backlog_push(f->missed, ev, now))
+	struct missed_news m = {.ev = *ev, .at = now};
+
+	if (backlog_push(f->news, &m))
 		shields_note_dropped(f->sh, 1);
+}
+
+/* Keeps the flush's n tallies for when the store is back; the oldest
+ * give way, their tokens counted as dropped. */
+static void keep_tokens(struct fleet *f, size_t n, uint64_t now)
+{
+	struct missed_tokens m = {.at = now};
+	struct missed_tokens old;
+
+	for (size_t i = 0; i < n; i++) {
+		m.t = f->tally[i];
+		if (backlog_len(f->tokens) == MISSED_TOKENS_MAX &&
+		    backlog_pop(f->tokens, &old))
+			buckets_note_dropped(f->bk, old.t.count);
+		backlog_push(f->tokens, &m);
+	}
 }
 
 /* The workers' news, drained whole: told to the store while it is up,
@@ -361,10 +400,10 @@ static void wake_cb(evutil_socket_t fd, short what, void *arg)
 		if (f->store == NULL)
 			continue;
 		for (size_t i = 0; i < n; i++) {
-			if (store_up(f->store) && backlog_len(f->missed) == 0)
+			if (store_up(f->store) && backlog_len(f->news) == 0)
 				tell(f, &ev[i], now, now);
 			else
-				keep(f, &ev[i], now);
+				keep_news(f, &ev[i], now);
 		}
 	}
 }
@@ -372,28 +411,31 @@ static void wake_cb(evutil_socket_t fd, short what, void *arg)
 /* Once the store is back, what it missed, a batch at a time. */
 static void catch_up(struct fleet *f, uint64_t now)
 {
-	struct backlog_item it;
-	size_t left = backlog_len(f->missed);
+	struct missed_news mn;
+	struct missed_tokens mt;
+	size_t news = backlog_len(f->news), tokens = backlog_len(f->tokens);
 
-	if (left == 0 || !store_up(f->store))
+	if (news + tokens == 0)
 		return;
 	if (!f->catching_up) {
-		log_info("guard: telling guard.store %zu refusal(s), clear(s) "
-			 "and mark(s) seen while it was away",
-			 left);
+		log_info("guard: telling guard.store what came while it was "
+			 "away: %zu refusal(s), clear(s) and mark(s), %zu "
+			 "bucket(s)' tokens",
+			 news, tokens);
 		f->catching_up = true;
 	}
-	for (size_t i = 0; i < MISSED_BATCH && backlog_pop(f->missed, &it);
-	     i++)
-		tell(f, &it.ev, it.at, now);
-	if (backlog_len(f->missed) == 0)
+	for (size_t i = 0;
+	     i < MISSED_NEWS_BATCH && backlog_pop(f->news, &mn); i++)
+		tell(f, &mn.ev, mn.at, now);
+	for (size_t i = 0;
+	     i < MISSED_TOKENS_BATCH && backlog_pop(f->tokens, &mt); i++)
+		spend(f, &mt.t, mt.at, now);
+	if (backlog_len(f->news) + backlog_len(f->tokens) == 0)
 		f->catching_up = false;
 }
 
 /* The throttle's tally since the last flush, told to the store while it
- * is up, dropped while it is down (each front end limits locally, and a
- * window's tokens told late would count in another window); then the
- * shields' news the store missed. */
+ * is up and kept while it is down; then what the store missed. */
 static void flush_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct fleet *f = arg;
@@ -403,11 +445,15 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	n = buckets_drain(f->bk, f->tally, BUCKETS_TALLY_MAX);
-	if (f->store == NULL || !store_up(f->store))
+	if (f->store == NULL)
 		return;
+	if (!store_up(f->store)) {
+		keep_tokens(f, n, now);
+		return;
+	}
 	buckets_conf(f->bk, f->budget);
 	for (size_t i = 0; i < n; i++)
-		spend(f, &f->tally[i], now);
+		spend(f, &f->tally[i], now, now);
 	catch_up(f, now);
 }
 
@@ -498,8 +544,10 @@ static void stop_sharing(struct fleet *f)
 	buckets_share(f->bk, false);
 	store_free(f->store);
 	f->store = NULL;
-	backlog_free(f->missed);
-	f->missed = NULL;
+	backlog_free(f->news);
+	f->news = NULL;
+	backlog_free(f->tokens);
+	f->tokens = NULL;
 	f->catching_up = false;
 	free(f->url);
 	f->url = NULL;
@@ -521,8 +569,11 @@ static bool start_sharing(struct fleet *f, const struct gen *g)
 	f->url = strdup(g->conf->guard_store);
 	f->password = g->store_password ? strdup(g->store_password) : NULL;
 	f->store = store_new(f->base, &sc, &err);
-	f->missed = backlog_new(MISSED_MAX);
-	if (f->url == NULL || f->store == NULL || f->missed == NULL ||
+	f->news = backlog_new(MISSED_NEWS_MAX, sizeof(struct missed_news));
+	f->tokens =
+	    backlog_new(MISSED_TOKENS_MAX, sizeof(struct missed_tokens));
+	if (f->url == NULL || f->store == NULL || f->news == NULL ||
+	    f->tokens == NULL ||
 	    (g->store_password != NULL && f->password == NULL) ||
 	    store_subscribe(f->store, CHANNEL, msg_cb, f) != 0) {
 		log_warnx("guard: guard.store %s: %s; each front end counts "

@@ -7,10 +7,10 @@
  *
  * Everything here runs on the control loop (the daemon's thread: DNS,
  * health checks, the admin endpoint); workers only leave news in the
- * shields' outbox (proxy/shields.h) and never wait for the store. News
- * that comes while the store is down is kept (proxy/backlog.h) and told
- * when it is back; the throttle's tokens of that time are not: told late,
- * they would count in a later window. Keys,
+ * shields' outbox (proxy/shields.h) and never wait for the store. What
+ * comes while the store is down is kept (proxy/backlog.h) and told when it
+ * is back: the shields' news, and the throttle's tokens of windows not
+ * over by then. Keys,
  * all keyed hashes (the store puts its prefix, "easfront:", before them):
  *
  *   'p' pass_id user_id   refusals of a password in its window (counter)

@@ -12,7 +12,8 @@ one on 127.0.0.2, in front of one stand-in CAS and sharing one redis-server
   the fleet;
 - a Redis that accepts and never answers: the same as one that is down;
 - a device alternating between both is throttled at its fleet budget
-  (within a second of slack), and each limits it alone while Redis is down.
+  (within a second of slack), and each limits it alone while Redis is
+  down; the tokens it spent meanwhile count when Redis is back.
 
 Every wait is bounded in count and time."""
 
@@ -348,6 +349,16 @@ THROTTLE = {"device": {"requests": BUDGET, "per": 120},
             "user": {"requests": 10000, "per": 60}, "retry_after": 7}
 
 
+def inside_window(per, need):
+    """Waits, when need seconds would cross into the next of the fleet
+    throttle's fixed windows of per seconds (on the wall clock), for that
+    window to begin: a test that counts a window's budget must see one
+    window only."""
+    left = per - time.time() % per
+    if left < need:
+        time.sleep(left + 0.5)
+
+
 class SharedThrottle(FleetCase):
 
     def alternate(self, phones, n):
@@ -380,6 +391,7 @@ class SharedThrottle(FleetCase):
         the rest of the window; another device of the user, and a front
         end that joins later, go on as before (the joiner learns the
         hold)."""
+        inside_window(THROTTLE["device"]["per"], 30)
         redis = Redis(self).start()
         cas, d1, d2 = self.fleet(redis.port, throttle=THROTTLE)
         self.wait_store((d1, d2), 1)
@@ -433,6 +445,7 @@ class SharedThrottle(FleetCase):
         self.assertLess(slowest, STORE_TIMEOUT * 0.9,
                         "a request waited for the store")
 
+        inside_window(THROTTLE["device"]["per"], 15)
         redis.start()
         self.wait_store((d1, d2), 1)
         a, b = self.device_pair(d1, d2)
@@ -440,6 +453,41 @@ class SharedThrottle(FleetCase):
         self.assertLessEqual(statuses.count(200), BUDGET + PACE,
                              "sharing did not resume: %r" % statuses)
         self.assertEqual(statuses[-2:], [503, 503], statuses)
+
+    def test_tokens_spent_while_down_count_when_back(self):
+        """A device that spent its budget on each front end while Redis
+        was down (2 x BUDGET in all) is held fleet-wide once Redis is
+        back, in the same window: a front end that joins then, and never
+        saw the device, refuses its first request."""
+        per = 3600
+        throttle = dict(THROTTLE, device={"requests": BUDGET, "per": per})
+        # tokens of a window that is over by the catch-up are not told
+        inside_window(per, 60)
+        redis = Redis(self).start()
+        cas, d1, d2 = self.fleet(redis.port, throttle=throttle)
+        self.wait_store((d1, d2), 1)
+        redis.stop()
+        self.wait_store((d1, d2), 0, timeout=15)
+        a, b = self.device_pair(d1, d2)
+        statuses, _ = self.alternate((a, b), 2 * BUDGET)
+        self.assertEqual(statuses, [200] * (2 * BUDGET))
+
+        redis.start()
+        self.wait_store((d1, d2), 1)
+        self.assertTrue(wait_until(
+            lambda: b"easfront:T" in redis.command("KEYS", "*"), 5, 0.2),
+            "the device's tokens spent while Redis was down did not hold "
+            "it: %r" % redis.command("KEYS", "*"))
+        self.assertIn("bucket(s)' tokens", d1.stderr_text())
+        d3 = self.joiner()
+        self.assertTrue(wait_until(
+            lambda: (d3.guard_status() or {}).get("throttled_keys"), 5,
+            0.1), "the joiner never found the hold")
+        c = self.phone(d3, device_id=a.device_id)
+        _, resp = c.request("Sync")
+        self.assertEqual(resp.status, 503)
+        self.assertEqual(resp.header("X-MS-ASThrottle"), "CommandFrequency")
+        self.assertEqual(self.reached(cas, a.device_id), 2 * BUDGET)
 
 
 class StoreOutages(FleetCase):
@@ -506,7 +554,8 @@ class StoreOutages(FleetCase):
         self.assertEqual(cas.attempts(tg.USER, password=OLD), 3,
                          "d1 forwarded a password the fleet had seen "
                          "refused password_failures times")
-        self.assertIn("seen while it was away", d2.stderr_text())
+        self.assertIn("what came while it was away: 3 refusal(s)",
+                      d2.stderr_text())
 
         # Now the other way round: held on both, Redis down, cleared on
         # d1 alone; d2 hears of it when Redis is back.

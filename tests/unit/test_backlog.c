@@ -1,5 +1,5 @@
 /*
- * The fleet's backlog: news comes out oldest first and whole, a full
+ * The fleet's backlog: items come out oldest first and whole, a full
  * backlog gives up its oldest for the newest (and says so), and wrapping
  * round the ring many times keeps the order.
  */
@@ -13,60 +13,69 @@
 
 #include "proxy/backlog.h"
 
-static struct shields_event refusal(uint8_t n)
-{
-	struct shields_event ev = {.kind = SHIELDS_REFUSED, .first = n & 1};
+/* An item of an odd size, so that no slot is aligned by chance. */
+struct item {
+	uint64_t n;
+	unsigned char fill[27];
+};
 
-	memset(ev.user, n, sizeof(ev.user));
-	memset(ev.pass, 0xff - n, sizeof(ev.pass));
-	return ev;
+static struct item item(uint64_t n)
+{
+	struct item it = {.n = n};
+
+	memset(it.fill, (int)(n & 0xff), sizeof(it.fill));
+	return it;
+}
+
+static void assert_item(const struct item *got, uint64_t n)
+{
+	struct item want = item(n);
+
+	assert_memory_equal(got, &want, sizeof(want));
 }
 
 static void test_fifo(void **state)
 {
-	struct backlog *b = backlog_new(4);
-	struct backlog_item it;
-	struct shields_event ev;
+	struct backlog *b = backlog_new(4, sizeof(struct item));
+	struct item it;
 
 	(void)state;
 	assert_non_null(b);
 	assert_false(backlog_pop(b, &it));
-	for (uint8_t n = 1; n <= 3; n++) {
-		ev = refusal(n);
-		assert_false(backlog_push(b, &ev, 100 + n));
+	for (uint64_t n = 1; n <= 3; n++) {
+		it = item(n);
+		assert_false(backlog_push(b, &it));
 	}
 	assert_int_equal(backlog_len(b), 3);
-	for (uint8_t n = 1; n <= 3; n++) {
-		ev = refusal(n);
+	for (uint64_t n = 1; n <= 3; n++) {
 		assert_true(backlog_pop(b, &it));
-		assert_memory_equal(&it.ev, &ev, sizeof(ev));
-		assert_int_equal(it.at, 100 + n);
+		assert_item(&it, n);
 	}
 	assert_false(backlog_pop(b, &it));
 	assert_int_equal(backlog_len(b), 0);
 	backlog_free(b);
 	backlog_free(NULL);
-	assert_null(backlog_new(0));
+	assert_null(backlog_new(0, sizeof(it)));
+	assert_null(backlog_new(4, 0));
+	assert_null(backlog_new(SIZE_MAX / 2, 3));
 }
 
 static void test_full_gives_up_oldest(void **state)
 {
-	struct backlog *b = backlog_new(3);
-	struct backlog_item it;
-	struct shields_event ev;
+	struct backlog *b = backlog_new(3, sizeof(struct item));
+	struct item it;
 	unsigned gave_up = 0;
 
 	(void)state;
-	for (uint8_t n = 1; n <= 5; n++) {
-		ev = refusal(n);
-		gave_up += backlog_push(b, &ev, n);
+	for (uint64_t n = 1; n <= 5; n++) {
+		it = item(n);
+		gave_up += backlog_push(b, &it);
 	}
 	assert_int_equal(gave_up, 2);
 	assert_int_equal(backlog_len(b), 3);
-	for (uint8_t n = 3; n <= 5; n++) {
+	for (uint64_t n = 3; n <= 5; n++) {
 		assert_true(backlog_pop(b, &it));
-		assert_int_equal(it.at, n);
-		assert_int_equal(it.ev.user[0], n);
+		assert_item(&it, n);
 	}
 	assert_false(backlog_pop(b, &it));
 	backlog_free(b);
@@ -76,16 +85,15 @@ static void test_full_gives_up_oldest(void **state)
  * at every offset. */
 static void test_wraps(void **state)
 {
-	struct backlog *b = backlog_new(7);
-	struct backlog_item it;
-	struct shields_event ev;
+	struct backlog *b = backlog_new(7, sizeof(struct item));
+	struct item it;
 	uint64_t pushed = 0, popped = 0;
 
 	(void)state;
 	for (unsigned round = 0; round < 1000; round++) {
 		for (unsigned i = 0; i < round % 5 + 1; i++) {
-			ev = refusal((uint8_t)pushed);
-			if (backlog_push(b, &ev, pushed++))
+			it = item(pushed++);
+			if (backlog_push(b, &it))
 				popped++; /* the oldest, given up */
 		}
 		for (unsigned i = 0; i < round % 4 + 1; i++) {
@@ -93,9 +101,7 @@ static void test_wraps(void **state)
 				assert_int_equal(popped, pushed);
 				break;
 			}
-			assert_int_equal(it.at, popped);
-			assert_int_equal(it.ev.user[0], (uint8_t)popped);
-			popped++;
+			assert_item(&it, popped++);
 		}
 		assert_int_equal(backlog_len(b), pushed - popped);
 	}
