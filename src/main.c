@@ -26,7 +26,12 @@ static int usage(void)
 	      "                               show or clear the password "
 	      "shield's holds (of USER,\n"
 	      "                               or everyone) in the running "
-	      "easfront\n",
+	      "easfront; clear also\n"
+	      "                               fills their throttle buckets "
+	      "again\n"
+	      "  easfront guard     -c FILE clear --device-id ID [USER]\n"
+	      "                               fill the throttle bucket of "
+	      "device ID again\n",
 	      stderr);
 	return 2;
 }
@@ -83,14 +88,20 @@ static int parse_args(int argc, char **argv, struct args *a)
 	return a->conf != NULL ? 0 : -1;
 }
 
-/* `guard list|clear [USER]`. */
+/* `guard list|clear [USER]`, `guard clear --device-id ID [USER]`; route's
+ * other options are not guard's. */
 static int guard(const struct args *a)
 {
 	const char *op = a->pos[0];
+	const struct daemon_route_ask *r = &a->route;
 
 	if (op == NULL || (strcmp(op, "list") != 0 && strcmp(op, "clear") != 0))
 		return usage();
-	return daemon_guard(a->conf, op, a->pos[1]);
+	if (r->version != NULL || r->host != NULL || r->device_type != NULL ||
+	    r->user_agent != NULL || r->cmd != NULL ||
+	    (r->device_id != NULL && strcmp(op, "clear") != 0))
+		return usage();
+	return daemon_guard(a->conf, op, a->pos[1], r->device_id);
 }
 
 int main(int argc, char **argv)

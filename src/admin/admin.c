@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 
 #include <event2/buffer.h>
 #include <event2/http.h>
@@ -376,35 +377,79 @@ done:
 	evhttp_clear_headers(&q);
 }
 
-/* POST /guard/clear[?user=U]: the shield forgets U (a user who typed the
- * new password on the phone), or everyone. With guard.store, "fleet" says
- * whether the other front ends are told now or when the store is back. */
+/* A DeviceId as the access log shows it: 1 to EAS_DEVICE_ID_MAX - 1
+ * printable ASCII characters. */
+static bool device_id_ok(const char *d)
+{
+	size_t n = strlen(d);
+
+	if (n == 0 || n >= EAS_DEVICE_ID_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (d[i] <= ' ' || d[i] > '~')
+			return false;
+	return true;
+}
+
+/* Whether q names only "user" and "device": a clear that misspelt one
+ * must not clear everyone. */
+static bool clear_query_ok(const struct evkeyvalq *q)
+{
+	const struct evkeyval *kv;
+
+	TAILQ_FOREACH(kv, q, next) {
+		if (strcmp(kv->key, "user") != 0 &&
+		    strcmp(kv->key, "device") != 0)
+			return false;
+	}
+	return true;
+}
+
+/* The answer to a clear: what it did, and with guard.store whether the
+ * other front ends are told now or when the store is back. */
+static void clear_answer(struct admin *a, struct evhttp_request *req,
+			 const struct guard_cleared *done)
+{
+	struct evbuffer *b = evbuffer_new();
+	struct store_stats st;
+	bool shared = proxy_store_stats(a->p, &st);
+
+	if (b != NULL)
+		evbuffer_add_printf(b, "{\"cleared\":%zu,\"lifted\":%zu%s}\n",
+				    done->users, done->lifted,
+				    !shared ? ""
+				    : st.up ? ",\"fleet\":\"told\""
+					    : ",\"fleet\":\"when-back\"");
+	reply(req, b ? 200 : 503, "application/json", b);
+	if (b != NULL)
+		evbuffer_free(b);
+}
+
+/* POST /guard/clear[?user=U][&device=ID]: the shield forgets U (a user who
+ * typed the new password on the phone) and the throttle fills U's bucket
+ * and ID's again; with neither, everyone's. */
 static void guard_clear_cb(struct evhttp_request *req, void *arg)
 {
 	struct admin *a = arg;
 	struct evkeyvalq q = {0};
-	struct store_stats st;
-	struct evbuffer *b;
-	const char *user;
+	struct guard_cleared done;
+	const char *user, *device;
 	char key[256];
 
 	if (!method_is(req, EVHTTP_REQ_POST))
 		return;
-	if (query_user(a, req, &q, "usage: /guard/clear[?user=U]", key,
-	               sizeof(key), &user) == 0) {
-		size_t n = proxy_guard_clear(a->p, user);
-		bool shared = proxy_store_stats(a->p, &st);
-
-		b = evbuffer_new();
-		if (b != NULL)
-			evbuffer_add_printf(
-			    b, "{\"cleared\":%zu%s}\n", n,
-			    !shared  ? ""
-			    : st.up ? ",\"fleet\":\"told\""
-				     : ",\"fleet\":\"when-back\"");
-		reply(req, b ? 200 : 503, "application/json", b);
-		if (b != NULL)
-			evbuffer_free(b);
+	if (query_user(a, req, &q, "usage: /guard/clear[?user=U][&device=ID]",
+		       key, sizeof(key), &user) == 0) {
+		device = evhttp_find_header(&q, "device");
+		if (!clear_query_ok(&q)) {
+			reply_text(req, 400,
+				   "usage: /guard/clear[?user=U][&device=ID]");
+		} else if (device != NULL && !device_id_ok(device)) {
+			reply_text(req, 400, "not a DeviceId");
+		} else {
+			proxy_guard_clear(a->p, user, device, &done);
+			clear_answer(a, req, &done);
+		}
 	}
 	evhttp_clear_headers(&q);
 }

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -363,7 +364,8 @@ int daemon_route(const char *conf_path, const struct daemon_route_ask *q)
 
 /* `guard list|clear`: the request target of the operation, appended to
  * req; -1 for an operation there is none of. */
-static int guard_target(struct evbuffer *req, const char *op, const char *user)
+static int guard_target(struct evbuffer *req, const char *op, const char *user,
+			const char *device)
 {
 	if (strcmp(op, "list") == 0)
 		return evbuffer_add_printf(req, "GET /guard?format=text") < 0 ||
@@ -372,19 +374,23 @@ static int guard_target(struct evbuffer *req, const char *op, const char *user)
 		           : 0;
 	if (strcmp(op, "clear") == 0)
 		return evbuffer_add_printf(req, "POST /guard/clear") < 0 ||
-		               add_param(req, "?user=", user) != 0
+		               add_param(req, "?user=", user) != 0 ||
+		               add_param(req, user ? "&device=" : "?device=",
+		                         device) != 0
 		           ? -1
 		           : 0;
 	return -1;
 }
 
 /* Prints what the admin answered to `guard op`: the list as it is, or
- * "cleared N" from {"cleared":N}, and a line more when the fleet hears of
- * it only once its store is back. Returns the exit code. */
-static int guard_print(const char *op, const char *body)
+ * "cleared N" from {"cleared":N,"lifted":M}, a line for the throttle when
+ * it filled buckets again or a device was named, and one more when the
+ * fleet hears of it only once its store is back. Returns the exit code. */
+static int guard_print(const char *op, const char *body, bool device)
 {
 	const char *n = strstr(body, "\"cleared\":");
-	unsigned long long cleared;
+	const char *l = strstr(body, "\"lifted\":");
+	unsigned long long cleared, lifted = 0;
 
 	if (strcmp(op, "list") == 0) {
 		fputs(body, stdout);
@@ -395,6 +401,9 @@ static int guard_print(const char *op, const char *body)
 		return 1;
 	}
 	printf("cleared %llu\n", cleared);
+	if (l != NULL && sscanf(l + 9, "%llu", &lifted) == 1 &&
+	    (lifted > 0 || device))
+		printf("lifted %llu throttled bucket(s)\n", lifted);
 	if (strstr(body, "\"fleet\":\"when-back\"") != NULL)
 		printf("guard.store is down: the other front ends clear when "
 		       "it is back\n");
@@ -403,7 +412,8 @@ static int guard_print(const char *op, const char *body)
 
 /* Asks c's admin endpoint for `guard op` and prints the outcome. Returns
  * the exit code. */
-static int guard_ask(const struct conf *c, const char *op, const char *user)
+static int guard_ask(const struct conf *c, const char *op, const char *user,
+		     const char *device)
 {
 	struct evbuffer *req = evbuffer_new(), *resp = evbuffer_new();
 	const char *body = NULL;
@@ -411,11 +421,12 @@ static int guard_ask(const struct conf *c, const char *op, const char *user)
 	unsigned status = 0;
 	int rc = 1;
 
-	if (req != NULL && resp != NULL && guard_target(req, op, user) == 0)
+	if (req != NULL && resp != NULL &&
+	    guard_target(req, op, user, device) == 0)
 		status = admin_ask(c, req, ADMIN_ANSWER_MARGIN_MS, resp, &body,
 		                   why, sizeof(why));
 	if (status == 200)
-		rc = guard_print(op, body);
+		rc = guard_print(op, body, device != NULL);
 	else if (status != 0)
 		fprintf(stderr, "easfront at %s answered %u: %s",
 		        c->admin_listen, status, body);
@@ -431,7 +442,8 @@ static int guard_ask(const struct conf *c, const char *op, const char *user)
 	return rc;
 }
 
-int daemon_guard(const char *conf_path, const char *op, const char *user)
+int daemon_guard(const char *conf_path, const char *op, const char *user,
+		 const char *device)
 {
 	struct conf *c = NULL;
 	char *err = NULL;
@@ -447,7 +459,7 @@ int daemon_guard(const char *conf_path, const char *op, const char *user)
 		        "%s names no admin.listen to ask it at\n",
 		        conf_path);
 	else
-		rc = guard_ask(c, op, user);
+		rc = guard_ask(c, op, user, device);
 	free(err);
 	conf_free(c);
 	return rc;

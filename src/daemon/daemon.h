@@ -27,10 +27,12 @@ struct daemon_route_ask {
  * word on it: from the running easfront's admin endpoint when one answers,
  * else from the config alone. */
 int daemon_route(const char *conf_path, const struct daemon_route_ask *q);
-/* `guard list|clear [USER]` (op "list" or "clear"; user NULL: everyone):
- * asks the running easfront's admin endpoint, where the tables live, and
- * prints its answer; 1 with the reason on stderr when none answers. */
-int daemon_guard(const char *conf_path, const char *op, const char *user);
+/* `guard list|clear [USER] [--device-id ID]` (op "list" or "clear"; user
+ * and device NULL: everyone; device for clear only): asks the running
+ * easfront's admin endpoint, where the tables live, and prints its answer;
+ * 1 with the reason on stderr when none answers. */
+int daemon_guard(const char *conf_path, const char *op, const char *user,
+		 const char *device);
 /* Checks the namespace: names resolve, served names are on a certificate. */
 int daemon_preflight(const char *conf_path);
 

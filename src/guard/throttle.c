@@ -169,6 +169,31 @@ void throttle_hold(struct throttle *t, const struct conf_bucket *b,
 		s->tat = tat;
 }
 
+bool throttle_lift(struct throttle *t, uint64_t key, uint64_t now)
+{
+	struct slot *s = set_of(t, key ? key : 1);
+	bool limited = false;
+
+	for (unsigned w = 0; w < WAYS; w++)
+		if (s[w].key == (key ? key : 1)) {
+			limited = s[w].tat > now;
+			s[w].tat = 0;
+		}
+	return limited;
+}
+
+size_t throttle_lift_all(struct throttle *t, uint64_t now)
+{
+	size_t n = (t->mask + 1) * WAYS, limited = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (t->slot[i].key != 0 && t->slot[i].tat > now)
+			limited++;
+		t->slot[i].tat = 0;
+	}
+	return limited;
+}
+
 void throttle_get_stats(struct throttle *t, uint64_t now, size_t *active,
 			uint64_t *evictions)
 {

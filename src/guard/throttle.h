@@ -16,6 +16,7 @@
 #ifndef EF_GUARD_THROTTLE_H
 #define EF_GUARD_THROTTLE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -52,6 +53,14 @@ uint64_t throttle_peek(const struct throttle *t, const struct conf_bucket *b,
  * through the store) is enforced here. */
 void throttle_hold(struct throttle *t, const struct conf_bucket *b,
 		   uint64_t key, uint64_t until, uint64_t now);
+
+/* Fills key's bucket again (an operator's word, or the fleet's): it has
+ * its whole burst at once. Returns whether it was not full at now. */
+bool throttle_lift(struct throttle *t, uint64_t key, uint64_t now);
+
+/* Fills every bucket again; returns how many were not full at now. Walks
+ * the whole table: an operator's action, not a request's. */
+size_t throttle_lift_all(struct throttle *t, uint64_t now);
 
 /* Buckets not yet full again (the keys being limited or about to be), and
  * the buckets given up for room. Each call walks a sixteenth of the table

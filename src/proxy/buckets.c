@@ -8,10 +8,13 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "conf/conf.h"
 #include "core/clock.h"
 #include "core/log.h"
+#include "core/siphash.h"
+#include "eas/eas.h"
 #include "guard/throttle.h"
 #include "proxy/gen.h"
 
@@ -209,6 +212,46 @@ void buckets_conf(struct buckets *b, struct conf_bucket *out)
 	for (int i = 0; i < BUCKET_KINDS; i++)
 		out[i] = b->on ? b->conf[i] : (struct conf_bucket){0};
 	pthread_mutex_unlock(&b->lock);
+}
+
+uint64_t buckets_name(const struct gen *g, enum bucket_kind kind,
+		      const char *value)
+{
+	static const char letter[BUCKET_KINDS] = {'d', 'u', 'c'};
+	char buf[EAS_USER_MAX + 2];
+	size_t n = strlen(value);
+	uint64_t h;
+
+	if (n > sizeof(buf) - 1)
+		n = sizeof(buf) - 1;
+	buf[0] = letter[kind];
+	memcpy(buf + 1, value, n);
+	h = siphash24(g->bucket_key, buf, n + 1);
+	return h != 0 ? h : 1;
+}
+
+bool buckets_lift(struct buckets *b, enum bucket_kind kind, uint64_t key)
+{
+	bool limited = false;
+
+	if (kind < 0 || kind >= BUCKET_KINDS)
+		return false;
+	pthread_mutex_lock(&b->lock);
+	if (b->table != NULL)
+		limited = throttle_lift(b->table, key, clock_mono_us());
+	pthread_mutex_unlock(&b->lock);
+	return limited;
+}
+
+size_t buckets_lift_all(struct buckets *b)
+{
+	size_t n = 0;
+
+	pthread_mutex_lock(&b->lock);
+	if (b->table != NULL)
+		n = throttle_lift_all(b->table, clock_mono_us());
+	pthread_mutex_unlock(&b->lock);
+	return n;
 }
 
 void buckets_note_dropped(struct buckets *b, uint64_t n)

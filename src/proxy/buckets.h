@@ -33,6 +33,13 @@ void buckets_free(struct buckets *b);
  * guard.max_entries (a new size starts the buckets full again). */
 void buckets_configure(struct buckets *b, const struct gen *g);
 
+/* The name of value's bucket of kind (a DeviceId, a normalised user, a
+ * client address) under g's key, never 0: a kind's letter and the value,
+ * so a device and a user of the same name never share a bucket, keyed by
+ * the key a fleet shares, so a bucket has one name in the store. */
+uint64_t buckets_name(const struct gen *g, enum bucket_kind kind,
+		      const char *value);
+
 /* Takes one token from each of the request's buckets, key[kind] (0: it has
  * none of that kind), when every one of them has one; else takes none and
  * returns the first kind that had none. BUCKET_NONE
@@ -67,6 +74,12 @@ size_t buckets_drain(struct buckets *b, struct bucket_tally *out, size_t cap);
 /* The fleet's word: key's bucket of kind is empty for ttl_us from now. */
 void buckets_hold(struct buckets *b, enum bucket_kind kind, uint64_t key,
 		  uint64_t ttl_us);
+
+/* Fills key's bucket of kind again (an operator's clear, here or on
+ * another front end); returns whether it was being limited. */
+bool buckets_lift(struct buckets *b, enum bucket_kind kind, uint64_t key);
+/* Fills every bucket again; returns how many were being limited. */
+size_t buckets_lift_all(struct buckets *b);
 
 /* The current budgets, out[kind] for each kind (requests 0: that bucket is off, as
  * is every bucket while guard.throttle is). */

@@ -73,8 +73,10 @@ struct fleet {
 /* The shields' news and the throttle's tokens, kept while the store is
  * down, and when they came (s, Unix). */
 struct missed_news {
-	struct shields_event ev;
+	struct shields_event ev; /* kind 0: an operator's lift of bucket */
 	uint64_t at;
+	uint64_t bucket;         /* a lift: the bucket's name */
+	uint8_t bucket_kind;     /* a lift: its enum bucket_kind */
 };
 
 struct missed_tokens {
@@ -332,12 +334,27 @@ static void good(struct fleet *f, const struct shields_event *ev,
 static void cleared(struct fleet *f, const struct shields_event *ev)
 {
 	struct fkey c = key_of('C', ev->all ? NULL : ev->user, NULL);
-	static const char kinds[] = "PpUu";
+	/* Everyone's clear fills every bucket too. */
+	static const char kinds[] = "PpUuTt";
+	size_t n = ev->all ? 6 : 4;
 
 	store_clear(f->store, CHANNEL, c.b, c.len, NULL, NULL);
-	for (size_t i = 0; i < sizeof(kinds) - 1; i++)
+	for (size_t i = 0; i < n; i++)
 		walk(f, (const uint8_t *)&kinds[i], 1, WALK_CLEAR, ev->all,
 		     ev->user);
+}
+
+/* An operator's lift of a bucket: every front end fills it again (the
+ * clear of its hold, published whether or not there is one), and its
+ * windows' counters leave the store, so that the next flush does not hold
+ * it again at once. */
+static void lifted(struct fleet *f, uint8_t kind, uint64_t key)
+{
+	struct fkey hold = bucket_key_of('T', kind, key, 0);
+	struct fkey counters = bucket_key_of('t', kind, key, 0);
+
+	store_clear(f->store, CHANNEL, hold.b, hold.len, NULL, NULL);
+	walk(f, counters.b, TKEY_HOLD_LEN, WALK_CLEAR, true, NULL);
 }
 
 /* ---- the loop's side ---- */
@@ -356,6 +373,16 @@ static void tell(struct fleet *f, const struct shields_event *ev,
 		cleared(f, ev);
 	else if (ev->kind == SHIELDS_GOOD && age < good_s)
 		good(f, ev, (unsigned)(good_s - age));
+}
+
+/* Tells the store m, kept while it was down. */
+static void tell_kept(struct fleet *f, const struct missed_news *m,
+		      uint64_t now)
+{
+	if (m->ev.kind == 0)
+		lifted(f, m->bucket_kind, m->bucket);
+	else
+		tell(f, &m->ev, m->at, now);
 }
 
 /* Keeps ev for when the store is back; the oldest gives way. */
@@ -426,7 +453,7 @@ static void catch_up(struct fleet *f, uint64_t now)
 	}
 	for (size_t i = 0;
 	     i < MISSED_NEWS_BATCH && backlog_pop(f->news, &mn); i++)
-		tell(f, &mn.ev, mn.at, now);
+		tell_kept(f, &mn, now);
 	for (size_t i = 0;
 	     i < MISSED_TOKENS_BATCH && backlog_pop(f->tokens, &mt); i++)
 		spend(f, &mt.t, mt.at, now);
@@ -475,8 +502,13 @@ static void msg_cb(void *arg, enum store_msg_op op, const void *key,
 		return;
 	if (op == STORE_MSG_HOLD)
 		apply(f, k, klen, ttl_s);
-	else if (op == STORE_MSG_CLEAR && k[0] == 'C' && klen == 1)
+	else if (op == STORE_MSG_CLEAR && k[0] == 'C' && klen == 1) {
 		shields_clear(f->sh, NULL);
+		buckets_lift_all(f->bk);
+	} else if (op == STORE_MSG_CLEAR && k[0] == 'T' &&
+		   klen == TKEY_HOLD_LEN && k[1] < BUCKET_KINDS)
+		buckets_lift(f->bk, (enum bucket_kind)k[1],
+			     bucket_key_from(k));
 	else if (op == STORE_MSG_CLEAR && k[0] == 'C' &&
 	         klen == 1 + SHIELD_ID_LEN)
 		shields_clear(f->sh, k + 1);
@@ -606,6 +638,20 @@ void fleet_follow(struct fleet *f, const struct gen *g)
 	stop_sharing(f);
 	if (c->guard_store != NULL)
 		start_sharing(f, g);
+}
+
+void fleet_lift(struct fleet *f, enum bucket_kind kind, uint64_t key)
+{
+	struct missed_news m = {.at = (uint64_t)time(NULL),
+				.bucket = key,
+				.bucket_kind = (uint8_t)kind};
+
+	if (f == NULL || f->store == NULL)
+		return;
+	if (store_up(f->store) && backlog_len(f->news) == 0)
+		lifted(f, (uint8_t)kind, key);
+	else if (backlog_push(f->news, &m))
+		shields_note_dropped(f->sh, 1);
 }
 
 bool fleet_stats(const struct fleet *f, struct store_stats *st)

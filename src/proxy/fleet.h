@@ -17,14 +17,15 @@
  *   'u' user_id           different passwords refused in the window
  *   'P' pass_id user_id   a password's hold (SET EX), published on "holds"
  *   'U' user_id           a user's guessing hold, published likewise
- *   'C' [user_id]         an operator's clear of a user (none: everyone),
- *                         published only
+ *   'C' [user_id]         an operator's clear of a user (none: everyone,
+ *                         and every throttle bucket), published only
  *   't' kind key window   tokens of a throttle bucket (kind: enum
  *                         bucket_kind; key: its 64-bit keyed hash) taken
  *                         in one fixed window of its per seconds, on the
  *                         fleet's wall clock (counter)
  *   'T' kind key          a bucket over its budget fleet-wide, held to the
- *                         window's end (SET EX), published on "holds"
+ *                         window's end (SET EX), published on "holds";
+ *                         its clear, an operator's lift of the bucket
  *
  * The password keys carry the whole user id (16 bytes), not the 8 the
  * shield's table keeps, so that a hold learned from the store is listed
@@ -34,6 +35,9 @@
 #define EF_PROXY_FLEET_H
 
 #include <stdbool.h>
+#include <stdint.h>
+
+#include "proxy/buckets.h"
 
 struct buckets;
 struct event_base;
@@ -52,6 +56,11 @@ struct fleet *fleet_new(struct event_base *base, struct shields *sh,
  * is replaced (what was in flight to the old one is dropped), none turns
  * sharing off. */
 void fleet_follow(struct fleet *f, const struct gen *g);
+
+/* An operator lifted key's bucket of kind here: every front end fills it
+ * again and the store forgets its counts (when the store is back, while it
+ * is down). On the control loop; nothing without a store. */
+void fleet_lift(struct fleet *f, enum bucket_kind kind, uint64_t key);
 
 /* Copies the store's counters into *st; false (and *st zeroed) without a
  * store. On the control loop. */

@@ -98,10 +98,19 @@ struct guard_counts {
 size_t proxy_guard_holds(struct proxy *p, const char *user,
 			 struct guard_hold *out, size_t cap);
 
-/* Forgets what the shield knows of user (normalised; NULL: everyone): its
- * failures, holds and known-good passwords. Returns the users cleared. Any
- * thread. */
-size_t proxy_guard_clear(struct proxy *p, const char *user);
+/* What an operator's clear did. */
+struct guard_cleared {
+	size_t users;  /* users the shield forgot */
+	size_t lifted; /* throttle buckets filled again that were limited */
+};
+
+/* Forgets what the shield knows of user (normalised): its failures, holds
+ * and known-good passwords, and fills the user's throttle bucket again;
+ * fills device's (a DeviceId) bucket again; with neither, forgets
+ * everyone and fills every bucket. With guard.store, every front end does
+ * the same. On the control loop. */
+void proxy_guard_clear(struct proxy *p, const char *user, const char *device,
+		       struct guard_cleared *out);
 
 /* The shield's figures. Any thread. */
 void proxy_guard_counts(struct proxy *p, struct guard_counts *out);

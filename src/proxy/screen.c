@@ -92,30 +92,10 @@ static void answer_503(struct session *s, enum bucket_kind k)
 	session_respond(s, 503, extra, "503 Service Unavailable\n");
 }
 
-/* The keyed hash of one bucket's key: a kind letter and the value, so a
- * device and a user of the same name never share a bucket; under the
- * generation's key, which a fleet shares, so a device's bucket has one
- * name in the store. */
-static uint64_t bucket_key(const struct session *s, char kind,
-			   const char *value)
-{
-	char buf[EAS_USER_MAX + 2];
-	size_t n = strlen(value);
-	uint64_t h;
-
-	if (n > sizeof(buf) - 1)
-		n = sizeof(buf) - 1;
-	buf[0] = kind;
-	memcpy(buf + 1, value, n);
-	h = siphash24(s->g->bucket_key, buf, n + 1);
-	/* 0 names no bucket. */
-	return h != 0 ? h : 1;
-}
-
 /* The registry's key of the request's device: its device bucket's. */
 static uint64_t device_key(const struct session *s)
 {
-	return bucket_key(s, 'd', s->txn.log.device);
+	return buckets_name(s->g, BUCKET_DEVICE, s->txn.log.device);
 }
 
 void screen_poll_begin(struct session *s)
@@ -184,16 +164,18 @@ static void bucket_names(struct session *s, const struct eas_facts *f,
 {
 	const struct conf_guard_throttle *t = &s->g->conf->guard_throttle;
 
-	out[BUCKET_DEVICE] = f->device_id[0] != '\0' && t->device.requests > 0
-				 ? bucket_key(s, 'd', f->device_id)
-				 : 0;
-	out[BUCKET_USER] = user != NULL && user[0] != '\0' &&
-				   t->user.requests > 0
-			       ? bucket_key(s, 'u', user)
-			       : 0;
-	out[BUCKET_CLIENT] = t->client.requests > 0
-				 ? bucket_key(s, 'c', s->client_ip)
-				 : 0;
+	out[BUCKET_DEVICE] =
+	    f->device_id[0] != '\0' && t->device.requests > 0
+		? buckets_name(s->g, BUCKET_DEVICE, f->device_id)
+		: 0;
+	out[BUCKET_USER] =
+	    user != NULL && user[0] != '\0' && t->user.requests > 0
+		? buckets_name(s->g, BUCKET_USER, user)
+		: 0;
+	out[BUCKET_CLIENT] =
+	    t->client.requests > 0
+		? buckets_name(s->g, BUCKET_CLIENT, s->client_ip)
+		: 0;
 }
 
 /* Spends a token of each of the request's buckets (named in the memo). */

@@ -14,6 +14,7 @@
 #include "core/log.h"
 #include "core/str.h"
 #include "proxy/buckets.h"
+#include "proxy/fleet.h"
 #include "proxy/gen.h"
 #include "proxy/proxy.h"
 #include "proxy/worker.h"
@@ -538,24 +539,50 @@ size_t proxy_guard_holds(struct proxy *p, const char *user,
 	return shields_holds(p->shields, id, out, cap);
 }
 
-size_t proxy_guard_clear(struct proxy *p, const char *user)
+/* Fills value's bucket of kind again, here and (with guard.store) on
+ * every front end; true when it was being limited here. */
+static bool lift(struct proxy *p, enum bucket_kind kind, const char *value)
+{
+	struct gen *g = proxy_gen_hold(p);
+	bool limited = false;
+
+	if (g != NULL && g->conf->guard_throttle_on) {
+		uint64_t key = buckets_name(g, kind, value);
+
+		limited = buckets_lift(p->buckets, kind, key);
+		fleet_lift(p->fleet, kind, key);
+	}
+	gen_release(g);
+	return limited;
+}
+
+void proxy_guard_clear(struct proxy *p, const char *user, const char *device,
+		       struct guard_cleared *out)
 {
 	uint8_t id[SHIELD_ID_LEN];
-	size_t n;
 
-	if (user == NULL) {
-		n = shields_clear(p->shields, NULL);
+	*out = (struct guard_cleared){0};
+	if (user == NULL && device == NULL) {
+		out->users = shields_clear(p->shields, NULL);
+		/* Every front end clears, its buckets too. */
 		shields_post_clear(p->shields, NULL);
-	} else if (user_id_now(p, user, id)) {
-		n = shields_clear(p->shields, id);
+		out->lifted = buckets_lift_all(p->buckets);
+	}
+	if (user != NULL && user_id_now(p, user, id)) {
+		out->users = shields_clear(p->shields, id);
 		/* Every front end clears, even when this one knew nothing
 		 * of the user. */
 		shields_post_clear(p->shields, id);
-	} else
-		n = 0;
-	log_info("guard: cleared %s by the operator (%zu)",
-		  user != NULL ? user : "every user", n);
-	return n;
+	}
+	if (user != NULL)
+		out->lifted += lift(p, BUCKET_USER, user);
+	if (device != NULL)
+		out->lifted += lift(p, BUCKET_DEVICE, device);
+	log_info("guard: cleared %s%s%s by the operator (%zu user(s), %zu "
+		 "throttled bucket(s))",
+		 user != NULL ? user : device != NULL ? "" : "everyone",
+		 device != NULL ? (user != NULL ? ", device " : "device ") : "",
+		 device != NULL ? device : "", out->users, out->lifted);
 }
 
 void proxy_guard_counts(struct proxy *p, struct guard_counts *out)

@@ -1,11 +1,12 @@
 /*
  * libFuzzer harness of the token buckets: random takes and peeks of a few
  * keys under random bucket sizes and rates (up to conf_check's bounds) at
- * random, also extreme, clock readings, with holds (the fleet's word)
- * and takes of two buckets at once (all or none) among them. Each bucket must behave like a
- * model computed in 128-bit arithmetic: never more than `requests` tokens
- * at once, a refusal's wait exactly the time to the next token, and no
- * wrap-around whatever the clock says.
+ * random, also extreme, clock readings, with holds (the fleet's word),
+ * operators' lifts of one bucket or all, and takes of two buckets at once
+ * (all or none) among them. Each bucket must behave like a model computed
+ * in 128-bit arithmetic: never more than `requests` tokens at once, a
+ * refusal's wait exactly the time to the next token, a lift saying whether
+ * the bucket was limited, and no wrap-around whatever the clock says.
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -59,7 +60,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	b.requests = (unsigned)(take64(&data, &size, 3) % 1000001);
 	b.per = (unsigned)(take64(&data, &size, 3) % 86400) + 1;
 	while (size >= 2) {
-		unsigned op = data[0] % 6, k = data[1] % KEYS, k2 = (k + 1) % KEYS;
+		unsigned op = data[0] % 8, k = data[1] % KEYS;
+		unsigned k2 = (k + 1) % KEYS;
 		/* Keys apart in every bit the table looks at; never 0 or 1,
 		 * which the table stores alike. */
 		uint64_t key = (k + 2) * 0x9e3779b97f4a7c15ULL;
@@ -90,6 +92,30 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				wild[k] = true;
 			else if (tat[k] < until + tol)
 				tat[k] = until + tol;
+			continue;
+		}
+		if (op == 6) {
+			/* An operator's lift: full again, whatever it was. */
+			bool limited = throttle_lift(t, key, now);
+
+			if (!wild[k] && limited != (tat[k] > now))
+				abort();
+			tat[k] = 0;
+			wild[k] = false;
+			continue;
+		}
+		if (op == 7) {
+			size_t limited = throttle_lift_all(t, now), want_n = 0;
+			bool any_wild = false;
+
+			for (unsigned i = 0; i < KEYS; i++) {
+				any_wild |= wild[i];
+				want_n += tat[i] > now;
+				tat[i] = 0;
+				wild[i] = false;
+			}
+			if (!any_wild && limited != want_n)
+				abort();
 			continue;
 		}
 		if (op == 5) {

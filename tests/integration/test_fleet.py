@@ -71,6 +71,20 @@ class Redis:
             time.sleep(0.1)
             return s.recv(1 << 20)
 
+    def keys(self):
+        """Every key, parsed from the KEYS reply (binary-safe)."""
+        raw = self.command("KEYS", "*")
+        assert raw.startswith(b"+OK\r\n*"), raw
+        at = raw.index(b"\r\n", 5)
+        n, out = int(raw[6:at]), []
+        at += 2
+        for _ in range(n):
+            end = raw.index(b"\r\n", at)
+            size = int(raw[at + 1:end])
+            out.append(raw[end + 2:end + 2 + size])
+            at = end + 2 + size + 2
+        return out
+
     def _ready(self):
         try:
             return self.command("PING").startswith(b"+OK\r\n+PONG")
@@ -258,7 +272,8 @@ class SharedHolds(FleetCase):
         # an operator clears the user on d1: d2 and d3 forget the hold too
         code, text = d1.admin("POST", "/guard/clear?user=" + tg.USER)
         self.assertEqual((code, json.loads(text)),
-                         (200, {"cleared": 1, "fleet": "told"}), text)
+                         (200, {"cleared": 1, "lifted": 0, "fleet": "told"}),
+                         text)
         for d in (d2, d3):
             self.assertTrue(wait_until(lambda: not self.held(d), 5, 0.1),
                             self.guard_of(d))
@@ -428,6 +443,20 @@ class SharedThrottle(FleetCase):
         self.assertTrue(wait_until(
             lambda: c.request("Sync")[1].status == 503, 5, 0.3),
             "a front end that joined did not learn the device's hold")
+
+        # An operator lifts the device on d1: every front end lets it
+        # through again, and Redis forgets its hold and its counts.
+        out = eftest.run([d1.bin, "guard", "-c", d1.conf_path, "clear",
+                          "--device-id", a.device_id]).stdout
+        self.assertEqual(out, "cleared 0\nlifted 1 throttled bucket(s)\n")
+        def device_keys():
+            return [k for k in redis.keys()
+                    if k.startswith((b"easfront:t\x00", b"easfront:T"))]
+        # the other device's counter stays
+        self.assertTrue(wait_until(lambda: len(device_keys()) == 1, 5,
+                                   0.1), device_keys())
+        for p in (a, b, c):
+            self.assertEqual(p.request("Sync")[1].status, 200, p.host)
 
     def test_store_down_each_limits_alone_then_shares_again(self):
         """Redis stopped: each front end limits the device to its own

@@ -168,7 +168,8 @@ class AdminGuard(GuardCase):
 
         # clearing one user, then everyone
         code, text = d.admin("POST", "/guard/clear?user=" + ALICE)
-        self.assertEqual((code, json.loads(text)), (200, {"cleared": 1}))
+        self.assertEqual((code, json.loads(text)),
+                         (200, {"cleared": 1, "lifted": 0}))
         self.assertEqual([h["user"] for h in self.guard(d)["holds"]], [BOB])
         self.assertEqual(self.send(d, ALICE, WRONG), 401)   # the CAS's again
         code, text = d.admin("POST", "/guard/clear")
@@ -232,7 +233,8 @@ class AdminGuard(GuardCase):
             (False, 3, 0, 0, 0, [], 0))
         self.assertEqual(self.guard(d, "?user=" + ALICE)["holds"], [])
         code, text = d.admin("POST", "/guard/clear?user=" + ALICE)
-        self.assertEqual((code, json.loads(text)), (200, {"cleared": 0}))
+        self.assertEqual((code, json.loads(text)),
+                         (200, {"cleared": 0, "lifted": 0}))
 
     def assert_guard_metrics(self, text, promtool, guard):
         """text passes promtool and has every guard family: the reasons

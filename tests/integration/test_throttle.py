@@ -6,6 +6,7 @@ throttles (MS-ASHTTP 3.1.5.2.3); the CAS never sees the excess.
 Each case runs the real daemon over TLS in front of the stand-in CAS and
 counts what reached the CAS, not only what the phone got."""
 
+import json
 import time
 import unittest
 
@@ -238,6 +239,54 @@ class Metrics(ThrottleCase):
             lambda: d.metrics()[("easfront_guard_throttled_keys", ())] >= 1,
             5), "the throttled device is not counted")
         self.assertEqual(d.guard_status()["throttle"], True)
+
+
+class OperatorLift(ThrottleCase):
+
+    def guard_clear(self, d, *args):
+        return eftest.run([d.bin, "guard", "-c", d.conf_path, "clear"] +
+                          list(args)).stdout
+
+    def test_clear_fills_buckets_again(self):
+        """`easfront guard clear --device-id ID` fills a throttled
+        device's bucket again, `guard clear USER` the user's, `guard
+        clear` everyone's: each passes at once, long before Retry-After,
+        while the buckets not named stay as they were; a clear whose query
+        is misspelt is refused, not taken for everyone."""
+        cas, d = self.world(throttle(device=(2, 600), user=(4, 600),
+                                     retry_after=300),
+                            passwords={USER: RIGHT, BOB: RIGHT})
+        loop, bob = self.phone(d), self.phone(d, user=BOB)
+        for p in (loop, bob):
+            self.assertEqual([p.request("Sync")[1].status
+                              for _ in range(3)], [200, 200, 503])
+
+        out = self.guard_clear(d, "--device-id", loop.device_id)
+        self.assertEqual(out, "cleared 0\nlifted 1 throttled bucket(s)\n")
+        self.assertEqual(loop.request("Sync")[1].status, 200)
+        self.assertEqual(bob.request("Sync")[1].status, 503)
+        # alice's 4th token; her 5th is refused by her user's bucket
+        second = self.phone(d)
+        self.assertEqual(second.request("Sync")[1].status, 200)
+        req, resp = second.request("Sync")
+        self.assert_throttled(cas, req, resp, 300)
+        self.assertEqual(self.reasons(d, second.device_id, 2)[-1],
+                         "throttled-user")
+        self.assertIn("lifted 1 throttled bucket(s)\n",
+                      self.guard_clear(d, USER))
+        self.assertEqual(second.request("Sync")[1].status, 200)
+        self.assertEqual(bob.request("Sync")[1].status, 503)
+
+        for bad in ("?usr=" + USER, "?user=" + USER + "&devce=x",
+                    "?device=", "?device=a%20b"):
+            code, text = d.admin("POST", "/guard/clear" + bad)
+            self.assertEqual(code, 400, (bad, text))
+        self.assertEqual(bob.request("Sync")[1].status, 503)
+        code, text = d.admin("POST", "/guard/clear")
+        self.assertEqual(code, 200, text)
+        self.assertGreaterEqual(json.loads(text)["lifted"], 1, text)
+        self.assertEqual(bob.request("Sync")[1].status, 200)
+        self.assertIn("by the operator", d.stderr_text())
 
 
 if __name__ == "__main__":

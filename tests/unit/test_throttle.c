@@ -108,6 +108,39 @@ static void test_hold(void **state)
 	throttle_free(t);
 }
 
+/* An operator's lift: the bucket has its whole burst again, held or
+ * spent; the others are untouched; a bucket that was full says so. */
+static void test_lift(void **state)
+{
+	struct throttle *t = throttle_new(64);
+	const struct conf_bucket b = {.requests = 3, .per = 30};
+
+	(void)state;
+	for (unsigned i = 0; i < 3; i++) {
+		assert_int_equal(throttle_take(t, &b, 21, S), 0);
+		assert_int_equal(throttle_take(t, &b, 22, S), 0);
+	}
+	throttle_hold(t, &b, 23, 100 * S, S);
+	assert_true(throttle_take(t, &b, 21, S) > 0);
+	assert_true(throttle_lift(t, 21, S));
+	for (unsigned i = 0; i < 3; i++)
+		assert_int_equal(throttle_take(t, &b, 21, S), 0);
+	assert_true(throttle_take(t, &b, 21, S) > 0);
+	assert_true(throttle_take(t, &b, 22, S) > 0);
+	assert_true(throttle_lift(t, 23, S));
+	assert_int_equal(throttle_take(t, &b, 23, S), 0);
+	/* Full, or never seen: nothing to lift. */
+	assert_false(throttle_lift(t, 24, S));
+	assert_int_equal(throttle_take(t, &b, 25, S), 0);
+	assert_false(throttle_lift(t, 25, 1000 * S));
+	/* Everyone: 21 and 22 were spent, 23 had one token taken. */
+	assert_int_equal(throttle_lift_all(t, S), 3);
+	for (uint64_t k = 21; k <= 23; k++)
+		assert_int_equal(throttle_peek(t, &b, k, S), 0);
+	assert_int_equal(throttle_lift_all(t, S), 0);
+	throttle_free(t);
+}
+
 /* Several buckets at once: all spend a token or none does, and the
  * answer names the first that had none. */
 static void test_take_all(void **state)
@@ -165,6 +198,7 @@ int main(void)
 	    cmocka_unit_test(test_flood),
 	    cmocka_unit_test(test_hold),
 	    cmocka_unit_test(test_take_all),
+	    cmocka_unit_test(test_lift),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
