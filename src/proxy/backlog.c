@@ -71,6 +71,26 @@ size_t backlog_len(const struct backlog *b)
 	return b->len;
 }
 
+size_t backlog_drop_if(struct backlog *b,
+		       bool (*match)(const void *item, void *arg), void *arg)
+{
+	size_t kept = 0;
+
+	for (size_t i = 0; i < b->len; i++) {
+		unsigned char *from = b->items + (b->head + i) % b->cap * b->size;
+
+		if (match(from, arg))
+			continue;
+		if (kept != i)
+			memcpy(b->items + (b->head + kept) % b->cap * b->size,
+			       from, b->size);
+		kept++;
+	}
+	kept = b->len - kept;
+	b->len -= kept;
+	return kept;
+}
+
 void backlog_empty(struct backlog *b)
 {
 	b->head = 0;

@@ -29,6 +29,10 @@ bool backlog_push(struct backlog *b, const void *item);
 /* Moves the oldest item into out; false when there is none. */
 bool backlog_pop(struct backlog *b, void *out);
 size_t backlog_len(const struct backlog *b);
+/* Forgets the items match(item, arg) says true of, keeping the others in
+ * order; returns how many it forgot. */
+size_t backlog_drop_if(struct backlog *b,
+		       bool (*match)(const void *item, void *arg), void *arg);
 /* Forgets every item. */
 void backlog_empty(struct backlog *b);
 

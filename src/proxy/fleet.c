@@ -3,8 +3,9 @@
  * buckets' tally drained into the store's counters, holds published and
  * heard, holds found again after every (re)connect. A front end always
  * counts locally too, so while the store is down each one limits alone,
- * and nothing here is on a request's path. The shields' news of that time
- * is kept (proxy/backlog.h) and told when the store is back.
+ * and nothing here is on a request's path. What comes in that time (the
+ * shields' news, the throttle's tokens, operators' lifts) is kept
+ * (proxy/backlog.h) and told when the store is back.
  */
 #include "proxy/fleet.h"
 
@@ -385,6 +386,30 @@ static void tell_kept(struct fleet *f, const struct missed_news *m,
 		tell(f, &m->ev, m->at, now);
 }
 
+/* A bucket: its kind and name. */
+struct bucket_ref {
+	uint8_t kind;
+	uint64_t key;
+};
+
+static bool tokens_of(const void *item, void *arg)
+{
+	const struct missed_tokens *m = item;
+	const struct bucket_ref *r = arg;
+
+	return m->t.kind == r->kind && m->t.key == r->key;
+}
+
+/* A lift of bucket (kind, key), made here or heard: the tokens it took
+ * before, not told yet, never will be, lest they hold it again. */
+static void forget_tokens(struct fleet *f, uint8_t kind, uint64_t key)
+{
+	struct bucket_ref r = {kind, key};
+
+	if (f->tokens != NULL)
+		backlog_drop_if(f->tokens, tokens_of, &r);
+}
+
 /* Keeps ev for when the store is back; the oldest gives way. */
 static void keep_news(struct fleet *f, const struct shields_event *ev,
 		      uint64_t now)
@@ -506,9 +531,11 @@ static void msg_cb(void *arg, enum store_msg_op op, const void *key,
 		shields_clear(f->sh, NULL);
 		buckets_lift_all(f->bk);
 	} else if (op == STORE_MSG_CLEAR && k[0] == 'T' &&
-		   klen == TKEY_HOLD_LEN && k[1] < BUCKET_KINDS)
+		   klen == TKEY_HOLD_LEN && k[1] < BUCKET_KINDS) {
 		buckets_lift(f->bk, (enum bucket_kind)k[1],
 			     bucket_key_from(k));
+		forget_tokens(f, k[1], bucket_key_from(k));
+	}
 	else if (op == STORE_MSG_CLEAR && k[0] == 'C' &&
 	         klen == 1 + SHIELD_ID_LEN)
 		shields_clear(f->sh, k + 1);
@@ -648,6 +675,7 @@ void fleet_lift(struct fleet *f, enum bucket_kind kind, uint64_t key)
 
 	if (f == NULL || f->store == NULL)
 		return;
+	forget_tokens(f, (uint8_t)kind, key);
 	if (store_up(f->store) && backlog_len(f->news) == 0)
 		lifted(f, (uint8_t)kind, key);
 	else if (backlog_push(f->news, &m))

@@ -483,11 +483,10 @@ class SharedThrottle(FleetCase):
                              "sharing did not resume: %r" % statuses)
         self.assertEqual(statuses[-2:], [503, 503], statuses)
 
-    def test_tokens_spent_while_down_count_when_back(self):
-        """A device that spent its budget on each front end while Redis
-        was down (2 x BUDGET in all) is held fleet-wide once Redis is
-        back, in the same window: a front end that joins then, and never
-        saw the device, refuses its first request."""
+    def outage_spending(self, n):
+        """Two front ends whose device budget is BUDGET an hour, with Redis
+        stopped, and a device that sends n requests alternately to both;
+        returns (redis, cas, d1, d2, phones, statuses)."""
         per = 3600
         throttle = dict(THROTTLE, device={"requests": BUDGET, "per": per})
         # tokens of a window that is over by the catch-up are not told
@@ -497,8 +496,17 @@ class SharedThrottle(FleetCase):
         self.wait_store((d1, d2), 1)
         redis.stop()
         self.wait_store((d1, d2), 0, timeout=15)
-        a, b = self.device_pair(d1, d2)
-        statuses, _ = self.alternate((a, b), 2 * BUDGET)
+        phones = self.device_pair(d1, d2)
+        statuses, _ = self.alternate(phones, n)
+        return redis, cas, d1, d2, phones, statuses
+
+    def test_tokens_spent_while_down_count_when_back(self):
+        """A device that spent its budget on each front end while Redis
+        was down (2 x BUDGET in all) is held fleet-wide once Redis is
+        back, in the same window: a front end that joins then, and never
+        saw the device, refuses its first request."""
+        redis, cas, d1, d2, (a, b), statuses = self.outage_spending(
+            2 * BUDGET)
         self.assertEqual(statuses, [200] * (2 * BUDGET))
 
         redis.start()
@@ -517,6 +525,29 @@ class SharedThrottle(FleetCase):
         self.assertEqual(resp.status, 503)
         self.assertEqual(resp.header("X-MS-ASThrottle"), "CommandFrequency")
         self.assertEqual(self.reached(cas, a.device_id), 2 * BUDGET)
+
+    def test_lift_while_down_is_not_undone_by_older_tokens(self):
+        """A device over its fleet budget during an outage, lifted by an
+        operator on d1 before Redis is back: when it is, d2 fills the
+        device's bucket too, and the tokens taken before the lift do not
+        hold it again: the device has its whole fleet budget."""
+        redis, cas, d1, d2, (a, b), statuses = self.outage_spending(
+            2 * BUDGET + 2)
+        self.assertEqual(statuses[-2:], [503, 503], statuses)
+        out = eftest.run([d1.bin, "guard", "-c", d1.conf_path, "clear",
+                          "--device-id", a.device_id]).stdout
+        self.assertIn("guard.store is down", out)
+
+        redis.start()
+        self.wait_store((d1, d2), 1)
+        self.assertTrue(wait_until(
+            lambda: "bucket(s)' tokens" in d2.stderr_text(), 5, 0.1))
+        time.sleep(0.6)  # two flushes: what was told has been answered
+        self.assertNotIn(b"easfront:T", redis.command("KEYS", "*"))
+        # d2 heard the lift: its bucket is full again, and the tokens it
+        # kept from before the lift were not told
+        statuses, _ = self.alternate((a, b), BUDGET)
+        self.assertEqual(statuses, [200] * BUDGET)
 
 
 class StoreOutages(FleetCase):

@@ -5,6 +5,7 @@
  */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -111,12 +112,43 @@ static void test_wraps(void **state)
 	backlog_free(b);
 }
 
+static bool is_odd(const void *it, void *arg)
+{
+	(void)arg;
+	return ((const struct item *)it)->n & 1;
+}
+
+/* Dropping in the middle of a wrapped ring keeps the rest in order. */
+static void test_drop_if(void **state)
+{
+	struct backlog *b = backlog_new(5, sizeof(struct item));
+	struct item it;
+
+	(void)state;
+	for (uint64_t n = 0; n < 8; n++) {
+		it = item(n);
+		backlog_push(b, &it); /* 3..7 stay, wrapped */
+	}
+	assert_int_equal(backlog_drop_if(b, is_odd, NULL), 3);
+	assert_int_equal(backlog_len(b), 2);
+	it = item(8);
+	assert_false(backlog_push(b, &it));
+	for (uint64_t n = 4; n <= 8; n += 2) {
+		assert_true(backlog_pop(b, &it));
+		assert_item(&it, n);
+	}
+	assert_false(backlog_pop(b, &it));
+	assert_int_equal(backlog_drop_if(b, is_odd, NULL), 0);
+	backlog_free(b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_fifo),
 	    cmocka_unit_test(test_full_gives_up_oldest),
 	    cmocka_unit_test(test_wraps),
+	    cmocka_unit_test(test_drop_if),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
