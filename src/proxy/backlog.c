@@ -15,6 +15,12 @@ struct backlog {
 	size_t len;
 };
 
+/* The i-th item from the oldest. */
+static unsigned char *slot(const struct backlog *b, size_t i)
+{
+	return b->items + (b->head + i) % b->cap * b->size;
+}
+
 struct backlog *backlog_new(size_t cap, size_t size)
 {
 	struct backlog *b;
@@ -50,8 +56,7 @@ bool backlog_push(struct backlog *b, const void *item)
 		b->head = (b->head + 1) % b->cap;
 		b->len--;
 	}
-	memcpy(b->items + (b->head + b->len) % b->cap * b->size, item,
-	       b->size);
+	memcpy(slot(b, b->len), item, b->size);
 	b->len++;
 	return gave_up;
 }
@@ -60,7 +65,7 @@ bool backlog_pop(struct backlog *b, void *out)
 {
 	if (b->len == 0)
 		return false;
-	memcpy(out, b->items + b->head * b->size, b->size);
+	memcpy(out, slot(b, 0), b->size);
 	b->head = (b->head + 1) % b->cap;
 	b->len--;
 	return true;
@@ -77,13 +82,12 @@ size_t backlog_drop_if(struct backlog *b,
 	size_t kept = 0;
 
 	for (size_t i = 0; i < b->len; i++) {
-		unsigned char *from = b->items + (b->head + i) % b->cap * b->size;
+		unsigned char *from = slot(b, i);
 
 		if (match(from, arg))
 			continue;
 		if (kept != i)
-			memcpy(b->items + (b->head + kept) % b->cap * b->size,
-			       from, b->size);
+			memcpy(slot(b, kept), from, b->size);
 		kept++;
 	}
 	kept = b->len - kept;
