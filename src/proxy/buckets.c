@@ -230,6 +230,20 @@ uint64_t buckets_name(const struct gen *g, enum bucket_kind kind,
 	return h != 0 ? h : 1;
 }
 
+uint64_t buckets_peek(struct buckets *b, enum bucket_kind kind, uint64_t key)
+{
+	uint64_t wait = 0;
+
+	if (kind < 0 || kind >= BUCKET_KINDS)
+		return 0;
+	pthread_mutex_lock(&b->lock);
+	if (b->on && b->table != NULL)
+		wait = throttle_peek(b->table, &b->conf[kind], key,
+				     clock_mono_us());
+	pthread_mutex_unlock(&b->lock);
+	return wait;
+}
+
 bool buckets_lift(struct buckets *b, enum bucket_kind kind, uint64_t key)
 {
 	bool limited = false;

@@ -1,7 +1,8 @@
 /*
  * The throttle's buckets of the process (DESIGN.md "Edge protection"): one
  * table behind one lock for every worker (a device's connections land on
- * any worker), kept across reloads. Internal to proxy/.
+ * any worker), kept across reloads. Internal to proxy/, but for enum
+ * bucket_kind, which proxy.h's guard operations name.
  */
 #ifndef EF_PROXY_BUCKETS_H
 #define EF_PROXY_BUCKETS_H
@@ -74,6 +75,10 @@ size_t buckets_drain(struct buckets *b, struct bucket_tally *out, size_t cap);
 /* The fleet's word: key's bucket of kind is empty for ttl_us from now. */
 void buckets_hold(struct buckets *b, enum bucket_kind kind, uint64_t key,
 		  uint64_t ttl_us);
+
+/* The microseconds until key's bucket of kind has a token (0: it has one,
+ * or the throttle is off), without taking any. */
+uint64_t buckets_peek(struct buckets *b, enum bucket_kind kind, uint64_t key);
 
 /* Fills key's bucket of kind again (an operator's clear, here or on
  * another front end); returns whether it was being limited. */

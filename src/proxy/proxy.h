@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "proxy/buckets.h" /* enum bucket_kind */
+
 struct conf;
 struct gen;
 struct proxy;
@@ -97,6 +99,12 @@ struct guard_counts {
  * there are (may exceed cap). Any thread. */
 size_t proxy_guard_holds(struct proxy *p, const char *user,
 			 struct guard_hold *out, size_t cap);
+
+/* The microseconds until value's bucket of kind (a DeviceId, a normalised
+ * user, a client address) has a token again; 0 when it has one or the
+ * throttle is off. Any thread. */
+uint64_t proxy_guard_throttle_wait(struct proxy *p, enum bucket_kind kind,
+				   const char *value);
 
 /* What an operator's clear did. */
 struct guard_cleared {

@@ -156,31 +156,48 @@ static int guard_shield(const struct gen *g, struct proxy *p, const char *user,
 	return guard_hold_lines(&h, out, cap);
 }
 
-/* One bucket's budget, as the config gives it ("off" for none). */
-static void budget(char *out, size_t cap, const char *name, bool applies,
-                   const struct conf_bucket *b)
+/* One bucket's budget, as the config gives it ("off" for none), and with
+ * the running easfront (p) whether the bucket of value is empty now. */
+static void budget(char *out, size_t cap, struct proxy *p,
+		   enum bucket_kind kind, const char *value,
+		   const struct conf_bucket *b)
 {
-	if (b->requests == 0)
+	static const char *const names[BUCKET_KINDS] = {"device", "user",
+							"client"};
+	const char *name = names[kind];
+	uint64_t wait;
+	int n;
+
+	if (b->requests == 0) {
 		snprintf(out, cap, "%s off", name);
-	else if (!applies)
+		return;
+	}
+	if (value == NULL || value[0] == '\0') {
 		snprintf(out, cap, "%s none (the request has no %s)", name,
 		         name);
-	else
-		snprintf(out, cap, "%s %u per %u s", name, b->requests, b->per);
+		return;
+	}
+	n = snprintf(out, cap, "%s %u per %u s", name, b->requests, b->per);
+	wait = p != NULL ? proxy_guard_throttle_wait(p, kind, value) : 0;
+	if (wait > 0 && n > 0 && (size_t)n < cap)
+		snprintf(out + n, cap - (size_t)n, " (empty now: %llu s to its "
+			 "next token)",
+			 (unsigned long long)((wait + 999999) / 1000000));
 }
 
 /* The throttle's buckets the request would spend a token of. */
-static int guard_throttle(const struct gen *g, const struct rules_facts *f,
-                          char *out, size_t cap)
+static int guard_throttle(const struct gen *g, struct proxy *p,
+			  const struct rules_facts *f, char *out, size_t cap)
 {
 	const struct conf_guard_throttle *t = &g->conf->guard_throttle;
-	char d[96], u[96], c[96];
+	char d[160], u[160], c[160];
 
 	if (!g->conf->guard_throttle_on)
 		return snprintf(out, cap, "guard:    throttle off\n");
-	budget(d, sizeof(d), "device", f->device_id[0] != '\0', &t->device);
-	budget(u, sizeof(u), "user", f->user[0] != '\0', &t->user);
-	budget(c, sizeof(c), "client", true, &t->client);
+	budget(d, sizeof(d), p, BUCKET_DEVICE, f->device_id, &t->device);
+	budget(u, sizeof(u), p, BUCKET_USER, f->user, &t->user);
+	/* The client is where the request comes from: not known here. */
+	budget(c, sizeof(c), NULL, BUCKET_CLIENT, "?", &t->client);
 	return snprintf(out, cap,
 	                "guard:    throttle: %s, %s, %s; an empty bucket gets "
 	                "503 (Retry-After %u); %s\n",
@@ -212,7 +229,9 @@ size_t routing_guard_explain(const struct gen *g, struct proxy *p,
 	m = guard_shield(g, p, f->user, n < cap ? out + n : NULL,
 	                 n < cap ? cap - n : 0);
 	n += m < 0 ? 0 : (size_t)m;
-	explain_part(guard_throttle, g, f, out, cap, &n);
+	m = guard_throttle(g, p, f, n < cap ? out + n : NULL,
+			   n < cap ? cap - n : 0);
+	n += m < 0 ? 0 : (size_t)m;
 	return n;
 }
 

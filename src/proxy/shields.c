@@ -539,6 +539,19 @@ size_t proxy_guard_holds(struct proxy *p, const char *user,
 	return shields_holds(p->shields, id, out, cap);
 }
 
+uint64_t proxy_guard_throttle_wait(struct proxy *p, enum bucket_kind kind,
+				   const char *value)
+{
+	struct gen *g = proxy_gen_hold(p);
+	uint64_t wait = 0;
+
+	if (g != NULL && g->conf->guard_throttle_on)
+		wait = buckets_peek(p->buckets, kind,
+				    buckets_name(g, kind, value));
+	gen_release(g);
+	return wait;
+}
+
 /* Fills value's bucket of kind again, here and (with guard.store) on
  * every front end; true when it was being limited here. */
 static bool lift(struct proxy *p, enum bucket_kind kind, const char *value)

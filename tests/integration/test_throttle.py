@@ -261,8 +261,16 @@ class OperatorLift(ThrottleCase):
             self.assertEqual([p.request("Sync")[1].status
                               for _ in range(3)], [200, 200, 503])
 
+        # `easfront route` says which bucket is empty, and for how long
+        route = [d.bin, "route", "-c", d.conf_path, USER, "--device-id",
+                 loop.device_id]
+        self.assertRegex(eftest.run(route).stdout,
+                         r"device 2 per 600 s \(empty now: (299|300) s to "
+                         r"its next token\), user 4 per 600 s, client off")
         out = self.guard_clear(d, "--device-id", loop.device_id)
         self.assertEqual(out, "cleared 0\nlifted 1 throttled bucket(s)\n")
+        self.assertIn("device 2 per 600 s, user 4 per 600 s, client off",
+                      eftest.run(route).stdout)
         self.assertEqual(loop.request("Sync")[1].status, 200)
         self.assertEqual(bob.request("Sync")[1].status, 503)
         # alice's 4th token; her 5th is refused by her user's bucket
