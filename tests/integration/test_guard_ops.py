@@ -386,6 +386,8 @@ class GuardCommand(GuardCase):
                      ["guard", "-c", conf, "list", ALICE, BOB],
                      ["guard", "list"],
                      ["guard", "-c", conf, "list", "--bogus"],
+                     ["guard", "-c", conf, "list", "--device-id", "P1"],
+                     ["guard", "-c", conf, "clear", "--host", "h"],
                      ["route", "-c", conf, ALICE, "--device-type"],
                      ["route", "-c", conf, ALICE, BOB],
                      ["route", "-c", conf],
