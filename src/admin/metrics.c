@@ -229,6 +229,14 @@ static void guard(struct evbuffer *out, const struct stats_snapshot *s,
 	    "spent between two of its flushes than its tally holds, or "
 	    "while it was down than the control loop keeps.",
 	    gc->throttle_shared_dropped);
+	one(out, "easfront_guard_shared_waiting", "gauge",
+	    "Refusals, clears, known-good marks and lifts kept while the "
+	    "store was down and not told to it yet.",
+	    gc->shared_waiting);
+	one(out, "easfront_guard_throttle_shared_waiting", "gauge",
+	    "Throttle buckets' tallies kept while the store was down and not "
+	    "told to it yet.",
+	    gc->throttle_shared_waiting);
 	one(out, "easfront_guard_rules", "gauge",
 	    "Device rules of the configuration serving new requests "
 	    "(guard.devices).",

@@ -682,6 +682,12 @@ void fleet_lift(struct fleet *f, enum bucket_kind kind, uint64_t key)
 		shields_note_dropped(f->sh, 1);
 }
 
+void fleet_waiting(const struct fleet *f, size_t *news, size_t *tokens)
+{
+	*news = f != NULL && f->news != NULL ? backlog_len(f->news) : 0;
+	*tokens = f != NULL && f->tokens != NULL ? backlog_len(f->tokens) : 0;
+}
+
 bool fleet_stats(const struct fleet *f, struct store_stats *st)
 {
 	memset(st, 0, sizeof(*st));

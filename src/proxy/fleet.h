@@ -62,6 +62,11 @@ void fleet_follow(struct fleet *f, const struct gen *g);
  * is down). On the control loop; nothing without a store. */
 void fleet_lift(struct fleet *f, enum bucket_kind kind, uint64_t key);
 
+/* What is kept for the store, not told yet: the shields' news and lifts,
+ * and the buckets' tallies (0 and 0 without a store). On the control
+ * loop. */
+void fleet_waiting(const struct fleet *f, size_t *news, size_t *tokens);
+
 /* Copies the store's counters into *st; false (and *st zeroed) without a
  * store. On the control loop. */
 bool fleet_stats(const struct fleet *f, struct store_stats *st);

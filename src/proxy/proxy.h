@@ -88,10 +88,16 @@ struct guard_counts {
 	size_t throttled_keys;	/* buckets not full again now */
 	uint64_t throttle_evictions; /* buckets given up for room */
 	uint64_t shared_holds;       /* holds begun here by the store's word */
-	uint64_t shared_dropped;     /* refusals and clears never told to the
-	                                store: the outbox was full */
+	uint64_t shared_dropped;     /* refusals, clears and marks never told
+	                                to the store: the outbox or the
+	                                backlog was full */
 	uint64_t throttle_shared_dropped; /* throttle tokens never told to
-	                                     the store: its tally was full */
+	                                     the store: its tally or the
+	                                     backlog was full */
+	size_t shared_waiting;       /* refusals, clears, marks and lifts
+	                                kept while the store was down, not
+	                                told yet */
+	size_t throttle_shared_waiting; /* buckets' tallies likewise */
 };
 
 /* The users with a hold now (user: that one only, normalised as routing
@@ -120,7 +126,8 @@ struct guard_cleared {
 void proxy_guard_clear(struct proxy *p, const char *user, const char *device,
 		       struct guard_cleared *out);
 
-/* The shield's figures. Any thread. */
+/* The guard's figures. On the control loop (what waits for the store is
+ * its). */
 void proxy_guard_counts(struct proxy *p, struct guard_counts *out);
 
 struct store_stats;

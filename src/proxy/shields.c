@@ -606,6 +606,8 @@ void proxy_guard_counts(struct proxy *p, struct guard_counts *out)
 	buckets_counts(p->buckets, &out->throttled_keys,
 		       &out->throttle_evictions);
 	out->throttle_shared_dropped = buckets_tally_dropped(p->buckets);
+	fleet_waiting(p->fleet, &out->shared_waiting,
+		      &out->throttle_shared_waiting);
 	if (g != NULL) {
 		out->rules = g->conf->n_guard_devices;
 		out->throttle_on = g->conf->guard_throttle_on;

@@ -508,6 +508,9 @@ class SharedThrottle(FleetCase):
         redis, cas, d1, d2, (a, b), statuses = self.outage_spending(
             2 * BUDGET)
         self.assertEqual(statuses, [200] * (2 * BUDGET))
+        waiting = ("easfront_guard_throttle_shared_waiting", ())
+        self.assertTrue(wait_until(lambda: d1.metrics()[waiting] >= 1, 5,
+                                   0.1), d1.metrics()[waiting])
 
         redis.start()
         self.wait_store((d1, d2), 1)
@@ -516,6 +519,7 @@ class SharedThrottle(FleetCase):
             "the device's tokens spent while Redis was down did not hold "
             "it: %r" % redis.command("KEYS", "*"))
         self.assertIn("bucket(s)' tokens", d1.stderr_text())
+        self.assertEqual(d1.metrics()[waiting], 0)
         d3 = self.joiner()
         self.assertTrue(wait_until(
             lambda: (d3.guard_status() or {}).get("throttled_keys"), 5,
@@ -603,6 +607,9 @@ class StoreOutages(FleetCase):
         self.assertEqual(cas.attempts(tg.USER, password=OLD), 3)
         self.assertTrue(self.held(d2))
         self.assertFalse(self.held(d1))
+        waiting = ("easfront_guard_shared_waiting", ())
+        self.assertTrue(wait_until(lambda: d2.metrics()[waiting] >= 3, 5,
+                                   0.1), d2.metrics()[waiting])
 
         redis.start()
         self.wait_store((d1, d2), 1)
@@ -616,6 +623,7 @@ class StoreOutages(FleetCase):
                          "refused password_failures times")
         self.assertIn("what came while it was away: 3 refusal(s)",
                       d2.stderr_text())
+        self.assertEqual(d2.metrics()[waiting], 0)
 
         # Now the other way round: held on both, Redis down, cleared on
         # d1 alone; d2 hears of it when Redis is back.
