@@ -452,6 +452,10 @@ static void wake_cb(evutil_socket_t fd, short what, void *arg)
 		if (f->store == NULL)
 			continue;
 		for (size_t i = 0; i < n; i++) {
+			/* Everyone's clear lifts every bucket: no token
+			 * taken before it is told. */
+			if (ev[i].kind == SHIELDS_CLEARED && ev[i].all)
+				backlog_empty(f->tokens);
 			if (store_up(f->store) && backlog_len(f->news) == 0)
 				tell(f, &ev[i], now, now);
 			else
@@ -530,6 +534,8 @@ static void msg_cb(void *arg, enum store_msg_op op, const void *key,
 	else if (op == STORE_MSG_CLEAR && k[0] == 'C' && klen == 1) {
 		shields_clear(f->sh, NULL);
 		buckets_lift_all(f->bk);
+		if (f->tokens != NULL)
+			backlog_empty(f->tokens);
 	} else if (op == STORE_MSG_CLEAR && k[0] == 'T' &&
 		   klen == TKEY_HOLD_LEN && k[1] < BUCKET_KINDS) {
 		buckets_lift(f->bk, (enum bucket_kind)k[1],

@@ -530,16 +530,19 @@ class SharedThrottle(FleetCase):
         self.assertEqual(resp.header("X-MS-ASThrottle"), "CommandFrequency")
         self.assertEqual(self.reached(cas, a.device_id), 2 * BUDGET)
 
-    def test_lift_while_down_is_not_undone_by_older_tokens(self):
+    def lift_while_down(self, *clear_args):
         """A device over its fleet budget during an outage, lifted by an
-        operator on d1 before Redis is back: when it is, d2 fills the
-        device's bucket too, and the tokens taken before the lift do not
-        hold it again: the device has its whole fleet budget."""
+        operator on d1 (`guard clear` with clear_args, and its device id
+        when the last of them is None) before Redis is back: when it is,
+        d2 fills the device's bucket too, and the tokens taken before the
+        lift do not hold it again: the device has its whole fleet
+        budget."""
         redis, cas, d1, d2, (a, b), statuses = self.outage_spending(
             2 * BUDGET + 2)
         self.assertEqual(statuses[-2:], [503, 503], statuses)
-        out = eftest.run([d1.bin, "guard", "-c", d1.conf_path, "clear",
-                          "--device-id", a.device_id]).stdout
+        args = [x if x is not None else a.device_id for x in clear_args]
+        out = eftest.run([d1.bin, "guard", "-c", d1.conf_path, "clear"] +
+                         args).stdout
         self.assertIn("guard.store is down", out)
 
         redis.start()
@@ -552,6 +555,12 @@ class SharedThrottle(FleetCase):
         # kept from before the lift were not told
         statuses, _ = self.alternate((a, b), BUDGET)
         self.assertEqual(statuses, [200] * BUDGET)
+
+    def test_lift_while_down_is_not_undone_by_older_tokens(self):
+        self.lift_while_down("--device-id", None)
+
+    def test_clear_everyone_while_down_is_not_undone_either(self):
+        self.lift_while_down()
 
 
 class StoreOutages(FleetCase):
