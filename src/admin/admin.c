@@ -415,8 +415,8 @@ static void clear_answer(struct admin *a, struct evhttp_request *req,
 	bool shared = proxy_store_stats(a->p, &st);
 
 	if (b != NULL)
-		evbuffer_add_printf(b, "{\"cleared\":%zu,\"lifted\":%zu%s}\n",
-				    done->users, done->lifted,
+		evbuffer_add_printf(b, "{\"cleared\":%zu,\"refilled\":%zu%s}\n",
+				    done->users, done->refilled,
 				    !shared ? ""
 				    : st.up ? ",\"fleet\":\"told\""
 					    : ",\"fleet\":\"when-back\"");

@@ -383,14 +383,14 @@ static int guard_target(struct evbuffer *req, const char *op, const char *user,
 }
 
 /* Prints what the admin answered to `guard op`: the list as it is, or
- * "cleared N" from {"cleared":N,"lifted":M}, a line for the throttle when
+ * "cleared N" from {"cleared":N,"refilled":M}, a line for the throttle when
  * it filled buckets again or a device was named, and one more when the
  * fleet hears of it only once its store is back. Returns the exit code. */
 static int guard_print(const char *op, const char *body, bool device)
 {
 	const char *n = strstr(body, "\"cleared\":");
-	const char *l = strstr(body, "\"lifted\":");
-	unsigned long long cleared, lifted = 0;
+	const char *r = strstr(body, "\"refilled\":");
+	unsigned long long cleared, refilled = 0;
 
 	if (strcmp(op, "list") == 0) {
 		fputs(body, stdout);
@@ -401,9 +401,9 @@ static int guard_print(const char *op, const char *body, bool device)
 		return 1;
 	}
 	printf("cleared %llu\n", cleared);
-	if (l != NULL && sscanf(l + 9, "%llu", &lifted) == 1 &&
-	    (lifted > 0 || device))
-		printf("lifted %llu throttled bucket(s)\n", lifted);
+	if (r != NULL && sscanf(r + 11, "%llu", &refilled) == 1 &&
+	    (refilled > 0 || device))
+		printf("refilled %llu throttle bucket(s)\n", refilled);
 	if (strstr(body, "\"fleet\":\"when-back\"") != NULL)
 		printf("guard.store is down: the other front ends clear when "
 		       "it is back\n");

@@ -81,9 +81,9 @@ void buckets_hold(struct buckets *b, enum bucket_kind kind, uint64_t key,
 uint64_t buckets_peek(struct buckets *b, enum bucket_kind kind, uint64_t key);
 
 /* Fills key's bucket of kind again (an operator's clear, here or on
- * another front end); returns whether it was being limited. */
+ * another front end); returns whether it was not full. */
 bool buckets_lift(struct buckets *b, enum bucket_kind kind, uint64_t key);
-/* Fills every bucket again; returns how many were being limited. */
+/* Fills every bucket again; returns how many were not full. */
 size_t buckets_lift_all(struct buckets *b);
 
 /* The current budgets, out[kind] for each kind (requests 0: that bucket is off, as

@@ -115,7 +115,8 @@ uint64_t proxy_guard_throttle_wait(struct proxy *p, enum bucket_kind kind,
 /* What an operator's clear did. */
 struct guard_cleared {
 	size_t users;  /* users the shield forgot */
-	size_t lifted; /* throttle buckets filled again that were limited */
+	size_t refilled; /* throttle buckets filled again that were not
+	                    full (a token or more had been taken) */
 };
 
 /* Forgets what the shield knows of user (normalised): its failures, holds

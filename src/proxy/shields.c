@@ -553,7 +553,7 @@ uint64_t proxy_guard_throttle_wait(struct proxy *p, enum bucket_kind kind,
 }
 
 /* Fills value's bucket of kind again, here and (with guard.store) on
- * every front end; true when it was being limited here. */
+ * every front end; true when it was not full here. */
 static bool lift(struct proxy *p, enum bucket_kind kind, const char *value)
 {
 	struct gen *g = proxy_gen_hold(p);
@@ -579,7 +579,7 @@ void proxy_guard_clear(struct proxy *p, const char *user, const char *device,
 		out->users = shields_clear(p->shields, NULL);
 		/* Every front end clears, its buckets too. */
 		shields_post_clear(p->shields, NULL);
-		out->lifted = buckets_lift_all(p->buckets);
+		out->refilled = buckets_lift_all(p->buckets);
 	}
 	if (user != NULL && user_id_now(p, user, id)) {
 		out->users = shields_clear(p->shields, id);
@@ -588,14 +588,14 @@ void proxy_guard_clear(struct proxy *p, const char *user, const char *device,
 		shields_post_clear(p->shields, id);
 	}
 	if (user != NULL)
-		out->lifted += lift(p, BUCKET_USER, user);
+		out->refilled += lift(p, BUCKET_USER, user);
 	if (device != NULL)
-		out->lifted += lift(p, BUCKET_DEVICE, device);
+		out->refilled += lift(p, BUCKET_DEVICE, device);
 	log_info("guard: cleared %s%s%s by the operator (%zu user(s), %zu "
-		 "throttled bucket(s))",
+		 "throttle bucket(s) refilled)",
 		 user != NULL ? user : device != NULL ? "" : "everyone",
 		 device != NULL ? (user != NULL ? ", device " : "device ") : "",
-		 device != NULL ? device : "", out->users, out->lifted);
+		 device != NULL ? device : "", out->users, out->refilled);
 }
 
 void proxy_guard_counts(struct proxy *p, struct guard_counts *out)

@@ -6,7 +6,7 @@
  * (all or none) among them. Each bucket must behave like a model computed
  * in 128-bit arithmetic: never more than `requests` tokens at once, a
  * refusal's wait exactly the time to the next token, a lift saying whether
- * the bucket was limited, and no wrap-around whatever the clock says.
+ * the bucket was full, and no wrap-around whatever the clock says.
  */
 #include <stdbool.h>
 #include <stdint.h>

@@ -272,7 +272,8 @@ class SharedHolds(FleetCase):
         # an operator clears the user on d1: d2 and d3 forget the hold too
         code, text = d1.admin("POST", "/guard/clear?user=" + tg.USER)
         self.assertEqual((code, json.loads(text)),
-                         (200, {"cleared": 1, "lifted": 0, "fleet": "told"}),
+                         (200, {"cleared": 1, "refilled": 0,
+                                "fleet": "told"}),
                          text)
         for d in (d2, d3):
             self.assertTrue(wait_until(lambda: not self.held(d), 5, 0.1),
@@ -448,7 +449,7 @@ class SharedThrottle(FleetCase):
         # through again, and Redis forgets its hold and its counts.
         out = eftest.run([d1.bin, "guard", "-c", d1.conf_path, "clear",
                           "--device-id", a.device_id]).stdout
-        self.assertEqual(out, "cleared 0\nlifted 1 throttled bucket(s)\n")
+        self.assertEqual(out, "cleared 0\nrefilled 1 throttle bucket(s)\n")
         def device_keys():
             return [k for k in redis.keys()
                     if k.startswith((b"easfront:t\x00", b"easfront:T"))]

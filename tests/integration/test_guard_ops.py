@@ -169,7 +169,7 @@ class AdminGuard(GuardCase):
         # clearing one user, then everyone
         code, text = d.admin("POST", "/guard/clear?user=" + ALICE)
         self.assertEqual((code, json.loads(text)),
-                         (200, {"cleared": 1, "lifted": 0}))
+                         (200, {"cleared": 1, "refilled": 0}))
         self.assertEqual([h["user"] for h in self.guard(d)["holds"]], [BOB])
         self.assertEqual(self.send(d, ALICE, WRONG), 401)   # the CAS's again
         code, text = d.admin("POST", "/guard/clear")
@@ -234,7 +234,7 @@ class AdminGuard(GuardCase):
         self.assertEqual(self.guard(d, "?user=" + ALICE)["holds"], [])
         code, text = d.admin("POST", "/guard/clear?user=" + ALICE)
         self.assertEqual((code, json.loads(text)),
-                         (200, {"cleared": 0, "lifted": 0}))
+                         (200, {"cleared": 0, "refilled": 0}))
 
     def assert_guard_metrics(self, text, promtool, guard):
         """text passes promtool and has every guard family: the reasons

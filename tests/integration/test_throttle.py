@@ -268,7 +268,7 @@ class OperatorLift(ThrottleCase):
                          r"device 2 per 600 s \(empty now: (299|300) s to "
                          r"its next token\), user 4 per 600 s, client off")
         out = self.guard_clear(d, "--device-id", loop.device_id)
-        self.assertEqual(out, "cleared 0\nlifted 1 throttled bucket(s)\n")
+        self.assertEqual(out, "cleared 0\nrefilled 1 throttle bucket(s)\n")
         self.assertIn("device 2 per 600 s, user 4 per 600 s, client off",
                       eftest.run(route).stdout)
         self.assertEqual(loop.request("Sync")[1].status, 200)
@@ -280,7 +280,7 @@ class OperatorLift(ThrottleCase):
         self.assert_throttled(cas, req, resp, 300)
         self.assertEqual(self.reasons(d, second.device_id, 2)[-1],
                          "throttled-user")
-        self.assertIn("lifted 1 throttled bucket(s)\n",
+        self.assertIn("refilled 1 throttle bucket(s)\n",
                       self.guard_clear(d, USER))
         self.assertEqual(second.request("Sync")[1].status, 200)
         self.assertEqual(bob.request("Sync")[1].status, 503)
@@ -292,7 +292,7 @@ class OperatorLift(ThrottleCase):
         self.assertEqual(bob.request("Sync")[1].status, 503)
         code, text = d.admin("POST", "/guard/clear")
         self.assertEqual(code, 200, text)
-        self.assertGreaterEqual(json.loads(text)["lifted"], 1, text)
+        self.assertGreaterEqual(json.loads(text)["refilled"], 1, text)
         self.assertEqual(bob.request("Sync")[1].status, 200)
         self.assertIn("by the operator", d.stderr_text())
 
