@@ -48,11 +48,13 @@ void backlog_free(struct backlog *b)
 	free(b);
 }
 
-bool backlog_push(struct backlog *b, const void *item)
+bool backlog_push(struct backlog *b, const void *item, void *given_up)
 {
 	bool gave_up = b->len == b->cap;
 
 	if (gave_up) {
+		if (given_up != NULL)
+			memcpy(given_up, slot(b, 0), b->size);
 		b->head = (b->head + 1) % b->cap;
 		b->len--;
 	}

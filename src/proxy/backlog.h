@@ -24,8 +24,8 @@ struct backlog *backlog_new(size_t cap, size_t size);
 void backlog_free(struct backlog *b);
 
 /* Keeps a copy of item; returns true when the oldest item was given up to
- * make room. */
-bool backlog_push(struct backlog *b, const void *item);
+ * make room, and then copies it into given_up unless that is NULL. */
+bool backlog_push(struct backlog *b, const void *item, void *given_up);
 /* Moves the oldest item into out; false when there is none. */
 bool backlog_pop(struct backlog *b, void *out);
 size_t backlog_len(const struct backlog *b);

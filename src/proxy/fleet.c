@@ -39,7 +39,7 @@
  * that exist). */
 #define TICK_MS 1000
 /* What is kept while the store is down (the newest: a piece of news is
- * about 48 bytes, a bucket's tokens 24), and how much of it is told per
+ * 56 bytes, a bucket's tokens 24), and how much of it is told per
  * flush once it is back, well within the store's bound of commands in
  * flight. News and tokens are kept apart, so that a busy throttle never
  * pushes out a refusal. */
@@ -71,13 +71,27 @@ struct fleet {
 	uint64_t reconnects;     /* its reconnects at the last tick */
 };
 
-/* The shields' news and the throttle's tokens, kept while the store is
- * down, and when they came (s, Unix). */
+/* A bucket: its kind (enum bucket_kind) and name. */
+struct bucket_ref {
+	uint64_t key;
+	uint8_t kind;
+};
+
+/* What a piece of news kept for the store is. */
+enum missed_what {
+	MISSED_SHIELDS, /* the shields' news: ev */
+	MISSED_LIFT,    /* an operator's lift of a bucket: lift */
+};
+
+/* The news and the throttle's tokens, kept while the store is down, and
+ * when they came (s, Unix). */
 struct missed_news {
-	struct shields_event ev; /* kind 0: an operator's lift of bucket */
 	uint64_t at;
-	uint64_t bucket;         /* a lift: the bucket's name */
-	uint8_t bucket_kind;     /* a lift: its enum bucket_kind */
+	union {
+		struct shields_event ev;
+		struct bucket_ref lift;
+	} u;
+	uint8_t what; /* enum missed_what */
 };
 
 struct missed_tokens {
@@ -380,17 +394,11 @@ static void tell(struct fleet *f, const struct shields_event *ev,
 static void tell_kept(struct fleet *f, const struct missed_news *m,
 		      uint64_t now)
 {
-	if (m->ev.kind == 0)
-		lifted(f, m->bucket_kind, m->bucket);
+	if (m->what == MISSED_LIFT)
+		lifted(f, m->u.lift.kind, m->u.lift.key);
 	else
-		tell(f, &m->ev, m->at, now);
+		tell(f, &m->u.ev, m->at, now);
 }
-
-/* A bucket: its kind and name. */
-struct bucket_ref {
-	uint8_t kind;
-	uint64_t key;
-};
 
 static bool tokens_of(const void *item, void *arg)
 {
@@ -404,7 +412,7 @@ static bool tokens_of(const void *item, void *arg)
  * before, not told yet, never will be, lest they hold it again. */
 static void forget_tokens(struct fleet *f, uint8_t kind, uint64_t key)
 {
-	struct bucket_ref r = {kind, key};
+	struct bucket_ref r = {.key = key, .kind = kind};
 
 	if (f->tokens != NULL)
 		backlog_drop_if(f->tokens, tokens_of, &r);
@@ -414,9 +422,9 @@ static void forget_tokens(struct fleet *f, uint8_t kind, uint64_t key)
 static void keep_news(struct fleet *f, const struct shields_event *ev,
 		      uint64_t now)
 {
-	struct missed_news m = {.ev = *ev, .at = now};
+	struct missed_news m = {.at = now, .u.ev = *ev, .what = MISSED_SHIELDS};
 
-	if (backlog_push(f->news, &m))
+	if (backlog_push(f->news, &m, NULL))
 		shields_note_dropped(f->sh, 1);
 }
 
@@ -429,10 +437,8 @@ static void keep_tokens(struct fleet *f, size_t n, uint64_t now)
 
 	for (size_t i = 0; i < n; i++) {
 		m.t = f->tally[i];
-		if (backlog_len(f->tokens) == MISSED_TOKENS_MAX &&
-		    backlog_pop(f->tokens, &old))
+		if (backlog_push(f->tokens, &m, &old))
 			buckets_note_dropped(f->bk, old.t.count);
-		backlog_push(f->tokens, &m);
 	}
 }
 
@@ -676,15 +682,15 @@ void fleet_follow(struct fleet *f, const struct gen *g)
 void fleet_lift(struct fleet *f, enum bucket_kind kind, uint64_t key)
 {
 	struct missed_news m = {.at = (uint64_t)time(NULL),
-				.bucket = key,
-				.bucket_kind = (uint8_t)kind};
+				.u.lift = {.key = key, .kind = (uint8_t)kind},
+				.what = MISSED_LIFT};
 
 	if (f == NULL || f->store == NULL)
 		return;
 	forget_tokens(f, (uint8_t)kind, key);
 	if (store_up(f->store) && backlog_len(f->news) == 0)
 		lifted(f, (uint8_t)kind, key);
-	else if (backlog_push(f->news, &m))
+	else if (backlog_push(f->news, &m, NULL))
 		shields_note_dropped(f->sh, 1);
 }
 

@@ -45,7 +45,7 @@ static void test_fifo(void **state)
 	assert_false(backlog_pop(b, &it));
 	for (uint64_t n = 1; n <= 3; n++) {
 		it = item(n);
-		assert_false(backlog_push(b, &it));
+		assert_false(backlog_push(b, &it, NULL));
 	}
 	assert_int_equal(backlog_len(b), 3);
 	for (uint64_t n = 1; n <= 3; n++) {
@@ -64,13 +64,16 @@ static void test_fifo(void **state)
 static void test_full_gives_up_oldest(void **state)
 {
 	struct backlog *b = backlog_new(3, sizeof(struct item));
-	struct item it;
+	struct item it, old;
 	unsigned gave_up = 0;
 
 	(void)state;
 	for (uint64_t n = 1; n <= 5; n++) {
 		it = item(n);
-		gave_up += backlog_push(b, &it);
+		if (backlog_push(b, &it, &old)) {
+			/* the oldest, whole */
+			assert_item(&old, ++gave_up);
+		}
 	}
 	assert_int_equal(gave_up, 2);
 	assert_int_equal(backlog_len(b), 3);
@@ -87,15 +90,15 @@ static void test_full_gives_up_oldest(void **state)
 static void test_wraps(void **state)
 {
 	struct backlog *b = backlog_new(7, sizeof(struct item));
-	struct item it;
+	struct item it, old;
 	uint64_t pushed = 0, popped = 0;
 
 	(void)state;
 	for (unsigned round = 0; round < 1000; round++) {
 		for (unsigned i = 0; i < round % 5 + 1; i++) {
 			it = item(pushed++);
-			if (backlog_push(b, &it))
-				popped++; /* the oldest, given up */
+			if (backlog_push(b, &it, &old))
+				assert_item(&old, popped++); /* the oldest */
 		}
 		for (unsigned i = 0; i < round % 4 + 1; i++) {
 			if (!backlog_pop(b, &it)) {
@@ -127,12 +130,12 @@ static void test_drop_if(void **state)
 	(void)state;
 	for (uint64_t n = 0; n < 8; n++) {
 		it = item(n);
-		backlog_push(b, &it); /* 3..7 stay, wrapped */
+		backlog_push(b, &it, NULL); /* 3..7 stay, wrapped */
 	}
 	assert_int_equal(backlog_drop_if(b, is_odd, NULL), 3);
 	assert_int_equal(backlog_len(b), 2);
 	it = item(8);
-	assert_false(backlog_push(b, &it));
+	assert_false(backlog_push(b, &it, NULL));
 	for (uint64_t n = 4; n <= 8; n += 2) {
 		assert_true(backlog_pop(b, &it));
 		assert_item(&it, n);
