@@ -156,33 +156,33 @@ static int guard_shield(const struct gen *g, struct proxy *p, const char *user,
 	return guard_hold_lines(&h, out, cap);
 }
 
-/* One bucket's budget, as the config gives it ("off" for none), and with
- * the running easfront (p) whether the bucket of value is empty now. */
-static void budget(char *out, size_t cap, struct proxy *p,
-		   enum bucket_kind kind, const char *value,
-		   const struct conf_bucket *b)
+/* One bucket's budget, as the config gives it ("off" for none), and how
+ * long it stays empty (wait_us; 0: it has a token, or nobody knows). */
+static void budget(char *out, size_t cap, const char *name, bool applies,
+		   const struct conf_bucket *b, uint64_t wait_us)
 {
-	static const char *const names[BUCKET_KINDS] = {"device", "user",
-							"client"};
-	const char *name = names[kind];
-	uint64_t wait;
-	int n;
-
-	if (b->requests == 0) {
+	if (b->requests == 0)
 		snprintf(out, cap, "%s off", name);
-		return;
-	}
-	if (value == NULL || value[0] == '\0') {
+	else if (!applies)
 		snprintf(out, cap, "%s none (the request has no %s)", name,
 		         name);
-		return;
-	}
-	n = snprintf(out, cap, "%s %u per %u s", name, b->requests, b->per);
-	wait = p != NULL ? proxy_guard_throttle_wait(p, kind, value) : 0;
-	if (wait > 0 && n > 0 && (size_t)n < cap)
-		snprintf(out + n, cap - (size_t)n, " (empty now: %llu s to its "
-			 "next token)",
-			 (unsigned long long)((wait + 999999) / 1000000));
+	else if (wait_us == 0)
+		snprintf(out, cap, "%s %u per %u s", name, b->requests, b->per);
+	else
+		snprintf(out, cap,
+			 "%s %u per %u s (empty now: %llu s to its next token)",
+			 name, b->requests, b->per,
+			 (unsigned long long)((wait_us + 999999) / 1000000));
+}
+
+/* How long value's bucket of kind stays empty in the running easfront
+ * (p; NULL: the offline view, which cannot know). */
+static uint64_t empty_for(struct proxy *p, enum bucket_kind kind,
+			  const char *value)
+{
+	return p != NULL && value[0] != '\0'
+		   ? proxy_guard_throttle_wait(p, kind, value)
+		   : 0;
 }
 
 /* The throttle's buckets the request would spend a token of. */
@@ -194,10 +194,12 @@ static int guard_throttle(const struct gen *g, struct proxy *p,
 
 	if (!g->conf->guard_throttle_on)
 		return snprintf(out, cap, "guard:    throttle off\n");
-	budget(d, sizeof(d), p, BUCKET_DEVICE, f->device_id, &t->device);
-	budget(u, sizeof(u), p, BUCKET_USER, f->user, &t->user);
+	budget(d, sizeof(d), "device", f->device_id[0] != '\0', &t->device,
+	       empty_for(p, BUCKET_DEVICE, f->device_id));
+	budget(u, sizeof(u), "user", f->user[0] != '\0', &t->user,
+	       empty_for(p, BUCKET_USER, f->user));
 	/* The client is where the request comes from: not known here. */
-	budget(c, sizeof(c), NULL, BUCKET_CLIENT, "?", &t->client);
+	budget(c, sizeof(c), "client", true, &t->client, 0);
 	return snprintf(out, cap,
 	                "guard:    throttle: %s, %s, %s; an empty bucket gets "
 	                "503 (Retry-After %u); %s\n",

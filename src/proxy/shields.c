@@ -539,34 +539,38 @@ size_t proxy_guard_holds(struct proxy *p, const char *user,
 	return shields_holds(p->shields, id, out, cap);
 }
 
+/* The name of value's bucket of kind under the current generation's
+ * key; 0 while guard.throttle is off. */
+static uint64_t bucket_now(struct proxy *p, enum bucket_kind kind,
+			   const char *value)
+{
+	struct gen *g = proxy_gen_hold(p);
+	uint64_t key = 0;
+
+	if (g != NULL && g->conf->guard_throttle_on)
+		key = buckets_name(g, kind, value);
+	gen_release(g);
+	return key;
+}
+
 uint64_t proxy_guard_throttle_wait(struct proxy *p, enum bucket_kind kind,
 				   const char *value)
 {
-	struct gen *g = proxy_gen_hold(p);
-	uint64_t wait = 0;
+	uint64_t key = bucket_now(p, kind, value);
 
-	if (g != NULL && g->conf->guard_throttle_on)
-		wait = buckets_peek(p->buckets, kind,
-				    buckets_name(g, kind, value));
-	gen_release(g);
-	return wait;
+	return key != 0 ? buckets_peek(p->buckets, kind, key) : 0;
 }
 
 /* Fills value's bucket of kind again, here and (with guard.store) on
  * every front end; true when it was not full here. */
 static bool lift(struct proxy *p, enum bucket_kind kind, const char *value)
 {
-	struct gen *g = proxy_gen_hold(p);
-	bool limited = false;
+	uint64_t key = bucket_now(p, kind, value);
 
-	if (g != NULL && g->conf->guard_throttle_on) {
-		uint64_t key = buckets_name(g, kind, value);
-
-		limited = buckets_lift(p->buckets, kind, key);
-		fleet_lift(p->fleet, kind, key);
-	}
-	gen_release(g);
-	return limited;
+	if (key == 0)
+		return false;
+	fleet_lift(p->fleet, kind, key);
+	return buckets_lift(p->buckets, kind, key);
 }
 
 void proxy_guard_clear(struct proxy *p, const char *user, const char *device,
