@@ -292,6 +292,8 @@ static void walk_cb(void *arg, int status, const void *key, size_t klen,
 	long long ttl_s = ttl_ms / 1000 + 1;
 
 	(void)status;
+	if (ttl_s > HOLD_MAX_S)
+		ttl_s = HOLD_MAX_S;
 	if (key == NULL) {
 		free(w);
 		return;
@@ -302,10 +304,9 @@ static void walk_cb(void *arg, int status, const void *key, size_t klen,
 		break;
 	case WALK_GOOD:
 		if (klen == 1 + 2 * SHIELD_ID_LEN && k[0] == 'G')
-			shields_apply_good(w->f->sh, k + 1, k + 1 + SHIELD_ID_LEN,
-					   (unsigned)(ttl_s > HOLD_MAX_S
-							  ? HOLD_MAX_S
-							  : ttl_s));
+			shields_apply_good(w->f->sh, k + 1,
+					   k + 1 + SHIELD_ID_LEN,
+					   (unsigned)ttl_s);
 		break;
 	case WALK_CLEAR:
 		/* Every key of a user ends with the user's id. */

@@ -306,7 +306,8 @@ static size_t facts_pack(uint8_t *buf, const struct screen_heads *sh,
 	if (sh->ua != NULL && sh->ua->value.len > MEMO_UA_MAX)
 		return 0;
 	memcpy(buf, small, sizeof(small));
-	n = facts_put(buf, n, f->cmd_name, strnlen(f->cmd_name, EAS_CMD_NAME_MAX));
+	n = facts_put(buf, n, f->cmd_name,
+		      strnlen(f->cmd_name, EAS_CMD_NAME_MAX));
 	n = facts_put(buf, n, f->device_id,
 		      strnlen(f->device_id, EAS_DEVICE_ID_MAX));
 	n = facts_put(buf, n, f->device_type,

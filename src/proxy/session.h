@@ -192,7 +192,8 @@ enum {
 };
 
 struct screen_memo {
-	unsigned gen_id;   /* generation whose rules and keys made it; 0: none */
+	unsigned gen_id;   /* generation whose rules and keys made it;
+			      0: none */
 	uint64_t auth_fp;  /* siphash24 of the Authorization value */
 	uint8_t *facts;    /* owned: the other facts screening read, packed */
 	uint16_t facts_len, facts_cap;
