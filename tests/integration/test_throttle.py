@@ -294,7 +294,10 @@ class OperatorLift(ThrottleCase):
         self.assertEqual(code, 200, text)
         self.assertGreaterEqual(json.loads(text)["refilled"], 1, text)
         self.assertEqual(bob.request("Sync")[1].status, 200)
-        self.assertIn("by the operator", d.stderr_text())
+        log = d.stderr_text()
+        self.assertIn("guard: cleared device %s by the operator (0 user(s), "
+                      "1 throttle bucket(s) refilled)" % loop.device_id, log)
+        self.assertIn("guard: cleared everyone by the operator", log)
 
 
 if __name__ == "__main__":
